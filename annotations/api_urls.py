@@ -1,0 +1,4 @@
+"""REST API of this app."""
+from django.urls import path
+
+urlpatterns: list = []

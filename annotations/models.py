@@ -1,0 +1,132 @@
+"""The human side of the loop: tracks, edits, comparisons and judgements.
+
+Roles are Django groups (see ``annotations.roles``): annotators judge,
+researchers read every judgement and start training, admins manage users and
+export.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Track(models.Model):
+    """An ingested audio file with its beat grid and per-beat features.
+
+    The audio is stored as uploaded; ``analysis`` is an ``.npz`` holding
+    ``beat_samples`` (int64, n_beats + 1 boundaries at ``sample_rate``),
+    ``bar_positions`` (int8, n_beats) and ``features`` (float32, n_beats x 121).
+    """
+
+    title = models.CharField(max_length=255)
+    original_name = models.CharField(max_length=500)
+    content_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the file bytes")
+    audio = models.FileField(upload_to="tracks/audio/", max_length=500)
+    analysis = models.FileField(upload_to="tracks/analysis/", max_length=500)
+    sample_rate = models.PositiveIntegerField(help_text="analysis sample rate, Hz")
+    source_sample_rate = models.PositiveIntegerField(help_text="sample rate of the uploaded file, Hz")
+    duration_seconds = models.FloatField()
+    tempo_bpm = models.FloatField()
+    n_beats = models.PositiveIntegerField()
+    feature_version = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Edit(models.Model):
+    """One candidate edit of an excerpt of a track, rendered to audio.
+
+    ``source`` names what made it, e.g. ``"policy:v3"`` or ``"baseline:random"``;
+    it is the unit that Bradley-Terry scores are reported for.
+    ``render`` keeps what the annotation page needs to map a playhead between
+    edits: output beat boundaries in seconds, the source beat of each output
+    beat, and seam positions in seconds.
+    """
+
+    track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="edits")
+    source = models.CharField(max_length=100, db_index=True)
+    excerpt_start_beat = models.PositiveIntegerField()
+    n_source_beats = models.PositiveIntegerField()
+    target_beats = models.PositiveIntegerField(null=True, blank=True)
+    actions = models.JSONField(help_text="action id per source step")
+    entries = models.JSONField(help_text="the edit as (source beat, transition, action) entries")
+    actions_key = models.CharField(max_length=64, help_text="hash of excerpt + entries, for de-duplication")
+    audio = models.FileField(upload_to="edits/", max_length=500)
+    duration_seconds = models.FloatField()
+    render = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["track", "actions_key"], name="unique_edit_per_track"),
+        ]
+
+    def __str__(self) -> str:
+        return f"edit {self.pk} of {self.track} ({self.source})"
+
+
+class Comparison(models.Model):
+    """Two edits of the same track, to be judged by several annotators."""
+
+    track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="comparisons")
+    edit_a = models.ForeignKey(Edit, on_delete=models.CASCADE, related_name="+")
+    edit_b = models.ForeignKey(Edit, on_delete=models.CASCADE, related_name="+")
+    proposed_by = models.CharField(max_length=100, help_text="what proposed it, e.g. 'cycle 3' or 'demo'")
+    predicted_preference = models.FloatField(
+        null=True, blank=True, help_text="reward model's P(A preferred over B) when proposed"
+    )
+    reward_model_version = models.CharField(max_length=50, blank=True)
+    priority = models.FloatField(default=0.0, db_index=True)
+    required_judgements = models.PositiveSmallIntegerField(default=3)
+    is_gold = models.BooleanField(default=False, help_text="has a known answer; used to check annotators")
+    gold_answer = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
+    repeat_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats",
+        help_text="a repeated comparison with sides swapped, to measure self-consistency",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")), name="comparison_two_edits"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk}: {self.edit_a_id} vs {self.edit_b_id}"
+
+
+class Judgement(models.Model):
+    """One annotator's answer to one comparison (at most one each)."""
+
+    class Choice(models.TextChoices):
+        A = "a", "A"
+        B = "b", "B"
+        TIE = "tie", "Tie"
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judgements")
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="judgements")
+    choice = models.CharField(max_length=3, choices=Choice.choices)
+    confidence = models.PositiveSmallIntegerField()
+    left_edit = models.ForeignKey(Edit, on_delete=models.PROTECT, related_name="+", help_text="edit shown on the left")
+    seconds_a = models.FloatField(default=0.0, help_text="seconds listened to edit A")
+    seconds_b = models.FloatField(default=0.0, help_text="seconds listened to edit B")
+    switches = models.PositiveIntegerField(default=0)
+    decision_seconds = models.FloatField(default=0.0, help_text="time from page load to submit")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "comparison"], name="one_judgement_per_annotator"),
+            models.CheckConstraint(condition=Q(confidence__gte=1, confidence__lte=5), name="confidence_1_to_5"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} on {self.comparison_id}: {self.choice} ({self.confidence})"

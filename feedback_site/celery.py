@@ -1,0 +1,24 @@
+"""The Celery app.  Training tasks go to their own queue so GPU workers can take them alone.
+
+Run workers with ``celery -A feedback_site worker -Q default`` and
+``celery -A feedback_site worker -Q training --concurrency 1`` (on a GPU machine).
+"""
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedback_site.settings")
+
+app = Celery("feedback_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _warm_up_audio(**_kwargs) -> None:
+    # librosa's numba kernels compile on first use (seconds per process):
+    # pay that once per worker process, never inside a task or a web request.
+    from editing.audio import warm_up
+
+    warm_up()

@@ -1,0 +1,5 @@
+"""Pages of this app."""
+from django.urls import path
+
+app_name = "rlhf"
+urlpatterns: list = []

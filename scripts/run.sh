@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# First run with embedded defaults: SQLite under var/, tasks in-process, a generated demo corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=.venv/bin/python
+$PY manage.py migrate --noinput
+$PY manage.py make_demo_corpus --out var/demo_corpus
+$PY manage.py ingest_audio var/demo_corpus
+$PY manage.py seed_demo
+$PY manage.py runserver "${HOST:-127.0.0.1}:${PORT:-8000}"
