@@ -130,3 +130,56 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.comparison_id}: {self.choice} ({self.confidence})"
+
+
+class Assignment(models.Model):
+    """A comparison handed to one annotator, with the side each edit is shown on.
+
+    An open assignment holds one of the comparison's judgement slots until it is
+    completed, skipped or expires.
+    """
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
+    left_is_a = models.BooleanField(help_text="True when edit A is shown on the left")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    skipped_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "comparison"], name="one_assignment_per_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} <- comparison {self.comparison_id}"
+
+
+class ExportJob(models.Model):
+    """A preference-dataset export, run in the background and downloaded when ready."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl"
+        CSV = "csv"
+        PARQUET = "parquet"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    filters = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    n_rows = models.PositiveIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", max_length=500, blank=True)
+    card = models.JSONField(default=dict, help_text="dataset card: counts, agreement, filters, schema version")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.format}, {self.status})"

@@ -1,0 +1,28 @@
+"""The three roles, as Django groups, and the checks that pages and endpoints use."""
+from __future__ import annotations
+
+ANNOTATOR = "annotator"
+RESEARCHER = "researcher"
+ADMIN = "admin"
+ROLES = (ANNOTATOR, RESEARCHER, ADMIN)
+
+
+def has_role(user, role: str) -> bool:
+    """True when ``user`` is logged in and holds ``role`` (superusers hold every role)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return user.groups.filter(name=role).exists()
+
+
+def is_annotator(user) -> bool:
+    return has_role(user, ANNOTATOR)
+
+
+def is_researcher(user) -> bool:
+    return has_role(user, RESEARCHER) or has_role(user, ADMIN)
+
+
+def is_admin(user) -> bool:
+    return has_role(user, ADMIN)
