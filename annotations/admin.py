@@ -1,6 +1,37 @@
-from django.contrib import admin
+"""Admin: the back office for tracks (upload), edits, comparisons and judgements."""
+import tempfile
+from pathlib import Path
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from editing.audio import SUPPORTED_EXTENSIONS, AudioError
 
 from .models import Comparison, Edit, Judgement, Track
+from .services import track_ingest
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
+class TrackUploadForm(forms.Form):
+    files = MultipleFileField(
+        widget=MultipleFileInput(attrs={"accept": ",".join(sorted(SUPPORTED_EXTENSIONS))}),
+        help_text="WAV, FLAC, OGG or MP3; several files at once are fine.",
+    )
+    title = forms.CharField(required=False, help_text="optional; defaults to the file name")
 
 
 @admin.register(Track)
@@ -8,6 +39,42 @@ class TrackAdmin(admin.ModelAdmin):
     list_display = ("title", "duration_seconds", "tempo_bpm", "n_beats", "feature_version", "created_at")
     search_fields = ("title", "original_name", "content_hash")
     readonly_fields = [f.name for f in Track._meta.fields]
+    change_list_template = "admin/annotations/track/change_list.html"
+
+    def has_add_permission(self, request):
+        # Tracks are only created by analysing an upload (see upload_view).
+        return False
+
+    def get_urls(self):
+        return [
+            path("upload/", self.admin_site.admin_view(self.upload_view), name="annotations_track_upload"),
+        ] + super().get_urls()
+
+    def upload_view(self, request):
+        if not self.has_view_permission(request) or not request.user.has_perm("annotations.change_track"):
+            return redirect("admin:index")
+        form = TrackUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            for upload in form.cleaned_data["files"]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = Path(tmp) / Path(upload.name).name
+                    with open(local, "wb") as out:
+                        for chunk in upload.chunks():
+                            out.write(chunk)
+                    try:
+                        track, created = track_ingest(path=local, title=form.cleaned_data["title"] or None)
+                    except AudioError as err:
+                        self.message_user(request, f"Refused: {err}", messages.ERROR)
+                        continue
+                if created:
+                    self.message_user(request, f"Ingested {track.title}: {track.n_beats} beats at {track.tempo_bpm:.1f} BPM")
+                else:
+                    self.message_user(request, f"{upload.name}: same content as track '{track.title}', nothing added",
+                                      messages.WARNING)
+            return redirect(reverse("admin:annotations_track_changelist"))
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Upload audio",
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/annotations/track/upload.html", context)
 
 
 @admin.register(Edit)

@@ -146,6 +146,12 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
 MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
+# Annotation: share of assignments drawn from gold and from sides-swapped repeats,
+# how long an assignment holds its slot, and how long each side must be heard.
+ANNOTATION_GOLD_RATE = float(os.environ.get("ANNOTATION_GOLD_RATE", "0.1"))
+ANNOTATION_REPEAT_RATE = float(os.environ.get("ANNOTATION_REPEAT_RATE", "0.05"))
+ANNOTATION_ASSIGNMENT_MINUTES = float(os.environ.get("ANNOTATION_ASSIGNMENT_MINUTES", "30"))
+ANNOTATION_MIN_LISTEN_SECONDS = float(os.environ.get("ANNOTATION_MIN_LISTEN_SECONDS", "5"))
 
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {
@@ -156,6 +162,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "annotations.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Music-edit feedback studio API",

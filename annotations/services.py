@@ -1,0 +1,267 @@
+"""Write-side services of the annotations app: ingest tracks, create edits and comparisons.
+
+Every entry point (admin, API, management commands, Celery tasks) calls these
+functions, so the browser, the command line and a worker behave alike.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from editing import audio as audio_lib
+from editing.edit import EditError, apply_actions, validate_edit
+from editing.render import render_edit, write_audio
+
+from .models import Comparison, Edit, Track
+
+logger = logging.getLogger(__name__)
+
+
+class ComparisonError(ValueError):
+    """A comparison that cannot be made (edits of different tracks, the same edit twice, ...)."""
+
+
+def _storage_path(*parts: str) -> str:
+    return "/".join(parts)
+
+
+def track_ingest(*, path: str | os.PathLike, title: str | None = None,
+                 max_seconds: float | None = None) -> tuple[Track, bool]:
+    """Analyse an audio file and store it as a Track, or return the Track that has the same content.
+
+    Nothing is half-stored: the audio and analysis files are saved first, the
+    row is created in a transaction, and the files are removed again if the
+    row cannot be created.
+
+    Parameters
+    ----------
+    path : path of a WAV, FLAC, OGG or MP3 file
+    title : display title; defaults to the file name without extension
+    max_seconds : longest accepted duration in seconds (default ``settings.MAX_TRACK_SECONDS``)
+
+    Returns
+    -------
+    (track, created) : ``created`` is False when the same content was already ingested.
+
+    Raises
+    ------
+    editing.audio.AudioError : the file is unsupported, corrupt, empty, silent, too short or too long.
+    """
+    path = Path(path)
+    limit = settings.MAX_TRACK_SECONDS if max_seconds is None else max_seconds
+    digest = audio_lib.file_sha256(path)
+    existing = Track.objects.filter(content_hash=digest).first()
+    if existing is not None:
+        return existing, False
+
+    analysis, _, source_sr = audio_lib.analyze_file(path, max_seconds=limit)
+
+    suffix = path.suffix.lower()
+    audio_name = _storage_path("tracks", "audio", f"{digest}{suffix}")
+    analysis_name = _storage_path("tracks", "analysis", f"{digest}.npz")
+    saved: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            saved.append(default_storage.save(audio_name, File(fh)))
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = Path(tmp) / "analysis.npz"
+            analysis.save(npz)
+            with open(npz, "rb") as fh:
+                saved.append(default_storage.save(analysis_name, File(fh)))
+        with transaction.atomic():
+            track = Track.objects.create(
+                title=title or path.stem,
+                original_name=path.name,
+                content_hash=digest,
+                audio=saved[0],
+                analysis=saved[1],
+                sample_rate=analysis.sample_rate,
+                source_sample_rate=source_sr,
+                duration_seconds=analysis.duration_seconds,
+                tempo_bpm=analysis.tempo_bpm,
+                n_beats=analysis.n_beats,
+                feature_version=analysis.feature_version,
+            )
+    except IntegrityError:
+        # Another process ingested the same content between our check and insert.
+        for name in saved:
+            default_storage.delete(name)
+        return Track.objects.get(content_hash=digest), False
+    except BaseException:
+        for name in saved:
+            default_storage.delete(name)
+        raise
+    return track, True
+
+
+def _local_copy(field) -> Path:
+    """A local filesystem path for a stored file (a temporary copy for remote storage backends)."""
+    try:
+        return Path(field.path)
+    except NotImplementedError:
+        suffix = Path(field.name).suffix
+        fd, tmp = tempfile.mkstemp(suffix=suffix)
+        with os.fdopen(fd, "wb") as out, field.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        return Path(tmp)
+
+
+def track_load_analysis(track: Track) -> audio_lib.TrackAnalysis:
+    """The stored beat grid and features of ``track`` (refuses a different feature version)."""
+    return audio_lib.TrackAnalysis.load(_local_copy(track.analysis))
+
+
+def track_load_audio(track: Track) -> np.ndarray:
+    """The track's audio as mono float32 at the analysis rate, shape (n_samples,)."""
+    y, _ = audio_lib.load_audio(_local_copy(track.audio), max_seconds=float("inf"))
+    return y
+
+
+def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_source_beats: int, source: str,
+                target_beats: int | None = None, analysis: audio_lib.TrackAnalysis | None = None,
+                y: np.ndarray | None = None) -> Edit:
+    """Build, render and store an edit of an excerpt of ``track``; an identical edit is reused.
+
+    Parameters
+    ----------
+    actions : one action id per source step (see ``editing.edit.Action``)
+    excerpt_start : first beat of the excerpt, as a track beat index
+    n_source_beats : length of the excerpt in source beats (16 to 64)
+    source : what made the edit, e.g. ``"policy:v3"`` or ``"baseline:random"``
+    target_beats : the length the maker aimed for, in output beats
+    analysis, y : the track's analysis and audio when the caller already has them (saves loading)
+
+    Raises
+    ------
+    editing.edit.EditError : the actions do not make a valid edit of this track.
+    """
+    analysis = analysis if analysis is not None else track_load_analysis(track)
+    if excerpt_start < 0 or excerpt_start + n_source_beats > analysis.n_beats:
+        raise EditError(
+            f"{track}: excerpt of {n_source_beats} beats from beat {excerpt_start} "
+            f"does not fit the track's {analysis.n_beats} beats"
+        )
+    edit = apply_actions(actions, excerpt_start=excerpt_start,
+                         bar_positions=analysis.bar_positions[excerpt_start: excerpt_start + n_source_beats])
+    validate_edit(edit, n_track_beats=analysis.n_beats)
+    key = edit.key()
+    existing = Edit.objects.filter(track=track, actions_key=key).first()
+    if existing is not None:
+        return existing
+
+    y = y if y is not None else track_load_audio(track)
+    result = render_edit(y, analysis.sample_rate, analysis.beat_samples, edit)
+    name = _storage_path("edits", f"track{track.pk}", f"{key[:32]}.wav")
+    saved = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "edit.wav"
+            write_audio(wav, result.audio, result.sample_rate)
+            with open(wav, "rb") as fh:
+                saved = default_storage.save(name, File(fh))
+        with transaction.atomic():
+            row = Edit.objects.create(
+                track=track,
+                source=source,
+                excerpt_start_beat=excerpt_start,
+                n_source_beats=edit.n_source_beats,
+                target_beats=target_beats,
+                actions=list(edit.actions),
+                entries=edit.to_json(),
+                actions_key=key,
+                audio=saved,
+                duration_seconds=len(result.audio) / result.sample_rate,
+                render={
+                    "sample_rate": result.sample_rate,
+                    "beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
+                    "track_beats": [int(b) for b in result.track_beats],
+                    "seam_seconds": [round(float(t), 5) for t in result.seam_seconds],
+                },
+            )
+    except IntegrityError:
+        if saved:
+            default_storage.delete(saved)
+        return Edit.objects.get(track=track, actions_key=key)
+    except BaseException:
+        if saved:
+            default_storage.delete(saved)
+        raise
+    return row
+
+
+def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority: float = 0.0,
+                      predicted_preference: float | None = None, reward_model_version: str = "",
+                      required_judgements: int | None = None, is_gold: bool = False,
+                      gold_answer: str = "", repeat_of: Comparison | None = None) -> Comparison:
+    """Pair two edits of the same track for judgement."""
+    if edit_a.pk == edit_b.pk or edit_a.actions_key == edit_b.actions_key:
+        raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself")
+    if edit_a.track_id != edit_b.track_id:
+        raise ComparisonError(
+            f"edits {edit_a.pk} and {edit_b.pk} belong to different tracks ({edit_a.track} / {edit_b.track})"
+        )
+    if is_gold and gold_answer not in ("a", "b"):
+        raise ComparisonError("a gold comparison needs its known answer, 'a' or 'b'")
+    if required_judgements is None:
+        required_judgements = getattr(settings, "ANNOTATION_JUDGEMENTS_PER_COMPARISON", 3)
+    return Comparison.objects.create(
+        track=edit_a.track, edit_a=edit_a, edit_b=edit_b, proposed_by=proposed_by, priority=priority,
+        predicted_preference=predicted_preference, reward_model_version=reward_model_version,
+        required_judgements=required_judgements, is_gold=is_gold, gold_answer=gold_answer,
+        repeat_of=repeat_of,
+    )
+
+
+
+def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
+    while beat > 0 and bar_positions[beat] != 0:
+        beat -= 1
+    return beat
+
+
+def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, proposed_by: str = "baselines",
+                                excerpt_beats: int | None = None, with_gold: bool = True) -> list[Comparison]:
+    """Propose comparisons between baseline edits of excerpts of ``track`` (no policy needed).
+
+    For each excerpt (spread evenly over the track): a bar-aligned cut to 75 %
+    of the excerpt against random actions; with ``with_gold`` also a gold
+    comparison of the bar-aligned cut against a deliberately broken edit,
+    whose known answer checks the annotators.
+    """
+    from editing.baselines import bar_aligned_cut, broken_edit_actions, random_actions
+    from editing.edit import DEFAULT_EXCERPT_BEATS
+
+    analysis = track_load_analysis(track)
+    y = track_load_audio(track)
+    n_beats = min(excerpt_beats or DEFAULT_EXCERPT_BEATS, analysis.n_beats)
+    rng = np.random.default_rng(seed)
+    starts = np.linspace(0, analysis.n_beats - n_beats, num=max(1, n_excerpts)).astype(int)
+    created: list[Comparison] = []
+    for start in starts:
+        start = _downbeat_at_or_before(analysis.bar_positions, int(start))
+        bars = analysis.bar_positions[start: start + n_beats]
+        target = int(round(0.75 * n_beats))
+        common = dict(track=track, excerpt_start=start, n_source_beats=n_beats, target_beats=target,
+                      analysis=analysis, y=y)
+        clean = edit_create(actions=bar_aligned_cut(bar_positions=bars, target_beats=target),
+                            source="baseline:bar_cut", **common)
+        rand = edit_create(actions=random_actions(rng, bar_positions=bars, target_beats=target),
+                           source="baseline:random", **common)
+        if rand.pk != clean.pk:
+            created.append(comparison_create(edit_a=clean, edit_b=rand, proposed_by=proposed_by))
+        if with_gold:
+            broken = edit_create(actions=broken_edit_actions(rng, bar_positions=bars),
+                                 source="baseline:broken", **common)
+            if broken.pk != clean.pk:
+                created.append(comparison_create(edit_a=broken, edit_b=clean, proposed_by=proposed_by,
+                                                  is_gold=True, gold_answer="b"))
+    return created
