@@ -1,0 +1,127 @@
+"""editing/dense.py: the dense rewards prefer what a listener prefers, and stay in [0, 1]."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
+from editing.baselines import bar_aligned_cut, broken_edit_actions
+from editing.dense import DENSE_WEIGHTS, DenseRewardError, DenseScores, dense_rewards
+from editing.edit import Action, EditError, apply_actions
+
+N = 64
+SAMPLES_PER_BEAT = 11025
+
+
+def bars(n: int) -> np.ndarray:
+    return (np.arange(n) % 4).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def track() -> dict:
+    """Synthetic track arrays: timbre follows the bar position (kick, hat, snare, hat), one chord per bar, level -20 dB."""
+    rng = np.random.default_rng(0)
+    features = np.zeros((N, N_AUDIO_FEATURES))
+    position = np.arange(N) % 4
+    mfcc = FEATURE_GROUPS["mfcc"]
+    features[:, mfcc] = rng.normal(size=(4, 20))[position] + 0.05 * rng.normal(size=(N, 20))
+    chroma = FEATURE_GROUPS["chroma"]
+    chords = np.eye(12)[[0, 7, 9, 5]]  # one pitch class per bar, cycling every 4 bars
+    features[:, chroma] = chords[(np.arange(N) // 4) % 4] + 0.1 + 0.02 * rng.random((N, 12))
+    features[:, FEATURE_GROUPS["loudness"].start] = -20.0 + 0.5 * rng.normal(size=N)
+    return {
+        "features": features.astype(np.float32),
+        "beat_samples": np.arange(N + 1, dtype=np.int64) * SAMPLES_PER_BEAT,
+        "bar_positions": bars(N),
+    }
+
+
+def random_beat_cut(rng: np.random.Generator, n_source: int, n_kept: int) -> list[int]:
+    cut = np.zeros(n_source, dtype=bool)
+    cut[rng.choice(np.arange(1, n_source), n_source - n_kept, replace=False)] = True
+    return [int(Action.CUT if c else Action.KEEP) for c in cut]
+
+
+def test_an_untouched_excerpt_of_the_target_length_scores_one(track):
+    edit = apply_actions([Action.KEEP] * 32, excerpt_start=8, bar_positions=bars(32))
+    scores = dense_rewards(edit, target_beats=32, **track)
+    assert scores == DenseScores(1.0, 1.0, 1.0, 1.0, 1.0, pytest.approx(1.0))
+
+
+def test_combined_is_the_documented_weighted_mean(track):
+    rng = np.random.default_rng(3)
+    assert sum(DENSE_WEIGHTS.values()) == pytest.approx(1.0)
+    for _ in range(20):
+        actions = broken_edit_actions(rng, bar_positions=bars(32))
+        scores = dense_rewards(apply_actions(actions, excerpt_start=0, bar_positions=bars(32)), target_beats=24, **track)
+        parts = {name: getattr(scores, name) for name in DENSE_WEIGHTS}
+        assert all(0.0 <= v <= 1.0 for v in [*parts.values(), scores.combined])
+        assert scores.combined == pytest.approx(sum(DENSE_WEIGHTS[k] * v for k, v in parts.items()))
+
+
+def test_bar_aligned_cut_beats_a_random_beat_cut(track):
+    rng = np.random.default_rng(0)
+    bar_cut = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=24), excerpt_start=0, bar_positions=bars(32))
+    good = dense_rewards(bar_cut, target_beats=24, **track)
+    assert good.phrase_completeness >= 0.8
+    for _ in range(10):
+        random_cut = apply_actions(random_beat_cut(rng, 32, 24), excerpt_start=0, bar_positions=bars(32))
+        bad = dense_rewards(random_cut, target_beats=24, **track)
+        assert bad.phrase_completeness < good.phrase_completeness
+        assert bad.combined < good.combined
+
+
+def test_a_jump_between_tempi_breaks_tempo_consistency(track):
+    beat_samples = np.concatenate([np.arange(33) * 11025, 32 * 11025 + np.arange(1, 33) * 7000]).astype(np.int64)
+    steady = apply_actions([Action.KEEP] * 16, excerpt_start=0, bar_positions=bars(16))
+    jumpy = apply_actions([Action.KEEP] * 4 + [Action.SKIP_TO_BAR] + [Action.KEEP] * 4 + [Action.STOP], excerpt_start=24, bar_positions=bars(16))
+    kwargs = {**track, "beat_samples": beat_samples}
+    assert dense_rewards(steady, target_beats=16, **kwargs).tempo_consistency == 1.0
+    assert dense_rewards(jumpy, target_beats=8, **kwargs).tempo_consistency < 0.95
+
+
+def test_a_seam_into_a_much_quieter_passage_breaks_energy_flow(track):
+    features = track["features"].copy()
+    features[40:, FEATURE_GROUPS["loudness"].start] = -50.0
+    edit = apply_actions([Action.KEEP] * 4 + [Action.SKIP_TO_BAR] * 2 + [Action.KEEP] * 4 + [Action.STOP], excerpt_start=28, bar_positions=bars(24))
+    assert edit.track_beats().tolist()[3:5] == [31, 40]
+    scores = dense_rewards(edit, target_beats=8, **{**track, "features": features})
+    assert scores.energy_flow < 0.01
+    assert dense_rewards(edit, target_beats=8, **track).energy_flow > 0.8  # same seam, level steady: a small noise-level cost
+
+
+def test_duration_accuracy_is_linear_in_the_miss(track):
+    edit = apply_actions([Action.KEEP] * 16 + [Action.STOP], excerpt_start=0, bar_positions=bars(32))
+    assert dense_rewards(edit, target_beats=32, **track).duration_accuracy == pytest.approx(0.5)
+    assert dense_rewards(edit, target_beats=4, **track).duration_accuracy == 0.0
+
+
+def test_inputs_that_do_not_fit_are_refused(track):
+    edit = apply_actions([Action.KEEP] * 32, excerpt_start=0, bar_positions=bars(32))
+    with pytest.raises(DenseRewardError, match="target of 0 beats"):
+        dense_rewards(edit, target_beats=0, **track)
+    with pytest.raises(DenseRewardError, match=r"beat_samples has shape \(64,\): expected \(65,\)"):
+        dense_rewards(edit, target_beats=32, **{**track, "beat_samples": track["beat_samples"][:-1]})
+    with pytest.raises(DenseRewardError, match="bar_positions has shape"):
+        dense_rewards(edit, target_beats=32, **{**track, "bar_positions": bars(10)})
+    with pytest.raises(EditError, match="run past the track"):
+        late = apply_actions([Action.KEEP] * 32, excerpt_start=40, bar_positions=bars(32))
+        dense_rewards(late, target_beats=32, **track)
+
+
+def test_on_every_demo_track_bar_aligned_cuts_beat_random_cuts_and_broken_edits(demo_analyses):
+    rng = np.random.default_rng(0)
+    for name, (analysis, _, _) in demo_analyses.items():
+        arrays = {"features": analysis.features, "beat_samples": analysis.beat_samples, "bar_positions": analysis.bar_positions}
+        for start in (0, analysis.n_beats // 3, analysis.n_beats - 32):
+            excerpt_bars = analysis.bar_positions[start : start + 32]
+            bar_cut = apply_actions(bar_aligned_cut(bar_positions=excerpt_bars, target_beats=24), excerpt_start=start, bar_positions=excerpt_bars)
+            good = dense_rewards(bar_cut, target_beats=24, **arrays)
+            for _ in range(5):
+                random_cut = apply_actions(random_beat_cut(rng, 32, bar_cut.n_output_beats), excerpt_start=start, bar_positions=excerpt_bars)
+                assert random_cut.n_output_beats == bar_cut.n_output_beats
+                bad = dense_rewards(random_cut, target_beats=24, **arrays)
+                assert bad.combined < good.combined, f"{name} at beat {start}: random cut {bad} >= bar cut {good}"
+                broken = apply_actions(broken_edit_actions(rng, bar_positions=excerpt_bars), excerpt_start=start, bar_positions=excerpt_bars)
+                worse = dense_rewards(broken, target_beats=24, **arrays)
+                assert worse.combined < good.combined, f"{name} at beat {start}: broken edit {worse} >= bar cut {good}"

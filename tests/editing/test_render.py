@@ -1,0 +1,221 @@
+"""editing/render.py: what a listener would notice (length, seams, clicks, loudness) and atomic writes."""
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+
+from editing.edit import Action, EditBuilder, EditError, apply_actions
+from editing.render import (
+    DEFAULT_CROSSFADE_MS,
+    EDGE_FADE_MS,
+    PEAK_CEILING_DBFS,
+    TARGET_LUFS,
+    RenderError,
+    integrated_loudness,
+    render_edit,
+    write_audio,
+)
+
+SR = 22050
+SAMPLES_PER_BEAT = SR // 2  # 120 BPM
+N_BEATS = 64
+EDGE = int(round(EDGE_FADE_MS * SR / 1000))
+
+
+def bars(n: int) -> np.ndarray:
+    return (np.arange(n) % 4).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def click_track() -> tuple[np.ndarray, np.ndarray]:
+    """(audio, beat_samples): a decaying click on every beat over a tone that changes pitch every bar, 1 s tail."""
+    beat_samples = np.arange(N_BEATS + 1, dtype=np.int64) * SAMPLES_PER_BEAT
+    n = beat_samples[-1] + SR
+    t = np.arange(n) / SR
+    bar = np.minimum(np.arange(n) // (4 * SAMPLES_PER_BEAT), N_BEATS // 4 - 1)
+    freq = 220.0 * 2.0 ** ((bar % 5) / 12.0)
+    phase = 2 * np.pi * np.cumsum(freq) / SR
+    tone = 0.25 * np.sin(phase)
+    since_beat = (np.arange(n) % SAMPLES_PER_BEAT) / SR
+    click = 0.5 * np.exp(-since_beat / 0.01) * np.sin(2 * np.pi * 1500 * since_beat)
+    return (tone + click).astype(np.float32), beat_samples
+
+
+def random_edit(rng: np.random.Generator, n_track_beats: int, bar_positions: np.ndarray, n: int = 32):
+    start = int(rng.integers(0, n_track_beats - n + 1))
+    builder = EditBuilder(n, bar_positions[start : start + n], excerpt_start=start)
+    while not builder.done:
+        mask = builder.action_mask()
+        mask[Action.STOP] &= rng.random() < 0.1  # longer edits: more seams per edit
+        builder.step(int(rng.choice(np.flatnonzero(mask))) if mask.any() else Action.STOP)
+    return builder.build()
+
+
+def test_keep_only_renders_back_to_the_source(click_track):
+    y, beat_samples = click_track
+    edit = apply_actions([Action.KEEP] * 32, excerpt_start=8, bar_positions=bars(32))
+    result = render_edit(y, SR, beat_samples, edit, normalize=False)
+    source = y[beat_samples[8] : beat_samples[40]]
+    assert result.audio.shape == source.shape
+    np.testing.assert_array_equal(result.audio[EDGE:-EDGE], source[EDGE:-EDGE])
+    assert result.seam_seconds == ()
+    # Normalised, it is the same audio up to one gain (the limiter has nothing to do at -20 LUFS here).
+    loud = render_edit(y, SR, beat_samples, edit).audio
+    gain = np.dot(loud, result.audio) / np.dot(result.audio, result.audio)
+    np.testing.assert_allclose(loud[EDGE:-EDGE], gain * source[EDGE:-EDGE], atol=1e-5)
+
+
+def test_cut_edit_lasts_as_long_as_its_kept_beats(click_track):
+    y, beat_samples = click_track
+    actions = [Action.KEEP, Action.KEEP, Action.KEEP, Action.KEEP, Action.CUT, Action.CUT, Action.CUT, Action.CUT] * 4
+    edit = apply_actions(actions, excerpt_start=0, bar_positions=bars(32))
+    result = render_edit(y, SR, beat_samples, edit)
+    assert result.audio.shape[0] == 16 * SAMPLES_PER_BEAT
+    assert result.duration_seconds == pytest.approx(8.0)
+    np.testing.assert_allclose(result.beat_starts_seconds, np.arange(17) * 0.5)
+    assert result.track_beats.tolist() == [b for bar in (0, 8, 16, 24) for b in range(bar, bar + 4)]
+    assert result.seam_seconds == (2.0, 4.0, 6.0)
+    timeline = result.timeline()
+    assert timeline["seam_seconds"] == [2.0, 4.0, 6.0] and len(timeline["beat_starts_seconds"]) == 17
+
+
+def test_seams_do_not_click_on_a_tone(click_track):
+    """A hard cut from a tone's peak to its trough clicks; the crossfade does not."""
+    _, beat_samples = click_track
+    # 200.5 Hz peaks at 0.5 s (end of beat 0) and dips at 1.5 s (start of beat 3): the worst place to cut.
+    tone = (0.5 * np.sin(2 * np.pi * 200.5 * np.arange(beat_samples[-1] + SR) / SR)).astype(np.float32)
+    edit = apply_actions([Action.KEEP, Action.CUT, Action.CUT] + [Action.KEEP] * 13, excerpt_start=0, bar_positions=bars(16))
+    source_jump = np.abs(np.diff(tone)).max()
+    hard = render_edit(tone, SR, beat_samples, edit, crossfade_ms=0, normalize=False).audio
+    smooth = render_edit(tone, SR, beat_samples, edit, normalize=False).audio
+    assert np.abs(np.diff(hard)).max() > 10 * source_jump  # the measure sees a click
+    assert np.abs(np.diff(smooth)).max() <= 1.02 * source_jump
+
+
+def test_crossfade_action_gives_a_long_crossfade():
+    """The outgoing tone is still heard 100 ms after a CROSSFADE seam, but not after a CUT seam."""
+    beat_samples = np.arange(17, dtype=np.int64) * SAMPLES_PER_BEAT
+    y = np.zeros(beat_samples[-1] + SR, dtype=np.float32)
+    # A tone in beats 0 and 1 only: after the seam from beat 0 to the silent beat 2, whatever is heard is the fade-out.
+    y[: 2 * SAMPLES_PER_BEAT] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * SAMPLES_PER_BEAT) / SR)
+    at_100ms = slice(SAMPLES_PER_BEAT + int(0.095 * SR), SAMPLES_PER_BEAT + int(0.105 * SR))
+    cut = apply_actions([Action.KEEP, Action.CUT] + [Action.KEEP] * 14, excerpt_start=0, bar_positions=bars(16))
+    crossfade = apply_actions([Action.KEEP, Action.CROSSFADE] + [Action.KEEP] * 14, excerpt_start=0, bar_positions=bars(16))
+    cut_audio = render_edit(y, SR, beat_samples, cut, normalize=False).audio
+    long_audio = render_edit(y, SR, beat_samples, crossfade, normalize=False).audio
+    assert np.abs(cut_audio[at_100ms]).max() == 0.0
+    assert np.abs(long_audio[at_100ms]).max() > 0.1
+
+
+def test_normalised_output_hits_the_target_and_never_clips():
+    """A quiet track with loud spikes: gaining it to -20 LUFS pushes the spikes over full scale; the limiter holds them."""
+    rng = np.random.default_rng(0)
+    beat_samples = np.arange(33, dtype=np.int64) * SAMPLES_PER_BEAT
+    y = (0.02 * rng.standard_normal(beat_samples[-1] + SR)).astype(np.float32)
+    y[beat_samples[:-1] + 100] = 0.99
+    edit = apply_actions([Action.KEEP] * 32, excerpt_start=0, bar_positions=bars(32))
+    audio = render_edit(y, SR, beat_samples, edit).audio
+    assert np.abs(audio).max() <= 10 ** (PEAK_CEILING_DBFS / 20)
+    loudness = pyloudnorm.Meter(SR).integrated_loudness(audio.astype(np.float64))
+    assert loudness == pytest.approx(TARGET_LUFS, abs=1.0)
+
+
+def test_loudness_is_pyloudnorms_bs1770_value(demo_analyses):
+    rng = np.random.default_rng(0)
+    for sr in (22050, 44100):
+        ramp = rng.standard_normal(3 * sr + 17) * np.linspace(0.001, 0.5, 3 * sr + 17)
+        assert integrated_loudness(ramp, sr) == pytest.approx(pyloudnorm.Meter(sr).integrated_loudness(ramp), abs=1e-9)
+    for analysis, y, _ in demo_analyses.values():
+        ours = integrated_loudness(y, analysis.sample_rate)
+        assert ours == pytest.approx(pyloudnorm.Meter(analysis.sample_rate).integrated_loudness(y.astype(np.float64)), abs=1e-6)
+    assert integrated_loudness(np.zeros(SR), SR) == float("-inf")
+    with pytest.raises(RenderError, match="at least one 400 ms block"):
+        integrated_loudness(np.zeros(100), SR)
+
+
+def test_a_silent_excerpt_renders_silent():
+    beat_samples = np.arange(17, dtype=np.int64) * SAMPLES_PER_BEAT
+    edit = apply_actions([Action.KEEP] * 16, excerpt_start=0, bar_positions=bars(16))
+    audio = render_edit(np.zeros(beat_samples[-1], dtype=np.float32), SR, beat_samples, edit).audio
+    assert audio.shape == (16 * SAMPLES_PER_BEAT,) and not audio.any()
+
+
+def test_a_single_beat_edit_renders(click_track):
+    y, beat_samples = click_track
+    edit = apply_actions([Action.KEEP, Action.STOP], excerpt_start=0, bar_positions=bars(16))
+    result = render_edit(y, SR, beat_samples, edit)
+    assert result.audio.shape == (SAMPLES_PER_BEAT,) and np.isfinite(result.audio).all()
+
+
+def test_render_rejects_bad_inputs(click_track):
+    y, beat_samples = click_track
+    edit = apply_actions([Action.KEEP] * 16, excerpt_start=50, bar_positions=bars(16))
+    with pytest.raises(EditError, match="run past the track"):
+        render_edit(y, SR, beat_samples, edit)
+    ok = apply_actions([Action.KEEP] * 16, excerpt_start=0, bar_positions=bars(16))
+    with pytest.raises(RenderError, match="increase strictly"):
+        render_edit(y, SR, beat_samples[::-1], ok)
+    with pytest.raises(RenderError, match="mono float"):
+        render_edit(np.stack([y, y]), SR, beat_samples, ok)
+    with pytest.raises(RenderError, match="must be >= 0"):
+        render_edit(y, SR, beat_samples, ok, crossfade_ms=-1)
+
+
+def test_write_audio_is_atomic(tmp_path, click_track):
+    y, _ = click_track
+    path = tmp_path / "edits" / "a.wav"
+    write_audio(path, y[:SR], SR)
+    back, sr = sf.read(path, dtype="float32")
+    assert sr == SR and back.shape == (SR,)
+    np.testing.assert_allclose(back, y[:SR], atol=1e-4)
+    with pytest.raises(RenderError, match="b.xyz: cannot write audio"):
+        write_audio(tmp_path / "edits" / "b.xyz", y[:SR], SR)
+    with pytest.raises(RenderError, match="non-finite"):
+        write_audio(tmp_path / "edits" / "c.wav", np.array([np.nan], dtype=np.float32), SR)
+    assert sorted(p.name for p in (tmp_path / "edits").iterdir()) == ["a.wav"]  # no temp files left
+
+
+def test_no_clicks_at_any_seam_of_random_edits_on_demo_audio(demo_analyses):
+    rng = np.random.default_rng(1)
+    fade = int(round(DEFAULT_CROSSFADE_MS * SR / 1000))
+    n_seams = 0
+    for name, (analysis, y, _) in demo_analyses.items():
+        source_jump = np.abs(np.diff(y)).max()
+        for _ in range(15):
+            edit = random_edit(rng, analysis.n_beats, analysis.bar_positions)
+            result = render_edit(y, analysis.sample_rate, analysis.beat_samples, edit, normalize=False)
+            for seam in result.seam_seconds:
+                at = int(round(seam * analysis.sample_rate))
+                window = result.audio[max(0, at - 2) : at + 5 * fade]
+                jump = np.abs(np.diff(window)).max()
+                assert jump <= source_jump, f"{name}: click of {jump:.3f} at {seam:.2f} s (source max {source_jump:.3f})"
+                n_seams += 1
+    assert n_seams > 200
+
+
+def test_seams_stay_within_the_local_jumps_of_the_joined_audio(demo_analyses):
+    """Stricter than the whole-track bound: across each seam the waveform moves no faster than the two joined
+    stretches of source do (times sqrt(2), the most an equal-power sum can add); hard cuts break this."""
+    rng = np.random.default_rng(2)
+    fade = int(round(DEFAULT_CROSSFADE_MS * SR / 1000))
+    worst = {0.0: 0.0, DEFAULT_CROSSFADE_MS: 0.0}
+    for analysis, y, _ in demo_analyses.values():
+        beat_samples = analysis.beat_samples
+        for _ in range(8):
+            edit = random_edit(rng, analysis.n_beats, analysis.bar_positions)
+            beats, transitions = edit.track_beats(), edit.transitions()
+            for crossfade_ms in worst:
+                result = render_edit(y, SR, beat_samples, edit, crossfade_ms=crossfade_ms, normalize=False)
+                for k in np.flatnonzero(transitions >= 2):
+                    at = int(round(result.beat_starts_seconds[k] * SR))
+                    outgoing_end, incoming_start = beat_samples[beats[k - 1] + 1], beat_samples[beats[k]]
+                    local = max(
+                        np.abs(np.diff(y[outgoing_end - 1 : outgoing_end + fade])).max(),
+                        np.abs(np.diff(y[incoming_start - 1 : incoming_start + fade])).max(),
+                    )
+                    jump = np.abs(np.diff(result.audio[at - 1 : at + fade])).max()
+                    worst[crossfade_ms] = max(worst[crossfade_ms], jump / local)
+    assert worst[DEFAULT_CROSSFADE_MS] <= np.sqrt(2)
+    assert worst[0.0] > 2.0  # without crossfades the same edits click
