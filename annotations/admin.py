@@ -7,10 +7,11 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from editing.audio import SUPPORTED_EXTENSIONS, AudioError
 
-from .models import Comparison, Edit, Judgement, Track
+from .models import Comparison, Edit, ExportJob, Judgement, Track
 from .services import track_ingest
 
 
@@ -93,3 +94,85 @@ class ComparisonAdmin(admin.ModelAdmin):
 class JudgementAdmin(admin.ModelAdmin):
     list_display = ("id", "annotator", "comparison", "choice", "confidence", "created_at")
     list_filter = ("choice", "confidence")
+    actions = ["export_jsonl", "export_csv", "export_parquet"]
+
+    # --- export actions: the selection (or everything filtered) becomes a background export job
+    MAX_EXPORT_SELECTION = 100_000
+
+    def _export(self, request, queryset, fmt: str) -> None:
+        from .export import export_job_create
+        from .roles import is_admin
+        from .selectors import ExportFilters
+        from .tasks import export_run
+
+        if not is_admin(request.user):
+            self.message_user(request, "Exports are for admins.", messages.ERROR)
+            return
+        ids = list(queryset.order_by("id").values_list("id", flat=True)[: self.MAX_EXPORT_SELECTION + 1])
+        if len(ids) > self.MAX_EXPORT_SELECTION:
+            self.message_user(
+                request,
+                f"More than {self.MAX_EXPORT_SELECTION} judgements selected: use the export API or "
+                "`manage.py export_preferences` with filters instead.",
+                messages.ERROR,
+            )
+            return
+        job = export_job_create(requested_by=request.user, fmt=fmt, filters=ExportFilters(judgement_ids=tuple(ids)))
+        export_run.delay(job.pk)
+        url = reverse("admin:annotations_exportjob_change", args=[job.pk])
+        self.message_user(request, format_html('Export {} of {} judgements queued: <a href="{}">status and download</a>.',
+                                               job.pk, len(ids), url))
+
+    @admin.action(description="Export selected judgements as JSONL")
+    def export_jsonl(self, request, queryset):
+        self._export(request, queryset, "jsonl")
+
+    @admin.action(description="Export selected judgements as CSV")
+    def export_csv(self, request, queryset):
+        self._export(request, queryset, "csv")
+
+    @admin.action(description="Export selected judgements as Parquet")
+    def export_parquet(self, request, queryset):
+        self._export(request, queryset, "parquet")
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "requested_by", "format", "status", "n_rows", "created_at", "finished_at", "download")
+    list_filter = ("status", "format")
+    readonly_fields = ("requested_by", "format", "filters", "status", "n_rows", "download", "card", "error",
+                       "created_at", "finished_at")
+    exclude = ("file",)
+
+    def has_add_permission(self, request):
+        # Jobs come from the judgement export actions, the API or the command.
+        return False
+
+    @admin.display(description="file")
+    def download(self, job):
+        if job.status != ExportJob.Status.DONE or not job.file:
+            return "–"
+        return format_html('<a href="{}">download {}</a>', reverse("api-export-download", args=[job.pk]), job.format)
+
+
+# --- Users: invite annotators from the admin (the same service as `manage.py invite_annotator`) ---
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin  # noqa: E402
+
+from .invites import annotator_invite  # noqa: E402
+
+_User = get_user_model()
+if admin.site.is_registered(_User):
+    admin.site.unregister(_User)
+
+
+@admin.register(_User)
+class StudioUserAdmin(_BaseUserAdmin):
+    actions = [*(_BaseUserAdmin.actions or []), "invite_as_annotator"]
+
+    @admin.action(description="Invite as annotator (new random password, shown once)")
+    def invite_as_annotator(self, request, queryset):
+        for user in queryset:
+            invitation = annotator_invite(username=user.username, reset_password=True)
+            self.message_user(request, f"{user.username} is an annotator; password (shown once): "
+                                       f"{invitation.password}", messages.SUCCESS)

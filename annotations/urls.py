@@ -1,5 +1,18 @@
-"""Pages of this app."""
+"""Pages of this app (mounted at /annotate/)."""
 from django.urls import path
 
+from . import views
+
 app_name = "annotations"
-urlpatterns: list = []
+urlpatterns: list = [
+    path("", views.annotate, name="annotate"),
+    path("audio/<int:edit_id>/", views.audio, name="audio"),
+]
+
+# Quality control (researchers).
+from . import quality_views  # noqa: E402
+
+urlpatterns += [
+    path("quality/", quality_views.quality_page, name="quality"),
+    path("quality/<str:plot>.png", quality_views.quality_plot, name="quality-plot"),
+]

@@ -1,0 +1,119 @@
+"""REST API of the annotation side (DRF, session auth, CSRF enforced by SessionAuthentication).
+
+Each view parses input, calls one service or selector, and serialises; domain
+errors become HTTP responses in ``annotations.errors.exception_handler``.
+"""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import roles
+from .assignment import assignment_next, shown_comparison
+from .judgements import assignment_skip, judgement_submit, judgements_visible, progress_get
+from .serializers import (
+    JudgementFilterSerializer,
+    JudgementInputSerializer,
+    JudgementSerializer,
+    NextComparisonSerializer,
+    ProgressSerializer,
+    SkipInputSerializer,
+    SkipResultSerializer,
+)
+
+
+class IsAnnotator(BasePermission):
+    message = "only annotators can do this"
+
+    def has_permission(self, request, view) -> bool:
+        return roles.is_annotator(request.user)
+
+
+class IsAnnotatorOrResearcher(BasePermission):
+    message = "only annotators, researchers and admins can do this"
+
+    def has_permission(self, request, view) -> bool:
+        return roles.is_annotator(request.user) or roles.is_researcher(request.user)
+
+
+class NextComparisonView(APIView):
+    """The comparison to judge now (the open assignment, or a newly assigned one) and progress counts."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(responses=NextComparisonSerializer, operation_id="comparisons_next")
+    def get(self, request: Request) -> Response:
+        assignment = assignment_next(annotator=request.user)
+        payload = {
+            "comparison": shown_comparison(assignment) if assignment is not None else None,
+            "progress": progress_get(annotator=request.user),
+        }
+        return Response(NextComparisonSerializer(payload).data)
+
+
+class ComparisonSkipView(APIView):
+    """Give the assigned comparison back without judging it, with a reason."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=SkipInputSerializer, responses=SkipResultSerializer, operation_id="comparisons_skip")
+    def post(self, request: Request, comparison_id: int) -> Response:
+        body = SkipInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        assignment = assignment_skip(annotator=request.user, comparison_id=comparison_id,
+                                     reason=body.validated_data["reason"])
+        return Response(SkipResultSerializer(assignment).data)
+
+
+class JudgementListCreateView(generics.GenericAPIView):
+    """GET: judgements you may read (researchers: all, with filters; annotators: their own).
+    POST: submit a judgement (idempotent: the same answer again returns 200 and the stored judgement)."""
+
+    serializer_class = JudgementSerializer
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAnnotator()]
+        return [IsAnnotatorOrResearcher()]
+
+    @extend_schema(parameters=[JudgementFilterSerializer], responses=JudgementSerializer(many=True),
+                   operation_id="judgements_list")
+    def get(self, request: Request) -> Response:
+        filters = JudgementFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        qs = judgements_visible(user=request.user, annotator_id=f.get("annotator"),
+                                comparison_id=f.get("comparison"), date=f.get("date"),
+                                since=f.get("since"), until=f.get("until"))
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(JudgementSerializer(page, many=True).data)
+
+    @extend_schema(request=JudgementInputSerializer,
+                   responses={201: JudgementSerializer, 200: OpenApiResponse(JudgementSerializer, "already stored")},
+                   operation_id="judgements_submit")
+    def post(self, request: Request) -> Response:
+        body = JudgementInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        judgement, created = judgement_submit(
+            annotator=request.user, comparison_id=d["comparison"], choice=d["choice"],
+            confidence=d["confidence"], left_edit_id=d["left_edit"], seconds_a=d["seconds_a"],
+            seconds_b=d["seconds_b"], switches=d["switches"], decision_seconds=d["decision_seconds"],
+            comment=d["comment"],
+        )
+        return Response(JudgementSerializer(judgement).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ProgressView(APIView):
+    """Your counts: judged today, judged in total, comparisons left in your queue."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(responses=ProgressSerializer, operation_id="progress")
+    def get(self, request: Request) -> Response:
+        return Response(ProgressSerializer(progress_get(annotator=request.user)).data)

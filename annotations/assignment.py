@@ -1,0 +1,280 @@
+"""Which comparison an annotator gets next.
+
+Rules
+-----
+- An annotator with an open (unexpired, neither completed nor skipped)
+  assignment gets that one back, so reloading the page never burns a slot.
+- Nobody sees a comparison twice: any earlier assignment (judged, skipped or
+  expired) excludes it.
+- Each comparison takes ``required_judgements`` judgements from different
+  annotators.  A slot is held by a judgement or by an open assignment; the
+  quota check runs with the comparison row locked (``select_for_update``), so
+  two annotators asking at once never push it past the quota.
+- Higher ``priority`` first (the training side sets it), then older first;
+  a comparison locked by another request at that instant is passed over
+  rather than waited for.
+- Gold comparisons and sides-swapped repeats are mixed in at the rates
+  ``settings.ANNOTATION_GOLD_RATE`` and ``ANNOTATION_REPEAT_RATE``.  When the
+  drawn kind has nothing left, regular and gold work is tried, so nobody
+  idles while work remains.
+- The side each edit is shown on is drawn per assignment and recorded in
+  ``Assignment.left_is_a``; a repeat shows the edits on the sides opposite to
+  the ones this annotator saw in the original.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .models import Assignment, Comparison, Judgement
+from .playhead import BeatMap, difference_region
+
+Kind = Literal["regular", "gold", "repeat"]
+KINDS: tuple[Kind, ...] = ("regular", "gold", "repeat")
+# Candidates fetched per attempt; more than one so that losing a race for the
+# top comparison falls through to the next one instead of another query.
+_CANDIDATES_PER_TRY = 8
+
+
+def open_assignments(now: datetime | None = None) -> QuerySet[Assignment]:
+    """Assignments that currently hold a judgement slot."""
+    now = now or timezone.now()
+    return Assignment.objects.filter(completed_at__isnull=True, skipped_reason="", expires_at__gt=now)
+
+
+def _slots_taken() -> Coalesce:
+    """Subquery expression: judgements + open assignments of the outer comparison."""
+    now = timezone.now()
+    judged = (
+        Judgement.objects.filter(comparison=OuterRef("pk")).order_by().values("comparison")
+        .annotate(n=Count("pk")).values("n")
+    )
+    held = (
+        open_assignments(now).filter(comparison=OuterRef("pk")).order_by().values("comparison")
+        .annotate(n=Count("pk")).values("n")
+    )
+    return (
+        Coalesce(Subquery(judged, output_field=IntegerField()), Value(0))
+        + Coalesce(Subquery(held, output_field=IntegerField()), Value(0))
+    )
+
+
+def available_comparisons(*, annotator, kind: Kind | None = None) -> QuerySet[Comparison]:
+    """Comparisons ``annotator`` could be given now, best first (no locking: a hint, not a promise).
+
+    ``kind`` None means regular and gold together (what the queue shows);
+    repeats are made on demand and never counted as waiting work.
+    """
+    seen = Assignment.objects.filter(annotator=annotator).values("comparison_id")
+    judged = Judgement.objects.filter(annotator=annotator).values("comparison_id")
+    qs = Comparison.objects.exclude(pk__in=seen).exclude(pk__in=judged)
+    if kind is None:
+        qs = qs.filter(repeat_of__isnull=True)
+    elif kind == "regular":
+        qs = qs.filter(is_gold=False, repeat_of__isnull=True)
+    elif kind == "gold":
+        qs = qs.filter(is_gold=True, repeat_of__isnull=True)
+    else:
+        qs = qs.filter(repeat_of__judgements__annotator=annotator)
+    return (
+        qs.annotate(slots_taken=_slots_taken())
+        .filter(slots_taken__lt=F("required_judgements"))
+        .order_by("-priority", "created_at", "pk")
+    )
+
+
+def _repeat_source(annotator) -> Comparison | None:
+    """A regular comparison this annotator judged that has no repeat yet (oldest judgement first)."""
+    return (
+        Comparison.objects.filter(judgements__annotator=annotator, is_gold=False, repeat_of__isnull=True)
+        .annotate(n_repeats=Count("repeats"))
+        .filter(n_repeats=0)
+        .order_by("judgements__created_at", "pk")
+        .first()
+    )
+
+
+def _repeat_create(original: Comparison) -> Comparison:
+    """The sides-swapped twin of ``original`` (edit A and B exchanged), judged by those who judged it."""
+    from .services import comparison_create
+
+    return comparison_create(
+        edit_a=original.edit_b, edit_b=original.edit_a, proposed_by=f"repeat of {original.pk}",
+        priority=original.priority, predicted_preference=(
+            None if original.predicted_preference is None else 1.0 - original.predicted_preference
+        ),
+        reward_model_version=original.reward_model_version,
+        required_judgements=original.required_judgements, repeat_of=original,
+    )
+
+
+def _left_is_a(comparison: Comparison, annotator, rng: random.Random) -> bool:
+    if comparison.repeat_of_id is not None:
+        first = Judgement.objects.filter(annotator=annotator, comparison_id=comparison.repeat_of_id).first()
+        if first is not None:
+            # Show on the left the edit this annotator heard on the right the first time.
+            return comparison.edit_a_id != first.left_edit_id
+    return rng.random() < 0.5
+
+
+def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
+    """Lock one comparison and take a slot if it still has one; None when it is full."""
+    with transaction.atomic():
+        # skip_locked: while another request holds this comparison, try the next candidate
+        # instead of queueing behind it (all annotators tend to want the same top one).
+        comparison = Comparison.objects.select_for_update(skip_locked=True).filter(pk=comparison_id).first()
+        if comparison is None:
+            return None
+        if Assignment.objects.filter(annotator=annotator, comparison=comparison).exists():
+            return None
+        taken = (
+            Judgement.objects.filter(comparison=comparison).count()
+            + open_assignments(now).filter(comparison=comparison).count()
+        )
+        if taken >= comparison.required_judgements:
+            return None
+        minutes = float(settings.ANNOTATION_ASSIGNMENT_MINUTES)
+        return Assignment.objects.create(
+            annotator=annotator, comparison=comparison, left_is_a=_left_is_a(comparison, annotator, rng),
+            expires_at=now + timedelta(minutes=minutes),
+        )
+
+
+def _draw_kind(rng: random.Random) -> Kind:
+    gold = float(settings.ANNOTATION_GOLD_RATE)
+    repeat = float(settings.ANNOTATION_REPEAT_RATE)
+    if not (0.0 <= gold and 0.0 <= repeat and gold + repeat <= 1.0):
+        raise ValueError(
+            f"ANNOTATION_GOLD_RATE={gold} and ANNOTATION_REPEAT_RATE={repeat} must be >= 0 and sum to <= 1"
+        )
+    r = rng.random()
+    if r < gold:
+        return "gold"
+    if r < gold + repeat:
+        return "repeat"
+    return "regular"
+
+
+def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
+    if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat").exists():
+        original = _repeat_source(annotator)
+        if original is None:
+            return None
+        _repeat_create(original)
+    while True:
+        ids = list(available_comparisons(annotator=annotator, kind=kind).values_list("pk", flat=True)
+                   [:_CANDIDATES_PER_TRY])
+        if not ids:
+            return None
+        for comparison_id in ids:
+            assignment = _claim(comparison_id, annotator=annotator, rng=rng, now=now)
+            if assignment is not None:
+                return assignment
+        # Every candidate filled up under us; the next query sees fresher counts.
+
+
+def assignment_current(*, annotator, now: datetime | None = None) -> Assignment | None:
+    """The annotator's open assignment, if any (the oldest when there are several)."""
+    return (
+        open_assignments(now).filter(annotator=annotator)
+        .select_related("comparison", "comparison__edit_a", "comparison__edit_b")
+        .order_by("created_at", "pk").first()
+    )
+
+
+def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignment | None:
+    """The comparison ``annotator`` should judge next, as an assignment; None when nothing is left.
+
+    Parameters
+    ----------
+    annotator : a user (role checks are the caller's job)
+    rng : source of the gold/repeat draw and of the left side (tests pass a seeded one)
+    """
+    rng = rng or random.SystemRandom()
+    now = timezone.now()
+    current = assignment_current(annotator=annotator, now=now)
+    if current is not None:
+        return current
+    first = _draw_kind(rng)
+    # Repeats are made on demand, so they are never a fallback: that would
+    # turn an empty queue into a stream of repeats.
+    for kind in (first,) + tuple(k for k in ("regular", "gold") if k != first):
+        assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now)
+        if assignment is not None:
+            return Assignment.objects.select_related(
+                "comparison", "comparison__edit_a", "comparison__edit_b"
+            ).get(pk=assignment.pk)
+    return None
+
+
+def queue_length(*, annotator) -> int:
+    """How many comparisons (regular and gold) this annotator could still be given."""
+    return available_comparisons(annotator=annotator).count()
+
+
+@dataclass(frozen=True)
+class ShownSide:
+    """One side of the page: the edit, the choice value that picks it, and its beat map for the playhead."""
+
+    edit_id: int
+    choice: str  # "a" or "b": the comparison's edit this side plays
+    duration_seconds: float
+    beat_starts_seconds: list[float]
+    track_beats: list[int]
+    seam_seconds: list[float]
+
+
+@dataclass(frozen=True)
+class ShownComparison:
+    """What the annotation page shows for an assignment; ``difference`` is (start, end) seconds per side."""
+
+    id: int
+    expires_at: datetime
+    min_listen_seconds: float
+    left: ShownSide
+    right: ShownSide
+    difference_left: tuple[float, float] | None
+    difference_right: tuple[float, float] | None
+
+
+def _shown_side(edit, choice: str) -> ShownSide:
+    render = edit.render or {}
+    return ShownSide(
+        edit_id=edit.pk, choice=choice, duration_seconds=float(edit.duration_seconds),
+        beat_starts_seconds=[float(t) for t in render.get("beat_starts_seconds", [])],
+        track_beats=[int(b) for b in render.get("track_beats", [])],
+        seam_seconds=[float(t) for t in render.get("seam_seconds", [])],
+    )
+
+
+def shown_comparison(assignment: Assignment) -> ShownComparison:
+    """Selector: the assignment's comparison laid out left/right as this annotator sees it."""
+    comparison = assignment.comparison
+    a, b = _shown_side(comparison.edit_a, "a"), _shown_side(comparison.edit_b, "b")
+    left, right = (a, b) if assignment.left_is_a else (b, a)
+    region = None
+    if left.track_beats and right.track_beats:
+        region = difference_region(BeatMap(np.asarray(left.beat_starts_seconds), np.asarray(left.track_beats)),
+                                   BeatMap(np.asarray(right.beat_starts_seconds), np.asarray(right.track_beats)))
+    return ShownComparison(
+        id=comparison.pk, expires_at=assignment.expires_at,
+        min_listen_seconds=float(settings.ANNOTATION_MIN_LISTEN_SECONDS), left=left, right=right,
+        difference_left=region.a_seconds if region else None,
+        difference_right=region.b_seconds if region else None,
+    )
+
+
+__all__ = [
+    "KINDS", "assignment_current", "assignment_next", "available_comparisons", "open_assignments",
+    "queue_length", "shown_comparison",
+]
