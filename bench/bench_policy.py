@@ -1,0 +1,160 @@
+"""Benchmark: editing-env speed and the cost of the learned reward inside PPO.
+
+Prints, all measured in this one run on this machine:
+
+- raw env steps/s (random valid actions, dense reward at each episode end);
+- PPO steps/s on a trivial env with the SAME spaces (constant observation, every action
+  valid, the same mean episode length, zero reward): PPO's own cost;
+- PPO steps/s on the editing env, dense reward only;
+- PPO steps/s on the editing env with the learned reward of a real ``rlhf.reward_model``
+  ensemble (default architecture, untrained weights: the cost does not depend on them),
+  and the overhead against the trivial env (target: at most 30 %).
+
+Usage: ``python bench/bench_policy.py [--steps 8192] [--members 3] [--device cpu|cuda]``
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES  # noqa: E402
+from editing.edit import N_ACTIONS  # noqa: E402
+from editing.env import EditingEnv, EnvConfig, TrackArrays, action_space, observation_space  # noqa: E402
+from rlhf.policy import EnsembleReward, PolicyConfig, train_policy  # noqa: E402
+from rlhf.reward_model import RewardEnsemble, RewardModelConfig, RewardNet, count_parameters, select_device  # noqa: E402
+
+
+def synthetic_tracks(n_tracks: int, n_beats: int, seed: int = 0) -> list[TrackArrays]:
+    """Random-feature tracks at 120 BPM, 4/4: env speed does not depend on feature values."""
+    rng = np.random.default_rng(seed)
+    tracks = []
+    for i in range(n_tracks):
+        features = rng.normal(size=(n_beats, N_AUDIO_FEATURES)).astype(np.float32)
+        bars = (np.arange(n_beats) % 4).astype(np.int8)
+        features[:, FEATURE_GROUPS["bar_position"]] = np.eye(4, dtype=np.float32)[bars]
+        tracks.append(TrackArrays(f"bench-{i}", features, (np.arange(n_beats + 1) * 11025).astype(np.int64), bars))
+    return tracks
+
+
+class TrivialEnv(gym.Env):
+    """The editing env's spaces with none of its work: fixed-length episodes, zero observation and reward."""
+
+    def __init__(self, episode_steps: int) -> None:
+        self.observation_space = observation_space()
+        self.action_space = action_space()
+        self.episode_steps = episode_steps
+        self._obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs, {}
+
+    def step(self, action):
+        self._t += 1
+        return self._obs, 0.0, self._t >= self.episode_steps, False, {}
+
+    def action_masks(self) -> np.ndarray:
+        return np.ones(N_ACTIONS, dtype=bool)
+
+
+def raw_env_speed(tracks: list[TrackArrays], n_steps: int) -> tuple[float, float]:
+    """(steps/s, mean episode length in steps) under random valid actions."""
+    env = EditingEnv(tracks, EnvConfig(learned_weight=0.0))
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    episodes, began = 0, time.perf_counter()
+    for _ in range(n_steps):
+        _, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        if terminated:
+            episodes += 1
+            env.reset()
+    return n_steps / (time.perf_counter() - began), n_steps / max(episodes, 1)
+
+
+class TimedReward:
+    """Wraps a learned reward to measure its calls, batch sizes and time."""
+
+    def __init__(self, reward: EnsembleReward) -> None:
+        self.reward = reward
+        self.seconds = 0.0
+        self.batches: list[int] = []
+
+    def __call__(self, episodes):
+        began = time.perf_counter()
+        out = self.reward(episodes)
+        self.seconds += time.perf_counter() - began
+        self.batches.append(len(episodes))
+        return out
+
+
+def ppo_trivial_speed(episode_steps: int, config: PolicyConfig, total: int) -> float:
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlhf.policy import _torch_threads, policy_device
+
+    venv = DummyVecEnv([lambda: TrivialEnv(episode_steps) for _ in range(config.n_envs)])
+    model = MaskablePPO(
+        "MlpPolicy", venv, n_steps=config.n_steps, batch_size=config.batch_size, n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        ent_coef=config.ent_coef, policy_kwargs={"net_arch": list(config.net_arch)}, seed=config.seed,
+        device=policy_device(config), verbose=0,
+    )
+    with _torch_threads(config.n_threads):
+        began = time.perf_counter()
+        model.learn(total_timesteps=total)
+        return total / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8192, help="PPO steps per measurement")
+    parser.add_argument("--raw-steps", type=int, default=20000)
+    parser.add_argument("--members", type=int, default=3, help="reward-model ensemble members")
+    parser.add_argument("--tracks", type=int, default=6)
+    parser.add_argument("--beats", type=int, default=240, help="beats per synthetic track")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    args = parser.parse_args()
+
+    tracks = synthetic_tracks(args.tracks, args.beats)
+    config = PolicyConfig(device=args.device)
+    device = select_device(args.device)
+    print(f"device {device}, torch threads for PPO {config.n_threads}, PPO n_envs {config.n_envs} x n_steps {config.n_steps}")
+
+    raw, episode_steps = raw_env_speed(tracks, args.raw_steps)
+    print(f"raw env:                      {raw:9.0f} steps/s   (mean episode {episode_steps:.1f} steps)")
+
+    trivial = ppo_trivial_speed(round(episode_steps), config, args.steps)
+    print(f"PPO, trivial env:             {trivial:9.0f} steps/s")
+
+    dense_only = train_policy(tracks, total_timesteps=args.steps, learned_reward=None,
+                              env_config=EnvConfig(learned_weight=0.0), config=config)
+    dense_speed = args.steps / dense_only.seconds
+    print(f"PPO, editing env, dense only: {dense_speed:9.0f} steps/s   overhead {trivial / dense_speed - 1:+.0%}")
+
+    rm_config = RewardModelConfig()
+    torch.manual_seed(0)
+    members = [RewardNet(rm_config, np.zeros(rm_config.n_features), np.ones(rm_config.n_features)) for _ in range(args.members)]
+    ensemble = RewardEnsemble(members=members, config=rm_config).to(device)
+    reward = TimedReward(EnsembleReward(ensemble))
+    learned = train_policy(tracks, total_timesteps=args.steps, learned_reward=reward, env_config=EnvConfig(), config=config)
+    learned_speed = args.steps / learned.seconds
+    print(f"PPO, editing env, learned:    {learned_speed:9.0f} steps/s   overhead {trivial / learned_speed - 1:+.0%} "
+          f"(target <= +30%)")
+    print(f"  learned reward: {len(reward.batches)} calls (one per rollout), mean batch {np.mean(reward.batches):.1f} edits, "
+          f"{reward.seconds:.2f} s = {reward.seconds / learned.seconds:.0%} of training; "
+          f"ensemble {args.members} x {count_parameters(rm_config) / 1e6:.1f} M parameters, bf16 {ensemble.use_bf16}")
+
+
+if __name__ == "__main__":
+    main()

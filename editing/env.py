@@ -1,0 +1,491 @@
+"""The editing environment: one episode edits one excerpt of a track, one step per source beat.
+
+An episode takes an excerpt of ``n_source_beats`` beats (16..64) of a track and a target
+length (a fraction of the excerpt, part of the observation). Each step applies one of the
+nine :class:`editing.edit.Action` values to the current source beat through
+:class:`editing.edit.EditBuilder`, which is the one home of action semantics and validity;
+the episode ends when the builder has used up the source beats.
+
+Reward
+------
+Only the terminal step is rewarded: ``w * learned + (1 - w) * dense`` (:func:`mix_reward`),
+``w = EnvConfig.learned_weight`` (0.8 by default). The dense part
+(:func:`editing.dense.dense_rewards`, combined score in [0, 1]) is paid by the env itself.
+The learned part needs the reward-model ensemble, which is far cheaper over a batch of
+finished edits than per episode, so the env *defers* it: the terminal step returns
+``(1 - w) * dense`` and puts a :class:`FinishedEpisode` in ``info["finished_episode"]``;
+the trainer (``rlhf.policy``) scores all finished episodes of a rollout in one call and adds
+``w * learned`` to their terminal rewards before advantages are computed. With ``w = 0`` the
+env's reward is already complete.
+
+An action the mask forbids ends the episode at once with reward
+``EnvConfig.invalid_action_penalty`` and ``info["invalid_action"]`` set: masked policies
+never send one, but an unmasked caller (gymnasium's and SB3's environment checkers sample
+actions without masks) gets a well-defined MDP instead of an exception.
+
+Observation (``OBS_DIM`` = 427, float32, every value clipped to [-5, 5])
+----------------------------------------------------------------------
+Beat features are first standardised per track (z-score over the track's beats, so tracks
+recorded at different levels look alike; the one-hot ``bar_position`` group is left as is).
+A *compact* beat is 31 numbers: the 30 columns of ``CONTEXT_FEATURE_GROUPS`` plus a flag that
+is 1 when the beat exists (0 pads windows that run past the excerpt or an empty output).
+
+=====================  =====  ==============================================================
+block                  dims   content
+=====================  =====  ==============================================================
+current_beat           121    all standardised features of the current source beat
+context_before         4*31   compact beats t-4 .. t-1 (the bar LOOP_BAR / REPEAT_2 replay)
+context_after          4*31   compact beats t+1 .. t+4 (what REORDER, CROSSFADE, SKIP_TO_BAR
+                              join the output to)
+last_output_beat       31     compact features of the last beat written to the output (the
+                              left side of the next seam)
+edit_summary           5      output beats / target beats (clip 0..4); (target - output
+                              beats) / n_source_beats; source position / n_source_beats;
+                              seams so far / n_source_beats; beats since the last seam / 16
+                              (clip 0..1)
+last_action            10     one-hot of the previous action (9) or "none yet" (1)
+action_mask            9      1 where the action is valid now (helps the value function)
+target                 3      target beats / n_source_beats (the target fraction);
+                              n_source_beats / 64; target beats / 64
+=====================  =====  ==============================================================
+
+Why 427 and not the original 889: the original fed the full 121-dim (+6) feature vector of
+seven beats. Only the current beat needs the full description; for the neighbours the
+policy needs what decides seams and structure (loudness, onsets, harmony, a coarse
+timbre, band energies, bar position), 30 numbers instead of 121, which halves the input
+without losing what the actions act on, and adds what the original lacked: the last
+*output* beat (the real left side of a seam after cuts), the progress against the target,
+and the mask. The fine audio judgement is the reward model's job (125 dims per output beat).
+
+Actions: ``Discrete(9)``, the :class:`editing.edit.Action` values.
+Both spaces are recorded by :func:`spaces_spec`, which policy checkpoints store;
+:func:`check_spaces_spec` fails loudly when a stored spec differs from this module's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from editing.audio import FEATURE_GROUPS, FEATURE_VERSION, N_AUDIO_FEATURES
+from editing.dense import DenseScores, dense_rewards
+from editing.edit import (
+    MAX_EXCERPT_BEATS,
+    MIN_EXCERPT_BEATS,
+    N_ACTIONS,
+    Action,
+    Edit,
+    EditBuilder,
+    Transition,
+)
+
+OBS_VERSION = "editing-obs-v1"
+OBS_CLIP = 5.0
+CONTEXT_BEFORE = 4
+CONTEXT_AFTER = 4
+# Feature groups (and the slice within each) that describe a neighbour beat compactly.
+CONTEXT_FEATURE_GROUPS: tuple[tuple[str, int], ...] = (
+    ("loudness", 3),
+    ("onset", 2),
+    ("chroma", 12),
+    ("mfcc", 6),
+    ("band_energy", 3),
+    ("bar_position", 4),
+)
+N_COMPACT = sum(n for _, n in CONTEXT_FEATURE_GROUPS) + 1  # + the "beat exists" flag
+N_SUMMARY = 5
+N_LAST_ACTION = N_ACTIONS + 1
+N_TARGET = 3
+
+OBS_LAYOUT: tuple[tuple[str, int], ...] = (
+    ("current_beat", N_AUDIO_FEATURES),
+    ("context_before", CONTEXT_BEFORE * N_COMPACT),
+    ("context_after", CONTEXT_AFTER * N_COMPACT),
+    ("last_output_beat", N_COMPACT),
+    ("edit_summary", N_SUMMARY),
+    ("last_action", N_LAST_ACTION),
+    ("action_mask", N_ACTIONS),
+    ("target", N_TARGET),
+)
+OBS_DIM = sum(n for _, n in OBS_LAYOUT)
+
+
+def _compact_columns() -> np.ndarray:
+    columns: list[int] = []
+    for group, n in CONTEXT_FEATURE_GROUPS:
+        sl = FEATURE_GROUPS[group]
+        if sl.stop - sl.start < n:
+            raise ValueError(f"feature group {group!r}: has {sl.stop - sl.start} columns, the observation takes {n}")
+        columns.extend(range(sl.start, sl.start + n))
+    return np.asarray(columns, dtype=np.int64)
+
+
+_COMPACT_COLUMNS = _compact_columns()
+
+
+class SpacesSpecMismatch(ValueError):
+    """A stored spaces spec (a policy checkpoint's) differs from this environment's."""
+
+
+class InvalidTrack(ValueError):
+    """Track arrays that cannot make an episode (shapes, values or length)."""
+
+
+def observation_space() -> gym.spaces.Box:
+    """The one observation space: Box(-5, 5, (OBS_DIM,), float32)."""
+    return gym.spaces.Box(low=-OBS_CLIP, high=OBS_CLIP, shape=(OBS_DIM,), dtype=np.float32)
+
+
+def action_space() -> gym.spaces.Discrete:
+    """The one action space: Discrete(9), the :class:`editing.edit.Action` values."""
+    return gym.spaces.Discrete(N_ACTIONS)
+
+
+def spaces_spec() -> dict[str, Any]:
+    """The spaces as a JSON-serialisable dict, stored with every policy checkpoint.
+
+    Returns
+    -------
+    spec : dict
+        ``{"observation": {version, shape, dtype, low, high, layout, feature_version,
+        context_features}, "action": {n, names}}``.
+    """
+    return {
+        "observation": {
+            "version": OBS_VERSION,
+            "shape": [OBS_DIM],
+            "dtype": "float32",
+            "low": -OBS_CLIP,
+            "high": OBS_CLIP,
+            "layout": [[name, n] for name, n in OBS_LAYOUT],
+            "feature_version": FEATURE_VERSION,
+            "context_features": [[group, n] for group, n in CONTEXT_FEATURE_GROUPS],
+        },
+        "action": {"n": N_ACTIONS, "names": [a.name for a in Action]},
+    }
+
+
+def check_spaces_spec(stored: dict[str, Any], *, what: str = "policy checkpoint") -> None:
+    """Raise :class:`SpacesSpecMismatch` unless ``stored`` equals :func:`spaces_spec`.
+
+    ``what`` names the owner of ``stored`` in the message.
+    """
+    current = spaces_spec()
+    if stored == current:
+        return
+    differences = [
+        f"{part}.{key}: stored {stored.get(part, {}).get(key)!r}, current {current[part][key]!r}"
+        for part in current
+        for key in current[part]
+        if stored.get(part, {}).get(key) != current[part][key]
+    ]
+    raise SpacesSpecMismatch(f"{what}: spaces differ from this environment's ({'; '.join(differences) or 'extra keys'})")
+
+
+def mix_reward(learned: np.ndarray | float, dense: np.ndarray | float, learned_weight: float) -> np.ndarray:
+    """The one reward mix: ``w * learned + (1 - w) * dense``.
+
+    Parameters
+    ----------
+    learned : np.ndarray [shape=(n,)] or float
+        Learned reward (ensemble mean, normalised by its version's statistics).
+    dense : np.ndarray [shape=(n,)] or float
+        Dense combined score in [0, 1].
+    learned_weight : float in [0, 1]
+    """
+    return learned_weight * np.asarray(learned, dtype=np.float64) + (1.0 - learned_weight) * np.asarray(
+        dense, dtype=np.float64
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TrackArrays:
+    """What the environment needs of one analysed track.
+
+    Attributes
+    ----------
+    name : str
+        Used in error messages (a title or a file name).
+    features : np.ndarray [shape=(n_beats, 121), dtype=float32]
+        Per-beat audio features (``editing.audio``).
+    beat_samples : np.ndarray [shape=(n_beats + 1,), dtype=int64]
+        Beat boundaries in samples.
+    bar_positions : np.ndarray [shape=(n_beats,), dtype=int8]
+        0 = downbeat .. 3.
+    """
+
+    name: str
+    features: np.ndarray
+    beat_samples: np.ndarray
+    bar_positions: np.ndarray
+    normalised: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = self.features.shape[0] if self.features.ndim == 2 else -1
+        if self.features.ndim != 2 or self.features.shape[1] != N_AUDIO_FEATURES:
+            raise InvalidTrack(f"{self.name}: features have shape {self.features.shape}, expected (n_beats, {N_AUDIO_FEATURES})")
+        if n < MIN_EXCERPT_BEATS:
+            raise InvalidTrack(f"{self.name}: {n} beats, at least {MIN_EXCERPT_BEATS} needed for an excerpt")
+        if self.beat_samples.shape != (n + 1,):
+            raise InvalidTrack(f"{self.name}: beat_samples has shape {self.beat_samples.shape}, expected ({n + 1},)")
+        if self.bar_positions.shape != (n,):
+            raise InvalidTrack(f"{self.name}: bar_positions has shape {self.bar_positions.shape}, expected ({n},)")
+        if not np.all(np.isfinite(self.features)):
+            raise InvalidTrack(f"{self.name}: features contain NaN or infinite values")
+        object.__setattr__(self, "normalised", _standardise(self.features))
+
+    @property
+    def n_beats(self) -> int:
+        return int(self.features.shape[0])
+
+
+def _standardise(features: np.ndarray) -> np.ndarray:
+    """Per-track z-score of every column except the bar-position one-hot, clipped to +-OBS_CLIP."""
+    out = features.astype(np.float64, copy=True)
+    mean = out.mean(axis=0)
+    std = out.std(axis=0)
+    # A column constant over the track carries no information within it: map it to 0.
+    z = np.where(std > 1e-6, (out - mean) / np.where(std > 1e-6, std, 1.0), 0.0)
+    bar = FEATURE_GROUPS["bar_position"]
+    z[:, bar] = out[:, bar]
+    return np.clip(z, -OBS_CLIP, OBS_CLIP).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """One episode's task: edit ``n_beats`` beats of track ``track_index`` from ``start`` to ``target_beats``.
+
+    Attributes
+    ----------
+    track_index : int
+        Index into the environment's track list.
+    start : int
+        First track beat of the excerpt.
+    n_beats : int
+        Source beats, MIN_EXCERPT_BEATS..MAX_EXCERPT_BEATS.
+    target_beats : int
+        Wanted output length in beats (>= 1).
+    """
+
+    track_index: int
+    start: int
+    n_beats: int
+    target_beats: int
+
+    @property
+    def target_fraction(self) -> float:
+        return self.target_beats / self.n_beats
+
+
+@dataclass(frozen=True)
+class FinishedEpisode:
+    """A finished edit, handed to the learned reward in ``info["finished_episode"]``."""
+
+    track: TrackArrays
+    excerpt: Excerpt
+    edit: Edit
+    dense: DenseScores
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """How episodes are drawn and rewarded.
+
+    Attributes
+    ----------
+    min_excerpt_beats, max_excerpt_beats : int
+        Excerpt length range in beats (inclusive), within 16..64.
+    target_fraction_range : tuple[float, float]
+        Target length as a fraction of the excerpt, drawn uniformly.
+    learned_weight : float
+        ``w`` of the reward mix, in [0, 1].
+    invalid_action_penalty : float
+        Reward of a step that sends a masked action (and ends the episode).
+    """
+
+    min_excerpt_beats: int = MIN_EXCERPT_BEATS
+    max_excerpt_beats: int = MAX_EXCERPT_BEATS
+    target_fraction_range: tuple[float, float] = (0.5, 1.0)
+    learned_weight: float = 0.8
+    invalid_action_penalty: float = -1.0
+
+    def __post_init__(self) -> None:
+        if not MIN_EXCERPT_BEATS <= self.min_excerpt_beats <= self.max_excerpt_beats <= MAX_EXCERPT_BEATS:
+            raise ValueError(
+                f"EnvConfig: excerpt beats {self.min_excerpt_beats}..{self.max_excerpt_beats} "
+                f"must lie within {MIN_EXCERPT_BEATS}..{MAX_EXCERPT_BEATS}"
+            )
+        lo, hi = self.target_fraction_range
+        if not 0.0 < lo <= hi <= 4.0:
+            raise ValueError(f"EnvConfig: target_fraction_range {self.target_fraction_range} must satisfy 0 < low <= high <= 4")
+        if not 0.0 <= self.learned_weight <= 1.0:
+            raise ValueError(f"EnvConfig: learned_weight {self.learned_weight} must lie in [0, 1]")
+
+
+def sample_excerpt(rng: np.random.Generator, tracks: Sequence[TrackArrays], config: EnvConfig, *, track_index: int | None = None) -> Excerpt:
+    """Draw an excerpt: a track (uniform unless given), a length, a start, a target fraction."""
+    if track_index is None:
+        track_index = int(rng.integers(len(tracks)))
+    track = tracks[track_index]
+    longest = min(config.max_excerpt_beats, track.n_beats)
+    if longest < config.min_excerpt_beats:
+        raise InvalidTrack(f"{track.name}: {track.n_beats} beats, an excerpt needs at least {config.min_excerpt_beats}")
+    n_beats = int(rng.integers(config.min_excerpt_beats, longest + 1))
+    start = int(rng.integers(0, track.n_beats - n_beats + 1))
+    fraction = float(rng.uniform(*config.target_fraction_range))
+    return Excerpt(track_index=track_index, start=start, n_beats=n_beats, target_beats=max(1, round(fraction * n_beats)))
+
+
+class EditingEnv(gym.Env):
+    """Gymnasium environment over a list of tracks; see the module docstring for spaces and reward.
+
+    Parameters
+    ----------
+    tracks : sequence of TrackArrays
+        Excerpts are drawn from these (uniformly by track) with the env's seeded RNG.
+    config : EnvConfig
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, tracks: Sequence[TrackArrays], config: EnvConfig = EnvConfig()) -> None:
+        if not tracks:
+            raise ValueError("EditingEnv: no tracks given")
+        self.tracks = list(tracks)
+        self.config = config
+        self.observation_space = observation_space()
+        self.action_space = action_space()
+        self._excerpt: Excerpt | None = None
+        self._builder: EditBuilder | None = None
+
+    # -- gymnasium API ---------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode on ``options["excerpt"]`` if given, else on a freshly drawn excerpt."""
+        super().reset(seed=seed)
+        excerpt = (options or {}).get("excerpt")
+        if excerpt is None:
+            excerpt = sample_excerpt(self.np_random, self.tracks, self.config)
+        else:
+            self._check_excerpt(excerpt)
+        self._excerpt = excerpt
+        track = self.tracks[excerpt.track_index]
+        self._bars = track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats]
+        self._builder = EditBuilder(excerpt.n_beats, self._bars, excerpt_start=excerpt.start)
+        self._mask = np.asarray(self._builder.action_mask(), dtype=bool)
+        # Compact beats of the excerpt, padded with zero rows (flag 0) so every context window is one
+        # slice, even at the terminal position n_beats (hence the extra row after).
+        self._compact_padded = np.zeros((CONTEXT_BEFORE + excerpt.n_beats + CONTEXT_AFTER + 1, N_COMPACT), dtype=np.float32)
+        rows = track.normalised[excerpt.start : excerpt.start + excerpt.n_beats]
+        self._compact_padded[CONTEXT_BEFORE : CONTEXT_BEFORE + excerpt.n_beats, :-1] = rows[:, _COMPACT_COLUMNS]
+        self._compact_padded[CONTEXT_BEFORE : CONTEXT_BEFORE + excerpt.n_beats, -1] = 1.0
+        self._last_action: int | None = None
+        self._n_output = 0
+        self._n_seams = 0
+        self._beats_since_seam = 0
+        self._last_output_beat: int | None = None
+        return self._observation(), {"excerpt": excerpt}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._builder is None or self._builder.done:
+            raise RuntimeError("EditingEnv.step: call reset() first (the episode is over or never started)")
+        action = int(action)
+        if not self._mask[action]:
+            # Only unmasked callers get here; see the module docstring.
+            self._builder = None
+            obs = np.zeros(OBS_DIM, dtype=np.float32)
+            return obs, float(self.config.invalid_action_penalty), True, False, {"invalid_action": action}
+        n_entries_before = len(self._builder.entries)
+        self._builder.step(action)
+        self._mask = np.asarray(self._builder.action_mask(), dtype=bool)
+        self._account(self._builder.entries[n_entries_before:])
+        self._last_action = action
+        if not self._builder.done:
+            return self._observation(), 0.0, False, False, {}
+        finished = self._finish()
+        reward = float(mix_reward(0.0, finished.dense.combined, self.config.learned_weight))
+        return self._observation(), reward, True, False, {"finished_episode": finished}
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions now, bool (9,); the hook sb3-contrib's MaskablePPO calls."""
+        if self._builder is None or self._builder.done:
+            return np.ones(N_ACTIONS, dtype=bool)
+        return self._mask.copy()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_excerpt(self, excerpt: Excerpt) -> None:
+        if not 0 <= excerpt.track_index < len(self.tracks):
+            raise ValueError(f"excerpt {excerpt}: track_index outside the {len(self.tracks)} tracks")
+        track = self.tracks[excerpt.track_index]
+        if not MIN_EXCERPT_BEATS <= excerpt.n_beats <= MAX_EXCERPT_BEATS:
+            raise ValueError(f"excerpt {excerpt}: {excerpt.n_beats} beats, expected {MIN_EXCERPT_BEATS}..{MAX_EXCERPT_BEATS}")
+        if excerpt.start < 0 or excerpt.start + excerpt.n_beats > track.n_beats:
+            raise ValueError(f"excerpt {excerpt}: runs outside {track.name} ({track.n_beats} beats)")
+        if excerpt.target_beats < 1:
+            raise ValueError(f"excerpt {excerpt}: target_beats must be at least 1")
+
+    def _account(self, new_entries: Sequence[Any]) -> None:
+        """Update the running edit summary from the entries one step wrote."""
+        for entry in new_entries:
+            self._n_output += 1
+            if entry.transition in (Transition.CUT, Transition.CROSSFADE):
+                self._n_seams += 1
+                self._beats_since_seam = 0
+            else:
+                self._beats_since_seam += 1
+            self._last_output_beat = int(entry.source_beat)
+
+    def _finish(self) -> FinishedEpisode:
+        assert self._builder is not None and self._excerpt is not None
+        edit = self._builder.build()
+        track = self.tracks[self._excerpt.track_index]
+        dense = dense_rewards(
+            edit,
+            features=track.features,
+            beat_samples=track.beat_samples,
+            bar_positions=track.bar_positions,
+            target_beats=self._excerpt.target_beats,
+        )
+        return FinishedEpisode(track=track, excerpt=self._excerpt, edit=edit, dense=dense)
+
+    def _observation(self) -> np.ndarray:
+        assert self._excerpt is not None and self._builder is not None
+        excerpt = self._excerpt
+        normalised = self.tracks[excerpt.track_index].normalised
+        n = excerpt.n_beats
+        t = self._builder.position
+        parts: list[np.ndarray] = []
+        current = np.zeros(N_AUDIO_FEATURES, dtype=np.float32)
+        if t < n:
+            current = normalised[excerpt.start + t]
+        parts.append(current)
+        # Padded row of excerpt beat b is b + CONTEXT_BEFORE.
+        parts.append(self._compact_padded[t : t + CONTEXT_BEFORE].ravel())
+        parts.append(self._compact_padded[t + CONTEXT_BEFORE + 1 : t + CONTEXT_BEFORE + 1 + CONTEXT_AFTER].ravel())
+        if self._last_output_beat is None:
+            parts.append(np.zeros(N_COMPACT, dtype=np.float32))
+        else:
+            parts.append(self._compact_padded[self._last_output_beat + CONTEXT_BEFORE])
+        target = excerpt.target_beats
+        parts.append(
+            np.array(
+                [
+                    min(self._n_output / target, 4.0),
+                    (target - self._n_output) / n,
+                    t / n,
+                    self._n_seams / n,
+                    min(self._beats_since_seam / 16.0, 1.0),
+                ],
+                dtype=np.float32,
+            )
+        )
+        last_action = np.zeros(N_LAST_ACTION, dtype=np.float32)
+        last_action[N_ACTIONS if self._last_action is None else self._last_action] = 1.0
+        parts.append(last_action)
+        parts.append(self.action_masks().astype(np.float32))
+        parts.append(np.array([target / n, n / MAX_EXCERPT_BEATS, target / MAX_EXCERPT_BEATS], dtype=np.float32))
+        obs = np.concatenate(parts)
+        return np.clip(obs, -OBS_CLIP, OBS_CLIP, out=obs).astype(np.float32, copy=False)

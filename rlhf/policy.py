@@ -1,0 +1,544 @@
+"""The editing policy: MaskablePPO (sb3-contrib) on the editing env, rewarded by ``w * learned + (1 - w) * dense``.
+
+Pure module (torch + stable-baselines3 + sb3-contrib, no Django). Read top to bottom:
+the config, the learned reward seen through a small protocol, the callback that pays the
+learned reward in one batch per rollout and logs every update, training (from scratch or
+continuing a saved version), checkpoints, and sampling edits.
+
+Batched learned reward
+----------------------
+The env pays the dense part itself and defers the learned part (``editing.env``). During a
+rollout, :class:`RewardMixCallback` notes where each episode finished (rollout step, env
+index); when the rollout is complete it scores all of those episodes with ONE call of the
+learned reward, adds ``w * learned`` to their terminal rewards in the rollout buffer and
+recomputes returns and advantages. So a rollout of ``n_steps * n_envs`` steps costs one
+reward-model call (batched over ~``n_steps * n_envs / 40`` edits), never one per step or per
+episode.
+
+Checkpoints
+-----------
+``model.save`` zips (weights, optimiser state, ``num_timesteps``, hyperparameters) plus
+``spaces_spec.json`` (``editing.env.spaces_spec()``). :func:`save_policy` writes to a temporary
+file next to the target, verifies it by loading it back, then ``os.replace``-s it into place;
+:func:`load_policy` refuses a checkpoint whose spaces differ from the current env's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from editing.edit import N_ACTIONS, Edit, model_input
+from editing.env import (
+    EditingEnv,
+    EnvConfig,
+    Excerpt,
+    FinishedEpisode,
+    TrackArrays,
+    check_spaces_spec,
+    mix_reward,
+    spaces_spec,
+)
+from rlhf.reward_model import EditInput, RewardEnsemble, select_device
+
+SPEC_MEMBER = "spaces_spec.json"
+
+Progress = Callable[[float, str], None]
+
+
+class PolicyError(ValueError):
+    """A policy operation refused, with the reason in the message."""
+
+
+class PolicyCheckpointError(PolicyError):
+    """A policy checkpoint is missing, unreadable, or failed verification."""
+
+
+# --------------------------------------------------------------------------- config
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """PPO hyperparameters of a first policy (a fine-tune keeps the saved version's own).
+
+    One update collects ``n_steps * n_envs`` env steps (1024 by default: about 25 edits of
+    40 beats), then runs ``n_epochs`` passes of minibatches of ``batch_size``.
+    ``device`` None means CUDA when present, else CPU (``rlhf.reward_model.select_device``).
+    """
+
+    n_envs: int = 8
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    # Only the terminal step is rewarded and episodes last <= 64 steps: discount very little.
+    gamma: float = 0.995
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (256, 256)
+    seed: int = 0
+    device: str | None = None
+    # The networks are small MLPs: on a shared CPU, extra torch threads cost more in
+    # synchronisation than they save (8x slower measured on 2 busy cores).
+    n_threads: int = 1
+
+
+def policy_device(config: PolicyConfig) -> torch.device:
+    """Where the policy runs: the reward model's one device rule."""
+    return select_device(config.device)
+
+
+# --------------------------------------------------------------------------- learned reward
+
+class LearnedReward(Protocol):
+    """Scores finished episodes: the normalised ensemble-mean reward, float (n,)."""
+
+    def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray: ...
+
+
+class EnsembleReward:
+    """The learned reward of a :class:`rlhf.reward_model.RewardEnsemble` version.
+
+    ``__call__`` gives the ensemble mean normalised by the version's recorded statistics
+    (the policy's reward); :meth:`member_rewards` gives raw per-member rewards (proposal's
+    uncertainty).
+    """
+
+    def __init__(self, ensemble: RewardEnsemble, *, batch_size: int = 256) -> None:
+        self.ensemble = ensemble
+        self.batch_size = batch_size
+
+    @staticmethod
+    def _inputs(items: Sequence[tuple[TrackArrays, Edit]]) -> list[EditInput]:
+        return [EditInput(*model_input(track.features, edit)) for track, edit in items]
+
+    def member_rewards(self, items: Sequence[tuple[TrackArrays, Edit]]) -> np.ndarray:
+        """Raw reward of each edit by each member, float32 (n_members, len(items))."""
+        return self.ensemble.member_rewards(self._inputs(items), batch_size=self.batch_size)
+
+    def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray:
+        members = self.member_rewards([(ep.track, ep.edit) for ep in episodes])
+        return self.ensemble.normalize(members.mean(0)).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- callback
+
+@dataclass(frozen=True)
+class UpdateMetrics:
+    """What one PPO update did; reward means are over the episodes that finished in its rollout.
+
+    ``None`` where nothing was measured (no finished episode; no learned reward).
+    Entropy is in nats (the policy's mean entropy), approx_kl is SB3's estimate.
+    """
+
+    update: int
+    num_timesteps: int
+    n_episodes: int
+    mean_learned_reward: float | None
+    mean_dense_reward: float | None
+    mean_reward: float | None
+    entropy: float | None
+    approx_kl: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+class RewardMixCallback(BaseCallback):
+    """Pays the learned reward once per rollout (batched) and records :class:`UpdateMetrics`.
+
+    Parameters
+    ----------
+    learned_reward : LearnedReward or None
+        None only when ``learned_weight`` is 0.
+    learned_weight : float
+        ``w`` of the mix (the env's ``EnvConfig.learned_weight``).
+    total_timesteps : int
+        Steps of this ``learn`` call, for progress fractions.
+    progress : callable(fraction, message) or None
+    """
+
+    def __init__(
+        self,
+        learned_reward: LearnedReward | None,
+        learned_weight: float,
+        total_timesteps: int,
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__()
+        if learned_reward is None and learned_weight > 0:
+            raise PolicyError(f"learned_weight is {learned_weight} but no learned reward was given")
+        self.learned_reward = learned_reward
+        self.learned_weight = learned_weight
+        self.total_timesteps = total_timesteps
+        self.progress = progress
+        self.updates: list[UpdateMetrics] = []
+        self.n_learned_calls = 0
+        self._finished: list[tuple[int, int, FinishedEpisode]] = []
+        self._step_in_rollout = 0
+        self._pending: dict[str, Any] | None = None
+        self._start_timesteps = 0
+
+    def _on_training_start(self) -> None:
+        self._start_timesteps = self.model.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self._emit_pending()
+        self._finished = []
+        self._step_in_rollout = 0
+
+    def _on_step(self) -> bool:
+        for env_index, info in enumerate(self.locals["infos"]):
+            episode = info.get("finished_episode")
+            if episode is not None:
+                self._finished.append((self._step_in_rollout, env_index, episode))
+        self._step_in_rollout += 1
+        return True
+
+    def _on_rollout_end(self) -> None:
+        dense = np.array([ep.dense.combined for _, _, ep in self._finished], dtype=np.float64)
+        learned: np.ndarray | None = None
+        if self.learned_reward is not None and self._finished:
+            learned = self._score([ep for _, _, ep in self._finished])
+            if self.learned_weight > 0:
+                self._add_to_buffer(learned)
+        self._pending = {
+            "num_timesteps": self.model.num_timesteps,
+            "n_episodes": len(self._finished),
+            "learned": None if learned is None else _mean(learned),
+            "dense": _mean(dense),
+            "total": _mean(mix_reward(learned if learned is not None else 0.0, dense, self.learned_weight))
+            if len(dense)
+            else None,
+        }
+
+    def _on_training_end(self) -> None:
+        self._emit_pending()
+
+    def _score(self, episodes: list[FinishedEpisode]) -> np.ndarray:
+        assert self.learned_reward is not None
+        learned = np.asarray(self.learned_reward(episodes), dtype=np.float64)
+        self.n_learned_calls += 1
+        if learned.shape != (len(episodes),):
+            raise PolicyError(f"learned reward returned shape {learned.shape} for {len(episodes)} episodes")
+        if not np.all(np.isfinite(learned)):
+            raise PolicyError("learned reward returned NaN or infinite values")
+        return learned
+
+    def _add_to_buffer(self, learned: np.ndarray) -> None:
+        buffer = self.model.rollout_buffer
+        for (step, env_index, _), value in zip(self._finished, learned):
+            buffer.rewards[step, env_index] += self.learned_weight * value
+        # Same bootstrap the algorithm used: the value of the observation after the last step.
+        with torch.no_grad():
+            last_values = self.model.policy.predict_values(obs_as_tensor(self.model._last_obs, self.model.device))
+        buffer.compute_returns_and_advantage(last_values=last_values, dones=self.model._last_episode_starts)
+
+    def _emit_pending(self) -> None:
+        """Join the last rollout's rewards with the training statistics of the update that followed it."""
+        if self._pending is None:
+            return
+        logged = self.model.logger.name_to_value
+        entropy_loss = logged.get("train/entropy_loss")
+        approx_kl = logged.get("train/approx_kl")
+        metrics = UpdateMetrics(
+            update=len(self.updates) + 1,
+            num_timesteps=self._pending["num_timesteps"],
+            n_episodes=self._pending["n_episodes"],
+            mean_learned_reward=self._pending["learned"],
+            mean_dense_reward=self._pending["dense"],
+            mean_reward=self._pending["total"],
+            # SB3 logs entropy_loss = -mean entropy.
+            entropy=None if entropy_loss is None else -float(entropy_loss),
+            approx_kl=None if approx_kl is None else float(approx_kl),
+        )
+        self._pending = None
+        self.updates.append(metrics)
+        if self.progress is not None:
+            done = (metrics.num_timesteps - self._start_timesteps) / max(self.total_timesteps, 1)
+            self.progress(
+                min(done, 1.0),
+                f"policy update {metrics.update}: {metrics.num_timesteps} steps, "
+                f"learned {_fmt(metrics.mean_learned_reward)}, dense {_fmt(metrics.mean_dense_reward)}, "
+                f"entropy {_fmt(metrics.entropy)}, kl {_fmt(metrics.approx_kl)}",
+            )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+# --------------------------------------------------------------------------- training
+
+def make_vec_env(tracks: Sequence[TrackArrays], env_config: EnvConfig, *, n_envs: int, seed: int) -> DummyVecEnv:
+    """``n_envs`` editing envs in one process (the policy and env are small: processes would cost more than they save)."""
+    venv = DummyVecEnv([lambda: EditingEnv(tracks, env_config) for _ in range(n_envs)])
+    venv.seed(seed)
+    return venv
+
+
+def build_policy(tracks: Sequence[TrackArrays], *, env_config: EnvConfig = EnvConfig(), config: PolicyConfig = PolicyConfig()) -> MaskablePPO:
+    """A first policy, from scratch."""
+    return MaskablePPO(
+        "MlpPolicy",
+        make_vec_env(tracks, env_config, n_envs=config.n_envs, seed=config.seed),
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        learning_rate=config.learning_rate,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        policy_kwargs={"net_arch": list(config.net_arch)},
+        seed=config.seed,
+        device=policy_device(config),
+        verbose=0,
+    )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A trained policy and what each of its updates did in this run."""
+
+    model: MaskablePPO
+    updates: tuple[UpdateMetrics, ...]
+    start_timesteps: int
+    seconds: float
+    n_learned_calls: int
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def summary(self, *, last: int = 5) -> dict[str, Any]:
+        """Means over the last ``last`` updates, for a version's metrics."""
+        tail = self.updates[-last:]
+
+        def mean_of(name: str) -> float | None:
+            values = [getattr(u, name) for u in tail if getattr(u, name) is not None]
+            return float(np.mean(values)) if values else None
+
+        return {
+            "num_timesteps": self.num_timesteps,
+            "timesteps_this_run": self.num_timesteps - self.start_timesteps,
+            "updates": len(self.updates),
+            "seconds": self.seconds,
+            "mean_learned_reward": mean_of("mean_learned_reward"),
+            "mean_dense_reward": mean_of("mean_dense_reward"),
+            "mean_reward": mean_of("mean_reward"),
+            "entropy": mean_of("entropy"),
+            "approx_kl": mean_of("approx_kl"),
+        }
+
+
+@contextmanager
+def _torch_threads(n_threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_policy(
+    tracks: Sequence[TrackArrays],
+    *,
+    total_timesteps: int,
+    learned_reward: LearnedReward | None,
+    env_config: EnvConfig = EnvConfig(),
+    config: PolicyConfig = PolicyConfig(),
+    parent: str | Path | None = None,
+    progress: Progress | None = None,
+) -> TrainingRun:
+    """Train a first policy (``parent`` None) or continue the saved version at ``parent``.
+
+    Continuing keeps the parent's weights, optimiser state, hyperparameters and
+    ``num_timesteps`` (``learn(reset_num_timesteps=False)``); ``total_timesteps`` more steps
+    are taken either way.
+
+    Raises
+    ------
+    PolicyError
+        If ``learned_weight > 0`` and no learned reward is given.
+    SpacesSpecMismatch, PolicyCheckpointError
+        If ``parent`` was saved for other spaces or cannot be read.
+    """
+    if total_timesteps <= 0:
+        raise PolicyError(f"total_timesteps must be positive, got {total_timesteps}")
+    callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress)
+    if parent is None:
+        model = build_policy(tracks, env_config=env_config, config=config)
+    else:
+        venv = make_vec_env(tracks, env_config, n_envs=config.n_envs, seed=config.seed)
+        model = load_policy(parent, env=venv, device=config.device)
+    start = int(model.num_timesteps)
+    began = time.perf_counter()
+    with _torch_threads(config.n_threads):
+        model.learn(total_timesteps=total_timesteps, callback=callback, reset_num_timesteps=parent is None)
+    return TrainingRun(
+        model=model,
+        updates=tuple(callback.updates),
+        start_timesteps=start,
+        seconds=time.perf_counter() - began,
+        n_learned_calls=callback.n_learned_calls,
+    )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def read_spaces_spec(path: str | Path) -> dict[str, Any]:
+    """The spaces spec stored in a policy checkpoint."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if SPEC_MEMBER not in archive.namelist():
+                raise PolicyCheckpointError(f"{path}: no {SPEC_MEMBER} (not saved by save_policy)")
+            return json.loads(archive.read(SPEC_MEMBER))
+    except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise PolicyCheckpointError(f"{path}: cannot read the checkpoint ({err})") from err
+
+
+def load_policy(path: str | Path, *, env: DummyVecEnv | None = None, device: str | None = None) -> MaskablePPO:
+    """Load a checkpoint written by :func:`save_policy`.
+
+    Raises
+    ------
+    SpacesSpecMismatch
+        If it was saved for other observation or action spaces than this env's.
+    PolicyCheckpointError
+        If it is missing or unreadable.
+    """
+    path = Path(path)
+    check_spaces_spec(read_spaces_spec(path), what=f"policy checkpoint {path}")
+    return MaskablePPO.load(path, env=env, device=select_device(device))
+
+
+def save_policy(model: MaskablePPO, path: str | Path) -> Path:
+    """Write ``model`` with the spaces spec to ``path`` (a .zip) atomically.
+
+    Written to a temporary file in the same folder, loaded back and compared (spec,
+    weights, ``num_timesteps``), then moved into place with ``os.replace``; a failure
+    leaves nothing at ``path``.
+
+    Raises
+    ------
+    PolicyCheckpointError
+        If the written file does not load back identical.
+    """
+    path = Path(path)
+    if path.suffix != ".zip":
+        raise PolicyCheckpointError(f"{path}: a policy checkpoint must end in .zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.zip")
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(SPEC_MEMBER, json.dumps(spaces_spec(), sort_keys=True))
+        _verify(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _verify(model: MaskablePPO, tmp: Path) -> None:
+    loaded = load_policy(tmp, device="cpu")
+    if loaded.num_timesteps != model.num_timesteps:
+        raise PolicyCheckpointError(f"{tmp}: num_timesteps {loaded.num_timesteps} read back, {model.num_timesteps} written")
+    written = model.policy.state_dict()
+    for name, tensor in loaded.policy.state_dict().items():
+        if not torch.equal(tensor.cpu(), written[name].detach().cpu()):
+            raise PolicyCheckpointError(f"{tmp}: parameter {name} differs after reading back")
+
+
+# --------------------------------------------------------------------------- sampling
+
+def sample_actions(
+    model: MaskablePPO,
+    tracks: Sequence[TrackArrays],
+    excerpts: Sequence[Excerpt],
+    *,
+    deterministic: bool,
+    rng: np.random.Generator,
+    n_threads: int = 1,
+) -> list[list[int]]:
+    """Edit each excerpt with the policy: one action list per excerpt.
+
+    All excerpts advance in lock step, so the policy runs once per step on a batch.
+    Stochastic sampling draws from the masked action distribution with ``rng`` (so it is
+    reproducible without touching torch's global seed); deterministic takes the most
+    probable valid action.
+
+    Parameters
+    ----------
+    tracks : sequence of TrackArrays
+        ``Excerpt.track_index`` indexes it.
+    excerpts : sequence of Excerpt
+    n_threads : int
+        Torch threads while sampling (see ``PolicyConfig.n_threads``).
+
+    Returns
+    -------
+    list of list of int
+        Action ids; ``editing.edit.apply_actions`` turns each into an Edit.
+    """
+    if not excerpts:
+        return []
+    # Rewards are not used here: a dense-only env avoids needing a learned reward.
+    envs = [EditingEnv(tracks, EnvConfig(learned_weight=0.0)) for _ in excerpts]
+    obs = np.stack([env.reset(options={"excerpt": ex})[0] for env, ex in zip(envs, excerpts)])
+    actions: list[list[int]] = [[] for _ in excerpts]
+    active = list(range(len(excerpts)))
+    with _torch_threads(n_threads):
+        while active:
+            active = _sample_step(model, envs, excerpts, obs, actions, active, deterministic, rng)
+    return actions
+
+
+def _sample_step(
+    model: MaskablePPO,
+    envs: list[EditingEnv],
+    excerpts: Sequence[Excerpt],
+    obs: np.ndarray,
+    actions: list[list[int]],
+    active: list[int],
+    deterministic: bool,
+    rng: np.random.Generator,
+) -> list[int]:
+    """One lock step of :func:`sample_actions` over the ``active`` excerpts; returns those still unfinished."""
+    masks = np.stack([envs[i].action_masks() for i in active])
+    with torch.no_grad():
+        obs_tensor = obs_as_tensor(obs[active], model.device)
+        probs = model.policy.get_distribution(obs_tensor, action_masks=masks).distribution.probs.cpu().numpy()
+    probs = np.where(masks, probs.astype(np.float64), 0.0)
+    still: list[int] = []
+    for row, i in enumerate(active):
+        p = probs[row] / probs[row].sum()
+        action = int(np.argmax(p)) if deterministic else int(rng.choice(N_ACTIONS, p=p))
+        actions[i].append(action)
+        next_obs, _, terminated, _, info = envs[i].step(action)
+        if "invalid_action" in info:
+            raise PolicyError(f"policy chose masked action {action} on excerpt {excerpts[i]}")
+        obs[i] = next_obs
+        if not terminated:
+            still.append(i)
+    return still
