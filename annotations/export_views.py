@@ -1,0 +1,134 @@
+"""Export API (admins only): background export jobs, their download, and a direct streamed export.
+
+POST /api/exports/                     {"format": "jsonl|csv|parquet", "filters": {...}} -> 201, the job
+GET  /api/exports/{id}/                the job: status, row count, card, download_url once done
+GET  /api/exports/{id}/download/       the file, streamed
+GET  /api/exports/stream/?format=jsonl|csv&FILTER=...   rows streamed as they are read (small datasets)
+GET  /api/exports/stream/card/?FILTER=...               the dataset card of that streamed export
+
+Filters are the ``ExportFilters.FIELDS`` (see ``annotations.selectors``).  The
+streamed export cannot carry its card (the counts are known only at the end),
+so the card has its own endpoint, named in the stream's ``Link`` header.
+"""
+from __future__ import annotations
+
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from . import export, roles
+from .models import ExportJob
+from .selectors import ExportFilters
+from .tasks import export_run
+
+
+class IsExportAdmin(BasePermission):
+    message = "exports are for admins"
+
+    def has_permission(self, request, view) -> bool:
+        return roles.is_admin(request.user)
+
+
+class _NoFormatOverride:
+    URL_FORMAT_OVERRIDE = None
+
+    def __getattr__(self, name):
+        return getattr(api_settings, name)
+
+
+class FormatIsTheExportFormat(DefaultContentNegotiation):
+    """``?format=`` names the export format here, not a DRF renderer: negotiate on Accept only."""
+
+    settings = _NoFormatOverride()
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = ["id", "format", "filters", "status", "n_rows", "card", "error", "created_at", "finished_at",
+                  "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, job: ExportJob) -> str | None:
+        if job.status != ExportJob.Status.DONE:
+            return None
+        return reverse("api-export-download", args=[job.pk])
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=export.FORMATS)
+    filters = serializers.DictField(required=False, default=dict)
+
+
+def _query_filters(request: Request) -> ExportFilters:
+    params = {key: request.query_params.getlist(key) for key in request.query_params if key != "format"}
+    return ExportFilters.parse(params)
+
+
+class ExportJobListView(APIView):
+    permission_classes = [IsExportAdmin]
+
+    def post(self, request: Request) -> Response:
+        data = ExportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        filters = ExportFilters.parse(data.validated_data["filters"])
+        job = export.export_job_create(requested_by=request.user, fmt=data.validated_data["format"], filters=filters)
+        export_run.delay(job.pk)
+        job.refresh_from_db()
+        return Response(ExportJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ExportJobDetailView(APIView):
+    permission_classes = [IsExportAdmin]
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ExportJobSerializer(get_object_or_404(ExportJob, pk=pk)).data)
+
+
+class ExportJobDownloadView(APIView):
+    permission_classes = [IsExportAdmin]
+
+    def get(self, request: Request, pk: int) -> FileResponse:
+        job = get_object_or_404(ExportJob, pk=pk)
+        if job.status != ExportJob.Status.DONE or not job.file:
+            raise Http404(f"export {job.pk} is {job.status}, nothing to download yet")
+        return FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=job.file.name.rsplit("/", 1)[-1],
+            content_type=export.CONTENT_TYPES[job.format],
+        )
+
+
+class ExportStreamView(APIView):
+    permission_classes = [IsExportAdmin]
+    content_negotiation_class = FormatIsTheExportFormat
+
+    def get(self, request: Request) -> StreamingHttpResponse:
+        fmt = export.check_format(request.query_params.get("format", "jsonl"), streamed=True)
+        filters = _query_filters(request)
+        response = StreamingHttpResponse(
+            export.export_stream(filters=filters, fmt=fmt), content_type=export.CONTENT_TYPES[fmt]
+        )
+        response["Content-Disposition"] = f'attachment; filename="preferences.{fmt}"'
+        response["X-Schema-Version"] = export.SCHEMA_VERSION
+        card_url = request.build_absolute_uri(reverse("api-export-stream-card")) + (
+            "?" + request.META["QUERY_STRING"] if request.META.get("QUERY_STRING") else ""
+        )
+        response["Link"] = f'<{card_url}>; rel="describedby"'
+        return response
+
+
+class ExportStreamCardView(APIView):
+    permission_classes = [IsExportAdmin]
+    content_negotiation_class = FormatIsTheExportFormat
+
+    def get(self, request: Request) -> Response:
+        return Response(export.export_card(filters=_query_filters(request)))
