@@ -43,8 +43,16 @@ def _database_url(settings_dict: dict) -> str:
     return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
 
 
+def _reset_broker_connections(app) -> None:
+    """Drop pooled broker connections so the next send uses the current ``broker_url``."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
 @pytest.fixture
-def celery_worker_process(transactional_db, settings):
+def celery_worker_process(transactional_db, settings, storage_root):
     """A real Celery worker process over Redis, on the test's PostgreSQL database.
 
     The test process stops executing tasks in-process and sends them to the
@@ -65,7 +73,7 @@ def celery_worker_process(transactional_db, settings):
     broker = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/7"
     old = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
     app.conf.update(task_always_eager=False, broker_url=broker)
-    app.pool.force_close_all()
+    _reset_broker_connections(app)
     import redis
 
     redis.Redis.from_url(broker).flushdb()
@@ -74,7 +82,7 @@ def celery_worker_process(transactional_db, settings):
         **os.environ,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "CELERY_BROKER_URL": broker,
-        "STORAGE_ROOT": str(settings.STORAGE_ROOT),
+        "STORAGE_ROOT": str(storage_root),
         "DB_CONN_MAX_AGE": "0",
     }
     procs: list[subprocess.Popen] = []
@@ -107,4 +115,4 @@ def celery_worker_process(transactional_db, settings):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
     app.conf.update(**old)
-    app.pool.force_close_all()
+    _reset_broker_connections(app)
