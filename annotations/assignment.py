@@ -9,7 +9,9 @@ Rules
 - Each comparison takes ``required_judgements`` judgements from different
   annotators.  A slot is held by a judgement or by an open assignment; the
   quota check runs with the comparison row locked (``select_for_update``), so
-  two annotators asking at once never push it past the quota.
+  two annotators asking at once never push it past the quota.  The queue
+  reads ``Comparison.n_judgements`` (kept by ``judgement_submit``) to skip
+  full comparisons without counting; the check under the lock counts exactly.
 - Higher ``priority`` first (the training side sets it), then older first;
   a comparison locked by another request at that instant is passed over
   rather than waited for.
@@ -32,7 +34,7 @@ import numpy as np
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -52,32 +54,40 @@ def open_assignments(now: datetime | None = None) -> QuerySet[Assignment]:
     return Assignment.objects.filter(completed_at__isnull=True, skipped_reason="", expires_at__gt=now)
 
 
-def _slots_taken() -> Coalesce:
-    """Subquery expression: judgements + open assignments of the outer comparison."""
-    now = timezone.now()
-    judged = (
-        Judgement.objects.filter(comparison=OuterRef("pk")).order_by().values("comparison")
-        .annotate(n=Count("pk")).values("n")
-    )
-    held = (
-        open_assignments(now).filter(comparison=OuterRef("pk")).order_by().values("comparison")
-        .annotate(n=Count("pk")).values("n")
-    )
+def _full_by_open_assignments(now: datetime) -> QuerySet[Comparison]:
+    """Ids of comparisons whose stored judgements plus open assignments already fill the quota.
+
+    Open assignments are few (about one per active annotator) and sit in a
+    partial index, so this is a small set that the queue query hashes once.
+    """
     return (
-        Coalesce(Subquery(judged, output_field=IntegerField()), Value(0))
-        + Coalesce(Subquery(held, output_field=IntegerField()), Value(0))
+        Comparison.objects.filter(assignments__completed_at__isnull=True, assignments__skipped_reason="",
+                                  assignments__expires_at__gt=now)
+        .annotate(n_open=Count("assignments"))
+        .filter(n_open__gte=F("required_judgements") - F("n_judgements"))
+        .order_by().values("pk")
     )
 
 
-def available_comparisons(*, annotator, kind: Kind | None = None) -> QuerySet[Comparison]:
+def available_comparisons(*, annotator, kind: Kind | None = None, now: datetime | None = None) -> QuerySet[Comparison]:
     """Comparisons ``annotator`` could be given now, best first (no locking: a hint, not a promise).
 
     ``kind`` None means regular and gold together (what the queue shows);
     repeats are made on demand and never counted as waiting work.
+
+    Only comparisons whose ``n_judgements`` is short of the quota are read (the
+    ``comparison_open_queue`` partial index, in queue order); the annotator's
+    own history and the comparisons filled by open assignments are small sets
+    excluded by hashed lookups, so asking for the first few costs the same at
+    3,000 comparisons as at 30.
     """
+    now = now or timezone.now()
     seen = Assignment.objects.filter(annotator=annotator).values("comparison_id")
     judged = Judgement.objects.filter(annotator=annotator).values("comparison_id")
-    qs = Comparison.objects.exclude(pk__in=seen).exclude(pk__in=judged)
+    qs = (
+        Comparison.objects.filter(n_judgements__lt=F("required_judgements"))
+        .exclude(pk__in=seen).exclude(pk__in=judged).exclude(pk__in=_full_by_open_assignments(now))
+    )
     if kind is None:
         qs = qs.filter(repeat_of__isnull=True)
     elif kind == "regular":
@@ -86,11 +96,7 @@ def available_comparisons(*, annotator, kind: Kind | None = None) -> QuerySet[Co
         qs = qs.filter(is_gold=True, repeat_of__isnull=True)
     else:
         qs = qs.filter(repeat_of__judgements__annotator=annotator)
-    return (
-        qs.annotate(slots_taken=_slots_taken())
-        .filter(slots_taken__lt=F("required_judgements"))
-        .order_by("-priority", "created_at", "pk")
-    )
+    return qs.order_by("-priority", "created_at", "pk")
 
 
 def _repeat_source(annotator) -> Comparison | None:
@@ -128,20 +134,35 @@ def _left_is_a(comparison: Comparison, annotator, rng: random.Random) -> bool:
 
 
 def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
-    """Lock one comparison and take a slot if it still has one; None when it is full."""
+    """Lock one comparison and take a slot if it still has one; None when it is full.
+
+    The quota is checked on exact counts taken under the row lock;
+    ``n_judgements`` is only the queue's hint, and it is corrected here when a
+    judgement arrived by another road (a script, a fixture) and left it behind.
+    """
+    judged = Judgement.objects.filter(comparison=OuterRef("pk")).order_by().values("comparison").annotate(
+        n=Count("pk")).values("n")
+    held = open_assignments(now).filter(comparison=OuterRef("pk")).order_by().values("comparison").annotate(
+        n=Count("pk")).values("n")
     with transaction.atomic():
         # skip_locked: while another request holds this comparison, try the next candidate
         # instead of queueing behind it (all annotators tend to want the same top one).
-        comparison = Comparison.objects.select_for_update(skip_locked=True).filter(pk=comparison_id).first()
-        if comparison is None:
-            return None
-        if Assignment.objects.filter(annotator=annotator, comparison=comparison).exists():
-            return None
-        taken = (
-            Judgement.objects.filter(comparison=comparison).count()
-            + open_assignments(now).filter(comparison=comparison).count()
+        # of=("self",): the edits are read for the page, not locked.
+        comparison = (
+            Comparison.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("edit_a", "edit_b")
+            .annotate(
+                judged=Coalesce(Subquery(judged, output_field=IntegerField()), Value(0)),
+                held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)),
+                seen=Exists(Assignment.objects.filter(annotator=annotator, comparison=OuterRef("pk"))),
+            )
+            .filter(pk=comparison_id).first()
         )
-        if taken >= comparison.required_judgements:
+        if comparison is None or comparison.seen:
+            return None
+        if comparison.judged != comparison.n_judgements:
+            Comparison.objects.filter(pk=comparison.pk).update(n_judgements=comparison.judged)
+        if comparison.judged + comparison.held >= comparison.required_judgements:
             return None
         minutes = float(settings.ANNOTATION_ASSIGNMENT_MINUTES)
         return Assignment.objects.create(
@@ -166,13 +187,13 @@ def _draw_kind(rng: random.Random) -> Kind:
 
 
 def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
-    if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat").exists():
+    if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat", now=now).exists():
         original = _repeat_source(annotator)
         if original is None:
             return None
         _repeat_create(original)
     while True:
-        ids = list(available_comparisons(annotator=annotator, kind=kind).values_list("pk", flat=True)
+        ids = list(available_comparisons(annotator=annotator, kind=kind, now=now).values_list("pk", flat=True)
                    [:_CANDIDATES_PER_TRY])
         if not ids:
             return None
@@ -211,9 +232,7 @@ def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignmen
     for kind in (first,) + tuple(k for k in ("regular", "gold") if k != first):
         assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now)
         if assignment is not None:
-            return Assignment.objects.select_related(
-                "comparison", "comparison__edit_a", "comparison__edit_b"
-            ).get(pk=assignment.pk)
+            return assignment  # its comparison and edits came with the lock: no second read
     return None
 
 

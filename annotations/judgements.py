@@ -11,6 +11,7 @@ from datetime import datetime, time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .assignment import open_assignments, queue_length
@@ -131,6 +132,11 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
             )
             assignment.completed_at = now
             assignment.save(update_fields=["completed_at"])
+            # Recounted rather than incremented, under the same lock, so the queue's copy heals if it drifted.
+            Comparison.objects.filter(pk=comparison.pk).update(n_judgements=Subquery(
+                Judgement.objects.filter(comparison=OuterRef("pk")).order_by().values("comparison")
+                .annotate(n=Count("pk")).values("n")
+            ))
             return judgement, True
     except IntegrityError:
         # The same annotator submitted twice at once and the other request won the unique constraint.
@@ -183,10 +189,11 @@ def progress_get(*, annotator, now: datetime | None = None) -> Progress:
     """Selector: the counts shown on the annotation page."""
     now = timezone.localtime(now or timezone.now())
     start_of_day = timezone.make_aware(datetime.combine(now.date(), time.min), now.tzinfo)
-    mine = Judgement.objects.filter(annotator=annotator)
+    done = Judgement.objects.filter(annotator=annotator).aggregate(
+        today=Count("pk", filter=Q(created_at__gte=start_of_day)), total=Count("pk"))
     return Progress(
-        done_today=mine.filter(created_at__gte=start_of_day).count(),
-        done_total=mine.count(),
+        done_today=done["today"],
+        done_total=done["total"],
         left_in_queue=queue_length(annotator=annotator),
     )
 

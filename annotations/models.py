@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 
 class Track(models.Model):
@@ -90,11 +92,22 @@ class Comparison(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats",
         help_text="a repeated comparison with sides swapped, to measure self-consistency",
     )
+    n_judgements = models.PositiveIntegerField(
+        default=0, editable=False,
+        help_text="judgements stored: a copy of COUNT(judgements) kept under the comparison's row lock, "
+                  "so that finding open work need not count every comparison's judgements",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")), name="comparison_two_edits"),
+        ]
+        indexes = [
+            # The assignment queue in its order, holding only comparisons still short of judgements:
+            # `next` walks it from the top and stops at the first free slot instead of scanning them all.
+            models.Index(F("priority").desc(), "created_at", "id",
+                         condition=Q(n_judgements__lt=F("required_judgements")), name="comparison_open_queue"),
         ]
 
     def __str__(self) -> str:
@@ -151,9 +164,21 @@ class Assignment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["annotator", "comparison"], name="one_assignment_per_annotator"),
         ]
+        indexes = [
+            # Open assignments are a handful among all ever made: find them without reading the rest.
+            models.Index(fields=["expires_at", "comparison"], condition=Q(completed_at__isnull=True, skipped_reason=""),
+                         name="assignment_open"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.annotator} <- comparison {self.comparison_id}"
+
+
+@receiver(post_delete, sender=Judgement)
+def _judgement_deleted(sender, instance: Judgement, **kwargs) -> None:
+    # A deleted judgement (admin, shell) frees its slot: recount so that the comparison is offered again.
+    remaining = Judgement.objects.filter(comparison_id=instance.comparison_id).count()
+    Comparison.objects.filter(pk=instance.comparison_id).update(n_judgements=remaining)
 
 
 class ExportJob(models.Model):

@@ -6,13 +6,15 @@ database, or comparisons over quota): that must be 0.
 
     python bench/bench_annotate.py --annotators 32 --seconds 20
 
-Uses its own database (``--database-url``, default .../studio_bench, created
-and migrated if missing) and a temporary storage root.
+Uses its own database (``--database-url``, default .../studio_bench: created
+and migrated if missing, emptied first, dropped at the end unless
+``--keep-database``) and a temporary storage root, removed at the end.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +42,16 @@ def ensure_database(url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin_url = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare(n_annotators: int, n_comparisons: int, quota: int) -> list[str]:
@@ -117,12 +129,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/studio_bench")
+    parser.add_argument("--keep-database", action="store_true", help="leave the bench database behind for a look")
     args = parser.parse_args()
+    try:
+        run(args)
+    finally:
+        # WITH (FORCE) also closes this process's own connection to it.
+        if not args.keep_database:
+            drop_database(args.database_url)
 
+
+def run(args: argparse.Namespace) -> None:
     storage = tempfile.mkdtemp(prefix="bench-annotate-")
     env = {**os.environ, "DATABASE_URL": args.database_url, "STORAGE_ROOT": storage,
            "ANNOTATION_MIN_LISTEN_SECONDS": "5", "ANNOTATION_GOLD_RATE": "0", "ANNOTATION_REPEAT_RATE": "0",
-           "DJANGO_SETTINGS_MODULE": "feedback_site.settings", "LOG_LEVEL": "WARNING", 
+           "DJANGO_SETTINGS_MODULE": "feedback_site.settings", "LOG_LEVEL": "WARNING",
            # Plain HTTP on loopback: DEBUG off would demand secure (HTTPS-only) cookies.
            "DJANGO_DEBUG": "1"}
     os.environ.update(env)
@@ -164,6 +185,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(storage, ignore_errors=True)
 
     from django.db.models import Count
 
@@ -182,7 +204,7 @@ def main() -> None:
         print(f"{key:7s} p50 {ms(statistics.median(v))}  p99 {ms(percentile(v, 99))}  (n={len(v)})")
     print(f"judgements lost {lost}, comparisons over quota {over_quota}")
     if lost or over_quota:
-        sys.exit(1)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import numpy as np
 from editing.audio import BEATS_PER_BAR, FEATURE_GROUPS, N_AUDIO_FEATURES
 from editing.edit import Edit, Transition, validate_edit
 
-__all__ = ["DENSE_WEIGHTS", "DenseRewardError", "DenseScores", "dense_rewards"]
+__all__ = ["DENSE_WEIGHTS", "DenseContext", "DenseRewardError", "DenseScores", "dense_context", "dense_rewards"]
 
 # Phrase first (off-bar seams are what listeners notice most), duration next so that
 # stopping early does not pay; tempo is low because beat-aligned seams rarely break it.
@@ -96,15 +96,135 @@ def _typical_steps(step: np.ndarray, bar_positions: np.ndarray) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class DenseContext:
+    """Everything :func:`dense_rewards` derives from a track alone, computed once per track.
+
+    Build it with :func:`dense_context`; scoring with it gives exactly the
+    scores that scoring with the track arrays gives.
+
+    Attributes
+    ----------
+    n_beats : int
+        Track beats.
+    log_intervals : np.ndarray [shape=(n_beats,)], float64
+        Natural log of each beat's duration in samples.
+    incoming_position : np.ndarray [shape=(n_beats,)], int64
+        Bar position 0..3 of each beat.
+    level : np.ndarray [shape=(n_beats,)], float64
+        Per-beat mean RMS level, dBFS.
+    typical_level_step, typical_timbre_step, typical_chroma_step : np.ndarray [shape=(4,)], float64
+        The track's median neighbour step into each bar position (dB, z-scored MFCC
+        Euclidean distance, chroma cosine distance).
+    bar_start, phrase_start : np.ndarray [shape=(n_beats + 1,)], float64
+        1.0 where a bar / 4-bar phrase starts (index n_beats: the track's end), else 0.0.
+    mfcc : np.ndarray [shape=(n_beats, 20)], float64
+        MFCC means z-scored over the track.
+    chroma : np.ndarray [shape=(n_beats, 12)], float64
+        Chroma scaled to unit length.
+    """
+
+    n_beats: int
+    log_intervals: np.ndarray
+    incoming_position: np.ndarray
+    level: np.ndarray
+    typical_level_step: np.ndarray
+    typical_timbre_step: np.ndarray
+    typical_chroma_step: np.ndarray
+    bar_start: np.ndarray
+    phrase_start: np.ndarray
+    mfcc: np.ndarray
+    chroma: np.ndarray
+
+
+def _timbre_dist(mfcc: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(mfcc[i] - mfcc[j], axis=-1)
+
+
+def _chroma_dist(chroma: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return 1.0 - np.sum(chroma[i] * chroma[j], axis=-1)
+
+
+def dense_context(features: np.ndarray, beat_samples: np.ndarray, bar_positions: np.ndarray) -> DenseContext:
+    """The per-track part of the dense rewards, to pass to :func:`dense_rewards` as ``context=``.
+
+    Parameters
+    ----------
+    features : np.ndarray [shape=(n_track_beats, 121)], float
+        The track's per-beat audio features.
+    beat_samples : np.ndarray [shape=(n_track_beats + 1,)], int
+        The track's beat boundaries, samples.
+    bar_positions : np.ndarray [shape=(n_track_beats,)], int
+        The track's bar position of each beat, 0 = downbeat.
+
+    Returns
+    -------
+    DenseContext
+
+    Raises
+    ------
+    DenseRewardError
+        If the arrays disagree on the number of beats.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    beat_samples = np.asarray(beat_samples, dtype=np.int64)
+    bar_positions = np.asarray(bar_positions)
+    if features.ndim != 2 or features.shape[1] != N_AUDIO_FEATURES:
+        raise DenseRewardError(f"features have shape {features.shape}: expected (n_track_beats, {N_AUDIO_FEATURES})")
+    n = features.shape[0]
+    if beat_samples.shape != (n + 1,):
+        raise DenseRewardError(f"beat_samples has shape {beat_samples.shape}: expected ({n + 1},) for {n} beats")
+    if bar_positions.shape != (n,):
+        raise DenseRewardError(f"bar_positions has shape {bar_positions.shape}: expected ({n},) for {n} beats")
+
+    level = features[:, FEATURE_GROUPS["loudness"].start].copy()
+
+    downbeats = np.flatnonzero(bar_positions == 0)
+    phrase_start = np.zeros(n + 1, dtype=bool)
+    phrase_start[downbeats[::_BARS_PER_PHRASE]] = True
+    bar_start = np.append(bar_positions == 0, True)  # the track's end closes a bar and a phrase
+    phrase_start[n] = True
+
+    mfcc = features[:, FEATURE_GROUPS["mfcc"]]
+    mfcc = (mfcc - mfcc.mean(axis=0)) / (mfcc.std(axis=0) + _EPS)
+    chroma = features[:, FEATURE_GROUPS["chroma"]]
+    chroma = chroma / (np.linalg.norm(chroma, axis=1, keepdims=True) + _EPS)
+    neighbours = np.arange(n - 1)
+
+    context = DenseContext(
+        n_beats=n,
+        log_intervals=np.log(np.diff(beat_samples).astype(np.float64)),
+        incoming_position=bar_positions.astype(np.int64) % BEATS_PER_BAR,
+        level=level,
+        typical_level_step=_typical_steps(np.abs(np.diff(level)), bar_positions),
+        typical_timbre_step=_typical_steps(_timbre_dist(mfcc, neighbours, neighbours + 1), bar_positions),
+        typical_chroma_step=_typical_steps(_chroma_dist(chroma, neighbours, neighbours + 1), bar_positions),
+        bar_start=bar_start.astype(np.float64),
+        phrase_start=phrase_start.astype(np.float64),
+        mfcc=mfcc,
+        chroma=chroma,
+    )
+    # The env shares one context across many episodes: nothing may change it in place.
+    for name in ("log_intervals", "incoming_position", "level", "typical_level_step", "typical_timbre_step",
+                 "typical_chroma_step", "bar_start", "phrase_start", "mfcc", "chroma"):
+        getattr(context, name).setflags(write=False)
+    return context
+
+
 def dense_rewards(
     edit: Edit,
     *,
-    features: np.ndarray,
-    beat_samples: np.ndarray,
-    bar_positions: np.ndarray,
+    features: np.ndarray | None = None,
+    beat_samples: np.ndarray | None = None,
+    bar_positions: np.ndarray | None = None,
     target_beats: int,
+    context: DenseContext | None = None,
 ) -> DenseScores:
     """Score an edit of a track.
+
+    Give either the three track arrays or ``context`` (the same arrays digested
+    once by :func:`dense_context`, for scoring many edits of one track); the
+    scores are identical.
 
     Parameters
     ----------
@@ -117,6 +237,8 @@ def dense_rewards(
         The track's bar position of each beat, 0 = downbeat.
     target_beats : int
         Wanted output length, beats (>= 1).
+    context : DenseContext, optional
+        Instead of the three arrays.
 
     Returns
     -------
@@ -125,64 +247,46 @@ def dense_rewards(
     Raises
     ------
     DenseRewardError
-        If the arrays disagree on the number of beats or the target is not positive.
+        If the arrays disagree on the number of beats, the target is not positive,
+        or not exactly one of (the three arrays, ``context``) is given.
     editing.edit.EditError
         If the edit does not fit the track.
     """
-    features = np.asarray(features, dtype=np.float64)
-    beat_samples = np.asarray(beat_samples, dtype=np.int64)
-    bar_positions = np.asarray(bar_positions)
-    if features.ndim != 2 or features.shape[1] != N_AUDIO_FEATURES:
-        raise DenseRewardError(f"features have shape {features.shape}: expected (n_track_beats, {N_AUDIO_FEATURES})")
-    n = features.shape[0]
-    if beat_samples.shape != (n + 1,):
-        raise DenseRewardError(f"beat_samples has shape {beat_samples.shape}: expected ({n + 1},) for {n} beats")
-    if bar_positions.shape != (n,):
-        raise DenseRewardError(f"bar_positions has shape {bar_positions.shape}: expected ({n},) for {n} beats")
+    arrays = (features, beat_samples, bar_positions)
+    if context is None:
+        if any(a is None for a in arrays):
+            raise DenseRewardError("dense_rewards needs features, beat_samples and bar_positions, or a context")
+        context = dense_context(features, beat_samples, bar_positions)
+    elif any(a is not None for a in arrays):
+        raise DenseRewardError("dense_rewards takes either the track arrays or a context, not both")
     if target_beats < 1:
         raise DenseRewardError(f"target of {target_beats} beats: must be at least 1")
-    validate_edit(edit, n_track_beats=n)
+    validate_edit(edit, n_track_beats=context.n_beats)
 
     beats = edit.track_beats()
     transitions = edit.transitions()
     seam = np.flatnonzero(np.isin(transitions, [Transition.CUT, Transition.CROSSFADE]))
     a, b = beats[seam - 1], beats[seam]
 
-    intervals = (beat_samples[beats + 1] - beat_samples[beats]).astype(np.float64)
-    tempo_change = np.abs(np.diff(np.log(intervals)))
+    tempo_change = np.abs(np.diff(context.log_intervals[beats]))
     tempo = _mean_or_one(np.maximum(0.0, 1.0 - tempo_change / _TEMPO_TOLERANCE))
 
-    incoming_position = bar_positions[b].astype(np.int64) % BEATS_PER_BAR
-    level = features[:, FEATURE_GROUPS["loudness"].start]
-    typical_level_step = _typical_steps(np.abs(np.diff(level)), bar_positions)[incoming_position]
+    incoming_position = context.incoming_position[b]
+    level = context.level
     level_jump = np.abs(level[b] - level[a])
+    typical_level_step = context.typical_level_step[incoming_position]
     energy = _mean_or_one(np.exp(-np.maximum(0.0, level_jump - typical_level_step) / _ENERGY_SCALE_DB))
 
-    downbeats = np.flatnonzero(bar_positions == 0)
-    phrase_start = np.zeros(n + 1, dtype=bool)
-    phrase_start[downbeats[::_BARS_PER_PHRASE]] = True
-    bar_start = np.append(bar_positions == 0, True)  # the track's end closes a bar and a phrase
-    phrase_start[n] = True
-    bar_part = (bar_start[b].astype(float) + bar_start[a + 1]) / 2.0
-    phrase_part = (phrase_start[b].astype(float) + phrase_start[a + 1]) / 2.0
+    bar_part = (context.bar_start[b] + context.bar_start[a + 1]) / 2.0
+    phrase_part = (context.phrase_start[b] + context.phrase_start[a + 1]) / 2.0
     phrase = _mean_or_one(_BAR_WEIGHT * bar_part + (1.0 - _BAR_WEIGHT) * phrase_part)
 
-    mfcc = features[:, FEATURE_GROUPS["mfcc"]]
-    mfcc = (mfcc - mfcc.mean(axis=0)) / (mfcc.std(axis=0) + _EPS)
-    chroma = features[:, FEATURE_GROUPS["chroma"]]
-    chroma = chroma / (np.linalg.norm(chroma, axis=1, keepdims=True) + _EPS)
-
-    def timbre_dist(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(mfcc[i] - mfcc[j], axis=-1)
-
-    def chroma_dist(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return 1.0 - np.sum(chroma[i] * chroma[j], axis=-1)
-
-    neighbours = np.arange(n - 1)
     smooth_parts = []
-    for dist in (timbre_dist, chroma_dist):
-        typical = _typical_steps(dist(neighbours, neighbours + 1), bar_positions)[incoming_position]
-        ratio = dist(a, b) / (typical + _EPS)
+    for seam_dist, typical_steps in (
+        (_timbre_dist(context.mfcc, a, b), context.typical_timbre_step),
+        (_chroma_dist(context.chroma, a, b), context.typical_chroma_step),
+    ):
+        ratio = seam_dist / (typical_steps[incoming_position] + _EPS)
         smooth_parts.append(np.exp(-np.maximum(0.0, ratio - 1.0)))
     smoothness = _mean_or_one(0.5 * (smooth_parts[0] + smooth_parts[1]))
 

@@ -70,7 +70,7 @@ import gymnasium as gym
 import numpy as np
 
 from editing.audio import FEATURE_GROUPS, FEATURE_VERSION, N_AUDIO_FEATURES
-from editing.dense import DenseScores, dense_rewards
+from editing.dense import DenseContext, DenseScores, dense_context, dense_rewards
 from editing.edit import (
     MAX_EXCERPT_BEATS,
     MIN_EXCERPT_BEATS,
@@ -214,6 +214,10 @@ class TrackArrays:
         Beat boundaries in samples.
     bar_positions : np.ndarray [shape=(n_beats,), dtype=int8]
         0 = downbeat .. 3.
+    normalised : np.ndarray [shape=(n_beats, 121), dtype=float32]
+        Derived: the features as the observation shows them (per-track z-scores).
+    dense : DenseContext
+        Derived: the track's part of the dense rewards, computed once rather than every episode.
     """
 
     name: str
@@ -221,6 +225,7 @@ class TrackArrays:
     beat_samples: np.ndarray
     bar_positions: np.ndarray
     normalised: np.ndarray = field(init=False, repr=False)
+    dense: DenseContext = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.features.shape[0] if self.features.ndim == 2 else -1
@@ -235,6 +240,7 @@ class TrackArrays:
         if not np.all(np.isfinite(self.features)):
             raise InvalidTrack(f"{self.name}: features contain NaN or infinite values")
         object.__setattr__(self, "normalised", _standardise(self.features))
+        object.__setattr__(self, "dense", dense_context(self.features, self.beat_samples, self.bar_positions))
 
     @property
     def n_beats(self) -> int:
@@ -442,13 +448,7 @@ class EditingEnv(gym.Env):
         assert self._builder is not None and self._excerpt is not None
         edit = self._builder.build()
         track = self.tracks[self._excerpt.track_index]
-        dense = dense_rewards(
-            edit,
-            features=track.features,
-            beat_samples=track.beat_samples,
-            bar_positions=track.bar_positions,
-            target_beats=self._excerpt.target_beats,
-        )
+        dense = dense_rewards(edit, context=track.dense, target_beats=self._excerpt.target_beats)
         return FinishedEpisode(track=track, excerpt=self._excerpt, edit=edit, dense=dense)
 
     def _observation(self) -> np.ndarray:

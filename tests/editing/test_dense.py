@@ -6,7 +6,7 @@ import pytest
 
 from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
 from editing.baselines import bar_aligned_cut, broken_edit_actions
-from editing.dense import DENSE_WEIGHTS, DenseRewardError, DenseScores, dense_rewards
+from editing.dense import DENSE_WEIGHTS, DenseRewardError, DenseScores, dense_context, dense_rewards
 from editing.edit import Action, EditError, apply_actions
 
 N = 64
@@ -125,3 +125,37 @@ def test_on_every_demo_track_bar_aligned_cuts_beat_random_cuts_and_broken_edits(
                 broken = apply_actions(broken_edit_actions(rng, bar_positions=excerpt_bars), excerpt_start=start, bar_positions=excerpt_bars)
                 worse = dense_rewards(broken, target_beats=24, **arrays)
                 assert worse.combined < good.combined, f"{name} at beat {start}: broken edit {worse} >= bar cut {good}"
+
+
+def test_a_precomputed_context_gives_exactly_the_same_scores(track, demo_analyses):
+    rng = np.random.default_rng(7)
+    jittered = {**track, "beat_samples": track["beat_samples"] + np.concatenate([[0], np.cumsum(rng.integers(0, 3000, N))])}
+    arrays_list = [track, jittered] + [
+        {"features": a.features, "beat_samples": a.beat_samples, "bar_positions": a.bar_positions}
+        for a, _, _ in demo_analyses.values()
+    ]
+    for arrays in arrays_list:
+        context = dense_context(**arrays)
+        n = arrays["bar_positions"].shape[0]
+        for _ in range(10):
+            start = int(rng.integers(0, n - 32))
+            excerpt_bars = arrays["bar_positions"][start : start + 32]
+            for actions in (broken_edit_actions(rng, bar_positions=excerpt_bars), random_beat_cut(rng, 32, 20),
+                            bar_aligned_cut(bar_positions=excerpt_bars, target_beats=24)):
+                edit = apply_actions(actions, excerpt_start=start, bar_positions=excerpt_bars)
+                assert dense_rewards(edit, target_beats=24, context=context) == dense_rewards(edit, target_beats=24, **arrays)
+
+
+def test_a_context_is_checked_like_the_arrays_and_is_read_only(track):
+    edit = apply_actions([Action.KEEP] * 32, excerpt_start=40, bar_positions=bars(32))
+    context = dense_context(**track)
+    with pytest.raises(EditError, match="run past the track"):
+        dense_rewards(edit, target_beats=32, context=context)
+    with pytest.raises(DenseRewardError, match="either the track arrays or a context, not both"):
+        dense_rewards(edit, target_beats=32, context=context, features=track["features"])
+    with pytest.raises(DenseRewardError, match="needs features, beat_samples and bar_positions, or a context"):
+        dense_rewards(edit, target_beats=32, features=track["features"])
+    with pytest.raises(DenseRewardError, match="bar_positions has shape"):
+        dense_context(**{**track, "bar_positions": bars(10)})
+    with pytest.raises(ValueError, match="read-only"):
+        context.mfcc[0, 0] = 1.0
