@@ -141,6 +141,9 @@ CELERY_TASK_ROUTES = {"rlhf.tasks.*": {"queue": TRAINING_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers an unacknowledged task (a worker that died mid-task) after this many
+# seconds; it must exceed the longest cycle step, or a running step is delivered twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 4 * 3600))}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -152,6 +155,18 @@ ANNOTATION_GOLD_RATE = float(os.environ.get("ANNOTATION_GOLD_RATE", "0.1"))
 ANNOTATION_REPEAT_RATE = float(os.environ.get("ANNOTATION_REPEAT_RATE", "0.05"))
 ANNOTATION_ASSIGNMENT_MINUTES = float(os.environ.get("ANNOTATION_ASSIGNMENT_MINUTES", "30"))
 ANNOTATION_MIN_LISTEN_SECONDS = float(os.environ.get("ANNOTATION_MIN_LISTEN_SECONDS", "5"))
+
+# Retrain cycle defaults (the researcher page and `run_cycle` can override each per cycle).
+CYCLE_PPO_TIMESTEPS = int(os.environ.get("CYCLE_PPO_TIMESTEPS", "20480"))
+CYCLE_LEARNED_WEIGHT = float(os.environ.get("CYCLE_LEARNED_WEIGHT", "0.8"))
+CYCLE_N_EXCERPTS = int(os.environ.get("CYCLE_N_EXCERPTS", "16"))
+CYCLE_N_PAIRS = int(os.environ.get("CYCLE_N_PAIRS", "32"))
+CYCLE_RANDOM_SHARE = float(os.environ.get("CYCLE_RANDOM_SHARE", "0.2"))
+# The periodic trigger: every CYCLE_EVERY_HOURS, start a cycle when this many judgements are new.
+CYCLE_EVERY_HOURS = float(os.environ.get("CYCLE_EVERY_HOURS", "6"))
+CYCLE_MIN_NEW_JUDGEMENTS = int(os.environ.get("CYCLE_MIN_NEW_JUDGEMENTS", "200"))
+# A running step silent for this long is presumed dead (its worker was lost) and is re-dispatched.
+CYCLE_STALE_MINUTES = float(os.environ.get("CYCLE_STALE_MINUTES", "30"))
 
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,0 +1,157 @@
+"""The retrain cycle in-process on SQLite: versions, lineage, proposals, failures, one cycle at a time."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+from django_celery_beat.models import PeriodicTask
+
+from annotations.models import Comparison, Edit
+from rlhf import cycle as cycle_module
+from rlhf.cycle import (
+    CycleBusy,
+    CycleError,
+    CycleParameters,
+    cycle_create,
+    cycle_recover,
+    cycle_run,
+    cycle_should_start,
+    cycle_step_run,
+    simulated_loop,
+)
+from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
+from rlhf.simulate import annotators_simulate
+from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
+
+pytestmark = pytest.mark.django_db
+
+
+def _active():
+    return RewardModelVersion.objects.get(is_active=True), PolicyVersion.objects.get(is_active=True)
+
+
+@pytest.mark.slow
+def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_nothing(storage_root, monkeypatch):
+    small_studio(storage_root / "demo")
+
+    first = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert first.status == Cycle.Status.DONE, first.error
+    assert first.progress == 1.0 and not first.is_running and first.finished_at is not None
+    rm1, policy1 = _active()
+    assert (first.reward_model_version, first.policy_version) == (rm1, policy1)
+    assert policy1.parent is None and policy1.reward_model == rm1 and policy1.num_timesteps >= TINY.ppo_timesteps
+    assert set(first.metrics) == {"reward_model", "policy", "proposal"}
+    assert first.metrics["reward_model"]["accuracy"] is not None
+    proposed = list(Comparison.objects.filter(proposed_by=f"cycle {first.pk}").select_related("edit_a", "edit_b"))
+    assert len(proposed) == first.metrics["proposal"]["n_comparisons"] > 0
+    assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)
+    assert all(0.0 <= c.predicted_preference <= 1.0 and c.reward_model_version == rm1.label for c in proposed)
+    sources = {e.source for c in proposed for e in (c.edit_a, c.edit_b)}
+    assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut"}
+
+    # A redelivered step of a finished cycle does nothing.
+    assert cycle_step_run(cycle_id=first.pk, step="train_policy") is False
+    assert PolicyVersion.objects.count() == 1
+
+    # A failure injected in the policy step: the cycle is failed with the reason, nothing else changes.
+    annotators_simulate(n_annotators=3, seed=1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(cycle_module, "train_policy", broken)
+    failed = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert failed.status == Cycle.Status.FAILED and not failed.is_running
+    assert "train_policy" in failed.error and "injected failure" in failed.error
+    assert _active() == (rm1, policy1)
+    assert failed.reward_model_version is not None and not failed.reward_model_version.is_active
+    assert failed.policy_version is None and PolicyVersion.objects.count() == 1
+    assert not Comparison.objects.filter(proposed_by=f"cycle {failed.pk}").exists()
+    assert artifact_files(storage_root, "policies") == {policy1.artifact.name}
+    assert not partial_files(storage_root)
+    monkeypatch.undo()
+
+    # The next cycle fine-tunes the active policy and proposes against it.
+    second = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert second.status == Cycle.Status.DONE, second.error
+    rm3, policy2 = _active()
+    assert second.policy_version == policy2 and policy2.parent == policy1 and policy2.reward_model == rm3
+    assert policy2.num_timesteps == policy1.num_timesteps + policy2.metrics["timesteps_this_run"]
+    assert rm3.parent == rm1  # the failed cycle's version never became active
+    sources = set(Edit.objects.filter(source__startswith="policy:").values_list("source", flat=True))
+    assert {policy1.source, policy2.source} <= sources
+    assert artifact_files(storage_root, "policies") == {policy1.artifact.name, policy2.artifact.name}
+    assert set(artifact_files(storage_root, "reward_models")) == set(
+        RewardModelVersion.objects.values_list("artifact", flat=True))
+
+
+def test_only_one_cycle_runs_at_a_time():
+    running = cycle_create(parameters=TINY)
+    with pytest.raises(CycleBusy, match=f"cycle {running.pk} is still running"):
+        cycle_create(parameters=TINY)
+    cycle_module.cycle_fail(cycle_id=running.pk, reason="stopped by the test")
+    assert cycle_create(parameters=TINY).pk != running.pk
+
+
+def test_parameters_refuse_unknown_names_bad_types_and_ranges():
+    with pytest.raises(CycleError, match="'ppo_stepz' is unknown"):
+        CycleParameters.from_json({"ppo_stepz": 10})
+    with pytest.raises(CycleError, match="ppo_timesteps: 'many' is not a valid int"):
+        CycleParameters.from_json({"ppo_timesteps": "many"})
+    with pytest.raises(CycleError, match="learned_weight must lie in"):
+        CycleParameters.from_json({"learned_weight": "1.5"})
+    p = CycleParameters.from_json({"ppo_timesteps": "2048", "rm_warm_start": "on"})
+    assert p.ppo_timesteps == 2048 and p.rm_warm_start is True
+
+
+def test_a_step_of_a_failed_cycle_or_an_unknown_step_does_nothing():
+    cycle = cycle_create(parameters=TINY)
+    with pytest.raises(CycleError, match="'fly' is unknown"):
+        cycle_step_run(cycle_id=cycle.pk, step="fly")
+    cycle_module.cycle_fail(cycle_id=cycle.pk, reason="stopped")
+    assert cycle_step_run(cycle_id=cycle.pk, step="train_reward_model") is False
+
+
+def test_recover_redispatches_only_silent_cycles(monkeypatch, django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("rlhf.tasks.cycle_dispatch", lambda pk, step: sent.append((pk, step)))
+    cycle = cycle_create(parameters=TINY)
+    Cycle.objects.filter(pk=cycle.pk).update(celery_task_id="lost-worker-task")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert cycle_recover(stale_after_seconds=3600) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert [c.pk for c in cycle_recover(stale_after_seconds=0)] == [cycle.pk]
+    assert sent == [(cycle.pk, "train_reward_model")]
+    cycle.refresh_from_db()
+    assert cycle.celery_task_id == "" and "re-dispatching train_reward_model" in cycle.log
+
+
+def test_schedule_starts_a_cycle_only_with_enough_new_judgements():
+    start, reason = cycle_should_start(min_new_judgements=1)
+    assert not start and "0 new judgements" in reason
+    from rlhf.tasks import maybe_start_cycle
+
+    assert maybe_start_cycle(min_new_judgements=5).startswith("no cycle started: 0 new judgements")
+    assert not Cycle.objects.exists()
+
+
+def test_schedule_cycles_creates_an_editable_periodic_task():
+    call_command("schedule_cycles", "--every-hours", "2", "--min-new-judgements", "50", verbosity=0)
+    call_command("schedule_cycles", "--every-hours", "3", "--min-new-judgements", "60", verbosity=0)
+    task = PeriodicTask.objects.get(task="rlhf.tasks.maybe_start_cycle")
+    assert task.interval.every == 180 and task.enabled
+    assert json.loads(task.kwargs) == {"min_new_judgements": 60}
+
+
+@pytest.mark.slow
+def test_after_three_simulated_cycles_the_policy_beats_random_edits(storage_root):
+    small_studio(storage_root / "demo")
+    parameters = CycleParameters(
+        ppo_timesteps=2048, ppo_n_envs=4, ppo_n_steps=64, ppo_batch_size=64, rm_members=2, rm_max_epochs=3,
+        n_excerpts=6, n_pairs=12,
+    )
+    rows = simulated_loop(n_cycles=3, parameters=parameters, eval_excerpts=24)
+    print("\n".join(str(r) for r in rows))
+    assert rows[-1].win_vs_random > 0.7
+    assert rows[-1].win_vs_random > rows[0].win_vs_random

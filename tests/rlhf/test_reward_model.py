@@ -1,0 +1,125 @@
+"""The pure reward model: targets, refusals, shapes, determinism, checkpoints, learning on synthetic data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
+from rlhf import reward_model as rm
+from tests.rlhf.synthetic import synthetic_dataset, synthetic_edits
+
+TINY = rm.RewardModelConfig(d_model=32, n_heads=2, n_layers=1, ff_dim=64)
+FAST = rm.TrainingConfig(n_members=2, max_epochs=2, patience=1, batch_pairs=32, min_pairs=10)
+
+
+def test_default_architecture_is_about_2_6_million_parameters():
+    assert 2.3e6 <= rm.count_parameters() <= 2.8e6
+
+
+def test_confidence_shapes_the_target():
+    assert rm.confidence_target("a", 1) == pytest.approx(0.6)
+    assert rm.confidence_target("a", 5) == pytest.approx(0.98)
+    assert rm.confidence_target("b", 5) == pytest.approx(0.02)
+    assert rm.confidence_target("tie", 5) == 0.5
+    with pytest.raises(rm.RewardModelError, match="confidence 7"):
+        rm.confidence_target("a", 7)
+
+
+def test_judgements_of_one_pair_are_combined_and_swapped_repeats_join_them():
+    edits, _ = synthetic_edits(np.random.default_rng(0), 3)
+    ds = rm.dataset_from_judgements(edits, [(0, 0, 1, "a", 5), (0, 0, 1, "b", 1), (0, 1, 0, "b", 5), (1, 2, 1, "tie", 3)])
+    assert ds.n_pairs == 2
+    row = int(np.flatnonzero((ds.pair_a == 0) & (ds.pair_b == 1))[0])
+    assert ds.weight[row] == 3
+    assert ds.target[row] == pytest.approx((0.98 + 0.4 + 0.98) / 3)
+    assert ds.share_a[row] == pytest.approx(2 / 3)
+    assert (ds.n_chose_first, ds.n_chose_second) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "judgements, message",
+    [
+        ([], "empty"),
+        ([(g, 2 * g, 2 * g + 1, "a", 3) for g in range(12)], "one-sided: all 12 decided judgements chose edit A"),
+        ([(g, 2 * g, 2 * g + 1, "tie", 3) for g in range(12)], "every judgement is a tie"),
+        ([(g, 2 * g, 2 * g + 1, "ab"[g % 2], 3) for g in range(5)], "5 compared pairs of edits, at least 10 needed"),
+    ],
+)
+def test_unusable_datasets_are_refused_with_the_reason(judgements, message):
+    edits, _ = synthetic_edits(np.random.default_rng(0), 24)
+    ds = rm.dataset_from_judgements(edits, judgements)
+    with pytest.raises(rm.DatasetRefused, match=message):
+        rm.train_ensemble(ds, FAST, model_config=TINY)
+
+
+def test_split_keeps_every_track_on_one_side():
+    groups = np.repeat(np.arange(10), 7)
+    train, val = rm.split_by_group(groups, validation_fraction=0.2, seed=3)
+    assert set(groups[train]).isdisjoint(groups[val])
+    assert train.size + val.size == groups.size and val.size >= 0.2 * groups.size
+
+
+def test_rewards_are_bounded_and_padding_does_not_change_them():
+    edits, _ = synthetic_edits(np.random.default_rng(1), 5, min_beats=16, max_beats=48)
+    net = rm.RewardNet(TINY, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).eval()
+    ens = rm.RewardEnsemble(members=[net], config=TINY)
+    alone = np.array([ens.member_rewards([e])[0, 0] for e in edits])
+    batched = ens.member_rewards(edits)[0]
+    np.testing.assert_allclose(alone, batched, atol=2e-2)  # bf16 autocast: equal to a few 1e-3
+    big = rm.EditInput(edits[0].features * 1e4, edits[0].actions)
+    assert np.all(np.abs(ens.member_rewards([big])) <= rm.REWARD_BOUND)
+
+
+def test_training_is_deterministic_from_the_seed():
+    ds = synthetic_dataset(0, n_judgements=120)
+    a = rm.train_ensemble(ds, FAST, model_config=TINY)
+    b = rm.train_ensemble(ds, FAST, model_config=TINY)
+    assert a.curves == b.curves
+    for ma, mb in zip(a.ensemble.members, b.ensemble.members):
+        for (name, ta), tb in zip(ma.state_dict().items(), mb.state_dict().values()):
+            assert torch.equal(ta, tb), name
+
+
+def test_learns_a_hidden_preference_from_noisy_judgements():
+    ds = synthetic_dataset(0, n_judgements=900, per_comparison=1, noise=0.1)
+    result = rm.train_ensemble(ds, rm.TrainingConfig(n_members=1, max_epochs=6, patience=2), model_config=TINY)
+    assert result.evaluation.accuracy >= 0.8
+    assert result.evaluation.baseline_accuracy == pytest.approx(0.5, abs=0.15)  # random scores as the baseline
+    assert result.curves[0].val_loss[result.curves[0].best_epoch] == min(result.curves[0].val_loss)
+
+
+def test_checkpoint_round_trips_exactly(tmp_path):
+    ds = synthetic_dataset(1, n_judgements=80)
+    ens = rm.train_ensemble(ds, FAST, model_config=TINY).ensemble
+    ens.set_normalization(list(ds.edits[:20]))
+    rm.save_checkpoint(ens, tmp_path / "rm.pt")
+    loaded = rm.load_checkpoint(tmp_path / "rm.pt")
+    assert loaded.config == ens.config and loaded.feature_version == MODEL_FEATURE_VERSION
+    assert (loaded.reward_mean, loaded.reward_std) == (ens.reward_mean, ens.reward_std)
+    for ma, mb in zip(ens.members, loaded.members):
+        for ta, tb in zip(ma.state_dict().values(), mb.state_dict().values()):
+            assert torch.equal(ta.cpu(), tb.cpu())
+    np.testing.assert_array_equal(loaded.member_rewards(list(ds.edits)), ens.member_rewards(list(ds.edits)))
+
+
+def test_checkpoint_of_other_features_is_refused_naming_both(tmp_path, monkeypatch):
+    ds = synthetic_dataset(2, n_judgements=60)
+    ens = rm.train_ensemble(ds, FAST, model_config=TINY).ensemble
+    ens.feature_version = "beat-features-v0+edit-v0"
+    rm.save_checkpoint(ens, tmp_path / "old.pt")
+    with pytest.raises(rm.CheckpointMismatch) as err:
+        rm.load_checkpoint(tmp_path / "old.pt")
+    assert "beat-features-v0+edit-v0" in str(err.value) and MODEL_FEATURE_VERSION in str(err.value)
+
+
+def test_edit_of_wrong_width_is_refused():
+    with pytest.raises(rm.RewardModelError, match="expected \\(n_output_beats, 125\\)"):
+        rm.EditInput(np.zeros((4, 121), np.float32), np.zeros(4, np.int64))
+
+
+def test_ece_is_zero_when_predictions_match_agreement_and_grows_with_overconfidence():
+    share = np.array([0.9, 0.1, 0.7, 0.3])
+    w = np.full(4, 3.0)
+    assert rm.expected_calibration_error(np.array([0.9, 0.1, 0.7, 0.3]), share, w) == pytest.approx(0.0)
+    assert rm.expected_calibration_error(np.array([0.99, 0.01, 0.99, 0.01]), share, w) == pytest.approx(0.19, abs=1e-6)
