@@ -4,6 +4,8 @@ from pathlib import Path
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,6 +13,7 @@ from django.utils.html import format_html
 
 from editing.audio import SUPPORTED_EXTENSIONS, AudioError
 
+from .invites import annotator_invite
 from .models import Comparison, Edit, ExportJob, Judgement, Track
 from .services import track_ingest
 
@@ -100,6 +103,8 @@ class JudgementAdmin(admin.ModelAdmin):
     MAX_EXPORT_SELECTION = 100_000
 
     def _export(self, request, queryset, fmt: str) -> None:
+        from feedback_site.background import enqueue
+
         from .export import export_job_create
         from .roles import is_admin
         from .selectors import ExportFilters
@@ -118,7 +123,7 @@ class JudgementAdmin(admin.ModelAdmin):
             )
             return
         job = export_job_create(requested_by=request.user, fmt=fmt, filters=ExportFilters(judgement_ids=tuple(ids)))
-        export_run.delay(job.pk)
+        enqueue(export_run.si(job.pk))
         url = reverse("admin:annotations_exportjob_change", args=[job.pk])
         self.message_user(request, format_html('Export {} of {} judgements queued: <a href="{}">status and download</a>.',
                                                job.pk, len(ids), url))
@@ -156,10 +161,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
 
 # --- Users: invite annotators from the admin (the same service as `manage.py invite_annotator`) ---
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin  # noqa: E402
 
-from .invites import annotator_invite  # noqa: E402
 
 _User = get_user_model()
 if admin.site.is_registered(_User):

@@ -26,6 +26,8 @@ from rest_framework.views import APIView
 from . import export, roles
 from .models import ExportJob
 from .selectors import ExportFilters
+from feedback_site.background import enqueue
+
 from .tasks import export_run
 
 
@@ -82,7 +84,7 @@ class ExportJobListView(APIView):
         data.is_valid(raise_exception=True)
         filters = ExportFilters.parse(data.validated_data["filters"])
         job = export.export_job_create(requested_by=request.user, fmt=data.validated_data["format"], filters=filters)
-        export_run.delay(job.pk)
+        enqueue(export_run.si(job.pk))
         job.refresh_from_db()
         return Response(ExportJobSerializer(job).data, status=status.HTTP_201_CREATED)
 

@@ -134,6 +134,8 @@ STORAGES = {
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Without a broker, tasks started from a web page run in a thread of the site (feedback_site.background).
+TASKS_IN_THREAD = _env_bool("TASKS_IN_THREAD", True)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 TRAINING_QUEUE = "training"

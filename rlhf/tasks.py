@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from rlhf.reward_model import TrainingConfig
-from rlhf.reward_services import reward_model_train
+from feedback_site.background import enqueue
 
 
 @shared_task(name="rlhf.tasks.train_reward_model_task")
@@ -12,6 +11,10 @@ def train_reward_model_task(*, seed: int = 0, warm_start: bool = False, activate
                             include_gold: bool = False, min_gold_accuracy: float | None = None,
                             config: dict | None = None) -> int:
     """Train and register a reward-model version; returns its id.  ``config`` overrides TrainingConfig fields."""
+    # torch is imported here, in the worker, not when Django loads the task modules.
+    from rlhf.reward_model import TrainingConfig
+    from rlhf.reward_services import reward_model_train
+
     training = TrainingConfig(**{"seed": seed, **(config or {})})
     version = reward_model_train(config=training, warm_start=warm_start, activate=activate,
                                  include_gold=include_gold, min_gold_accuracy=min_gold_accuracy)
@@ -28,18 +31,14 @@ def run_cycle_step(self, cycle_id: int, step: str) -> bool:
     return cycle_step_run(cycle_id=cycle_id, step=step, executor=self.request.id or None)
 
 
-def cycle_dispatch(cycle_id: int, from_step: str) -> str:
-    """Send the cycle's steps from ``from_step`` on as one chain; returns the first task's id."""
+def cycle_dispatch(cycle_id: int, from_step: str) -> None:
+    """Send the cycle's steps from ``from_step`` on as one chain (see ``feedback_site.background``)."""
     from celery import chain
 
     from rlhf.cycle import STEPS
 
     steps = STEPS[STEPS.index(from_step):]
-    result = chain(*(run_cycle_step.si(cycle_id, step) for step in steps)).apply_async()
-    first = result
-    while first.parent is not None:
-        first = first.parent
-    return first.id
+    enqueue(chain(*(run_cycle_step.si(cycle_id, step) for step in steps)))
 
 
 @shared_task(name="rlhf.tasks.maybe_start_cycle")

@@ -10,6 +10,8 @@ import pytest
 # Tests never write into a developer's var/: a fresh storage root per session.
 _STORAGE = Path(tempfile.mkdtemp(prefix="studio-test-storage-"))
 os.environ.setdefault("STORAGE_ROOT", str(_STORAGE))
+# Tasks run inline in tests (deterministic); tests of the threaded mode switch it on themselves.
+os.environ.setdefault("TASKS_IN_THREAD", "0")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,6 +47,9 @@ def _database_url(settings_dict: dict) -> str:
 
 def _reset_broker_connections(app) -> None:
     """Drop pooled broker connections so the next send uses the current ``broker_url``."""
+    from kombu import pools
+
+    pools.reset()  # kombu keeps producer pools per broker URL, process-wide
     if app._pool is not None:
         app._pool.force_close_all()
         app._pool = None

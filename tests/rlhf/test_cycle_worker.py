@@ -16,15 +16,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.celery, pytest.mark.postgres]
 
 @pytest.fixture
 def worker(celery_worker_process):
-    """``celery_worker_process`` with fresh broker connection pools: its setup closes the pools it finds,
-    and a closed pool left from an earlier test refuses every send ("Acquire on closed pool")."""
-    from kombu import pools
-
-    from feedback_site.celery import app
-
-    pools.reset()  # kombu keeps pools per broker URL, process-wide
-    app._pool = None
-    app.amqp._producer_pool = None
     return celery_worker_process
 
 
