@@ -15,6 +15,8 @@ from __future__ import annotations
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
@@ -23,11 +25,11 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from feedback_site.background import enqueue
+
 from . import export, roles
 from .models import ExportJob
 from .selectors import ExportFilters
-from feedback_site.background import enqueue
-
 from .tasks import export_run
 
 
@@ -79,6 +81,8 @@ def _query_filters(request: Request) -> ExportFilters:
 class ExportJobListView(APIView):
     permission_classes = [IsExportAdmin]
 
+    @extend_schema(request=ExportRequestSerializer, responses={201: ExportJobSerializer},
+                   summary="Start a background export of the preference dataset")
     def post(self, request: Request) -> Response:
         data = ExportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,6 +96,7 @@ class ExportJobListView(APIView):
 class ExportJobDetailView(APIView):
     permission_classes = [IsExportAdmin]
 
+    @extend_schema(responses={200: ExportJobSerializer}, summary="An export job: status, card, download link")
     def get(self, request: Request, pk: int) -> Response:
         return Response(ExportJobSerializer(get_object_or_404(ExportJob, pk=pk)).data)
 
@@ -99,6 +104,8 @@ class ExportJobDetailView(APIView):
 class ExportJobDownloadView(APIView):
     permission_classes = [IsExportAdmin]
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
+                   summary="Download a finished export file")
     def get(self, request: Request, pk: int) -> FileResponse:
         job = get_object_or_404(ExportJob, pk=pk)
         if job.status != ExportJob.Status.DONE or not job.file:
@@ -113,6 +120,8 @@ class ExportStreamView(APIView):
     permission_classes = [IsExportAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
+                   summary="Stream the filtered preference dataset as JSONL or CSV")
     def get(self, request: Request) -> StreamingHttpResponse:
         fmt = export.check_format(request.query_params.get("format", "jsonl"), streamed=True)
         filters = _query_filters(request)
@@ -132,5 +141,6 @@ class ExportStreamCardView(APIView):
     permission_classes = [IsExportAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="The dataset card of a streamed export")
     def get(self, request: Request) -> Response:
         return Response(export.export_card(filters=_query_filters(request)))

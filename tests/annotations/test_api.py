@@ -188,16 +188,14 @@ def test_progress_endpoint(client, annotator):
     assert client.get("/api/progress/").json() == {"done_today": 1, "done_total": 1, "left_in_queue": 1}
 
 
-def test_openapi_schema_generates_without_errors_or_warnings_for_these_endpoints(capsys):
+def test_openapi_schema_generates_without_errors_or_warnings(capsys):
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.validation import validate_schema
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     validate_schema(schema)
     complaints = capsys.readouterr().err
-    for ours in ("annotations/api.py", "annotations/serializers.py", "NextComparison", "Judgement", "Skip",
-                 "Progress", "collision"):
-        assert ours not in complaints, complaints
+    assert "Error" not in complaints and "Warning" not in complaints, complaints
     for path in ("/api/comparisons/next/", "/api/judgements/", "/api/comparisons/{comparison_id}/skip/",
                  "/api/progress/"):
         assert path in schema["paths"]
