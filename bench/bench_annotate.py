@@ -4,7 +4,14 @@ Prints throughput (judgements/s), p50/p99 latency of each call and of the
 next+submit pair, and judgements lost (submits answered 201 but not in the
 database, or comparisons over quota): that must be 0.
 
-    python bench/bench_annotate.py --annotators 32 --seconds 20
+    python bench/bench_annotate.py --annotators 32 --seconds 20                    # saturation: no pause
+    python bench/bench_annotate.py --annotators 32 --seconds 30 --think-seconds 2  # paced: each pauses ~2 s
+
+With ``--think-seconds 0`` every simulated annotator fires its next request
+the moment the last one returns, which measures the server's capacity, not
+what 32 people produce (a person listens to two edits for tens of seconds
+between submits).  A positive value pauses each annotator for a random time
+around it (uniform 0.5x to 1.5x) after each submit.
 
 Uses its own database (``--database-url``, default .../studio_bench: created
 and migrated if missing, emptied first, dropped at the end unless
@@ -79,8 +86,12 @@ def prepare(n_annotators: int, n_comparisons: int, quota: int) -> list[str]:
 
 
 def annotator_loop(base: str, username: str, password: str, start: threading.Barrier, clock: dict, out: dict,
-                   lock: threading.Lock):
+                   lock: threading.Lock, think_seconds: float = 0.0):
+    import random
+
     import requests
+
+    pause = random.Random(username)
 
     s = requests.Session()
     s.get(f"{base}/accounts/login/")
@@ -112,6 +123,8 @@ def annotator_loop(base: str, username: str, password: str, start: threading.Bar
             created += 1
         else:
             errors += 1
+        if think_seconds > 0:
+            time.sleep(min(think_seconds * pause.uniform(0.5, 1.5), max(0.0, deadline - time.perf_counter())))
     with lock:
         for key, values in (("next", nexts), ("submit", submits), ("pair", pairs)):
             out[key].extend(values)
@@ -125,6 +138,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--comparisons", type=int, default=3000)
     parser.add_argument("--quota", type=int, default=3)
+    parser.add_argument("--think-seconds", type=float, default=0.0,
+                        help="mean pause of each annotator after a submit (0: saturation)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=8765)
@@ -175,7 +190,8 @@ def run(args: argparse.Namespace) -> None:
             clock["deadline"] = clock["start"] + args.seconds
 
         barrier = threading.Barrier(len(users), action=go)
-        threads = [threading.Thread(target=annotator_loop, args=(base, u, PASSWORD, barrier, clock, out, lock))
+        threads = [threading.Thread(target=annotator_loop, args=(base, u, PASSWORD, barrier, clock, out, lock,
+                                                                  args.think_seconds))
                    for u in users]
         for t in threads:
             t.start()
@@ -195,8 +211,8 @@ def run(args: argparse.Namespace) -> None:
     over_quota = Comparison.objects.annotate(n=Count("judgements")).filter(n__gt=args.quota).count()
     lost = out["created"] - stored
     ms = lambda v: f"{1000 * v:.1f} ms"  # noqa: E731
-    print(f"annotators {args.annotators}, gunicorn {args.workers}x{args.threads}, {elapsed:.1f} s "
-          "after all logged in")
+    print(f"annotators {args.annotators} (think {args.think_seconds:g} s), gunicorn {args.workers}x{args.threads}, "
+          f"{elapsed:.1f} s after all logged in")
     print(f"judgements stored {stored}, submits answered 201 {out['created']}, other answers {out['errors']}")
     print(f"throughput {stored / elapsed:.1f} judgements/s ({2 * len(out['pair']) / elapsed:.1f} requests/s)")
     for key in ("next", "submit", "pair"):
