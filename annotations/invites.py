@@ -43,5 +43,5 @@ def annotator_invite(*, username: str, email: str = "", reset_password: bool = F
             password = secrets.token_urlsafe(PASSWORD_BYTES)
             user.set_password(password)
             user.save(update_fields=["password"])
-        user.groups.add(Group.objects.get(name=ANNOTATOR))
+        user.groups.add(Group.objects.get_or_create(name=ANNOTATOR)[0])
     return Invitation(user=user, created=created, password=password)

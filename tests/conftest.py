@@ -1,17 +1,10 @@
-"""Shared fixtures: an isolated storage root per test session, users with roles."""
+"""Shared fixtures: a storage root per test, a real Celery worker process (settings: feedback_site.test_settings)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
-
-# Tests never write into a developer's var/: a fresh storage root per session.
-_STORAGE = Path(tempfile.mkdtemp(prefix="studio-test-storage-"))
-os.environ.setdefault("STORAGE_ROOT", str(_STORAGE))
-# Tasks run inline in tests (deterministic); tests of the threaded mode switch it on themselves.
-os.environ.setdefault("TASKS_IN_THREAD", "0")
 
 
 def pytest_collection_modifyitems(config, items):
