@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything (Python packages and Debian's Chromium for the browser tests) and run the whole suite.
-# The suite runs on SQLite, then again on PostgreSQL with a real Celery worker over Redis.
+# The whole suite runs on SQLite, then again on PostgreSQL, where the real-worker tests run too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
@@ -15,7 +15,7 @@ bash scripts/services.sh
 PY=.venv/bin/python
 echo "== tests on SQLite =="
 env -u DATABASE_URL $PY -m pytest "$@"
-echo "== tests on PostgreSQL + Redis =="
+echo "== tests on PostgreSQL, with a real Celery worker over Redis (the browser test ran above) =="
 DATABASE_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/studio}" \
 TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}" \
-  $PY -m pytest -m "postgres or celery" "$@"
+  $PY -m pytest -m "not browser" "$@"
