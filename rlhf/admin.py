@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from rlhf.models import RewardModelVersion
-from rlhf.reward_services import RewardServiceError, reward_model_activate
+from rlhf.versions import RewardServiceError, reward_model_activate
 
 
 @admin.register(RewardModelVersion)

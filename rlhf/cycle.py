@@ -48,21 +48,12 @@ from django.db.models.signals import post_save
 from django.utils import timezone
 
 from annotations.models import Judgement, Track
-from editing.env import EnvConfig
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
-from rlhf.policy import EnsembleReward, PolicyConfig, train_policy
-from rlhf.policy_services import (
-    policy_activate,
-    policy_active,
-    policy_artifact_path,
-    policy_load,
-    policy_register,
-    track_arrays,
-)
-from rlhf.proposal import ProposalConfig, propose
 from rlhf.proposal_services import proposal_comparisons_create, proposal_edits_create
-from rlhf.reward_model import TrainingConfig
-from rlhf.reward_services import reward_model_activate, reward_model_active, reward_model_load, reward_model_train
+from rlhf.versions import policy_activate, policy_active, reward_model_activate, reward_model_active
+
+# The research pages import this module to start and watch cycles, so it loads no torch,
+# stable-baselines3 or gymnasium: each step imports the learning modules it runs.
 
 Status = Cycle.Status
 STEPS = ("train_reward_model", "train_policy", "propose")
@@ -360,6 +351,9 @@ def _link_reward_model_on_register(cycle_id: int) -> Iterator[None]:
 
 
 def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
+    from rlhf.reward_model import TrainingConfig
+    from rlhf.reward_services import reward_model_train
+
     config = TrainingConfig(seed=_seed(cycle, p), n_members=p.rm_members, max_epochs=p.rm_max_epochs)
     warm = p.rm_warm_start and reward_model_active() is not None
     report(0.0, f"training the reward model ({p.rm_members} members, up to {p.rm_max_epochs} epochs"
@@ -395,6 +389,11 @@ def _tracks() -> list[Track]:
 
 
 def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
+    from editing.env import EnvConfig
+    from rlhf.policy import EnsembleReward, PolicyConfig, train_policy
+    from rlhf.policy_services import policy_artifact_path, policy_register, track_arrays
+    from rlhf.reward_services import reward_model_load
+
     reward_model = cycle.reward_model_version
     arrays = track_arrays(_tracks())
     parent = policy_active()
@@ -426,6 +425,12 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> N
 
 
 def _step_propose(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
+    from editing.env import EnvConfig
+    from rlhf.policy import EnsembleReward
+    from rlhf.policy_services import policy_load, track_arrays
+    from rlhf.proposal import ProposalConfig, propose
+    from rlhf.reward_services import reward_model_load
+
     policy, reward_model = cycle.policy_version, cycle.reward_model_version
     previous = policy.parent
     tracks = _tracks()
@@ -511,7 +516,7 @@ def simulated_loop(
     the same excerpts every cycle, against random actions and the first policy of
     this loop.  Raises :class:`CycleError` when a cycle fails.
     """
-    from rlhf.policy_services import RANDOM, simulated_win_rates
+    from rlhf.policy_services import RANDOM, policy_load, simulated_win_rates
     from rlhf.simulate import AnnotatorModel, annotators_simulate
 
     tracks = _tracks()

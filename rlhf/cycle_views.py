@@ -1,7 +1,8 @@
 """Researcher pages and API of the retrain cycle: start one, watch it, compare and (de)activate versions.
 
-Views only parse input, call one service of ``rlhf.cycle`` / ``rlhf.policy_services``
-/ ``rlhf.reward_services`` and render; every page and endpoint is researchers-only.
+Views only parse input, call one service of ``rlhf.cycle`` / ``rlhf.versions`` and
+render; every page and endpoint is researchers-only.  Both modules are free of
+torch and stable-baselines3, so the site's processes never load them.
 """
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ from annotations.roles import is_researcher
 from annotations.selectors import judgement_rows_for_quality
 from rlhf.cycle import CycleBusy, CycleError, CycleParameters, cycle_start, cycle_status
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
-from rlhf.policy_services import PolicyServiceError, policy_activate, policy_rollback
-from rlhf.reward_services import RewardServiceError, reward_model_activate, reward_model_rollback
+from rlhf.versions import (
+    PolicyServiceError,
+    RewardServiceError,
+    policy_activate,
+    policy_rollback,
+    reward_model_activate,
+    reward_model_rollback,
+)
 
 PLOTS = {
     "reward-model-accuracy": "Reward-model validation accuracy per version",

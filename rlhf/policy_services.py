@@ -1,6 +1,8 @@
 """Policy-version services: register, activate, roll back and load PolicyVersion rows; simulated evaluation.
 
-The one place that joins PolicyVersion rows and ``rlhf.policy``.  Checkpoints are
+The one place that joins PolicyVersion rows and ``rlhf.policy``; it imports torch and
+stable-baselines3, so the site uses the row-only services of ``rlhf.versions``
+(activate, roll back, the active version), which are re-exported here.  Checkpoints are
 published like reward models (``rlhf.artifacts``): written to the app-ignored
 temporary folder, verified by loading, moved into ``policies/`` and registered
 in one transaction, so the app sees a registered version with its file, or neither.
@@ -24,26 +26,27 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from django.db import transaction
 from sb3_contrib import MaskablePPO
 
 from annotations.models import Track
 from annotations.services import track_load_analysis, track_load_audio
 from editing.baselines import bar_aligned_cut, random_actions
 from editing.edit import apply_actions
-from editing.env import EnvConfig, SpacesSpecMismatch, TrackArrays, check_spaces_spec, spaces_spec
+from editing.env import EnvConfig, TrackArrays, spaces_spec
 from editing.render import render_edit
 from rlhf import artifacts
 from rlhf.models import PolicyVersion, RewardModelVersion
 from rlhf.policy import TrainingRun, load_policy, sample_actions, save_policy
 from rlhf.proposal import choose_excerpts
 from rlhf.simulate import AnnotatorModel, PreferenceRule
+from rlhf.versions import (  # noqa: F401  (policy_active, policy_rollback: re-exported, see the module docstring)
+    PolicyServiceError,
+    policy_activate,
+    policy_active,
+    policy_rollback,
+)
 
 ARTIFACT_FOLDER = "policies"
-
-
-class PolicyServiceError(ValueError):
-    """A policy-version service refused; the message names the version and the reason."""
 
 
 # --------------------------------------------------------------------------- tracks
@@ -59,10 +62,6 @@ def track_arrays(tracks: Sequence[Track]) -> list[TrackArrays]:
 
 
 # --------------------------------------------------------------------------- versions
-
-def policy_active() -> PolicyVersion | None:
-    return PolicyVersion.objects.filter(is_active=True).first()
-
 
 def policy_artifact_path(version: PolicyVersion) -> Path:
     path = artifacts.storage_root() / version.artifact.name
@@ -80,29 +79,6 @@ def policy_load(version: PolicyVersion) -> MaskablePPO:
     if key not in _LOADED:
         _LOADED[key] = load_policy(policy_artifact_path(version))
     return _LOADED[key]
-
-
-def policy_activate(*, version: PolicyVersion) -> PolicyVersion:
-    """Make ``version`` the one active policy (refuses one saved for other spaces)."""
-    try:
-        check_spaces_spec(version.spaces_spec, what=f"policy {version.label}")
-    except SpacesSpecMismatch as err:
-        raise PolicyServiceError(str(err)) from err
-    with transaction.atomic():
-        PolicyVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        PolicyVersion.objects.filter(pk=version.pk).update(is_active=True)
-    version.refresh_from_db()
-    return version
-
-
-def policy_rollback() -> PolicyVersion:
-    """Activate the parent of the active policy."""
-    active = policy_active()
-    if active is None:
-        raise PolicyServiceError("no policy is active: nothing to roll back")
-    if active.parent is None:
-        raise PolicyServiceError(f"policy {active.label} has no parent version to roll back to")
-    return policy_activate(version=active.parent)
 
 
 def policy_register(

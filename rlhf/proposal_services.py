@@ -13,12 +13,14 @@ Edit sources name what made each edit, as ``annotations.quality`` scores them:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from annotations.models import Comparison, Edit, Track
 from annotations.services import comparison_create, edit_create, track_load_analysis, track_load_audio
 from rlhf.models import PolicyVersion, RewardModelVersion
-from rlhf.proposal import Candidate, Proposal, ProposedPair
+
+if TYPE_CHECKING:  # rlhf.proposal imports stable-baselines3; this module only reads its results
+    from rlhf.proposal import Candidate, Proposal, ProposedPair
 
 BASELINE_SOURCES = {"random": "baseline:random", "bar_aligned_cut": "baseline:bar_cut"}
 

@@ -1,7 +1,9 @@
 """Reward-model services: judgements -> dataset -> trained, registered, active version; predictions.
 
 The one place that joins the database and ``rlhf.reward_model``.  The
-management command, the Celery task and the research pages all call these.
+management command, the Celery task and the cycle call these; this module
+imports torch, so the site uses the row-only services of ``rlhf.versions``
+(activate, roll back, the active version), which are re-exported here.
 
 Dataset rules (defaults)
 ------------------------
@@ -30,7 +32,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
 
 from annotations.models import Edit, Judgement
 from annotations.selectors import ExportFilters, judgements_for_export
@@ -44,12 +45,17 @@ from rlhf.reward_model import (
     EditInput,
     PreferenceDataset,
     RewardEnsemble,
-    RewardModelError,
     TrainingConfig,
     dataset_from_judgements,
     load_checkpoint,
     save_checkpoint,
     train_ensemble,
+)
+from rlhf.versions import (  # noqa: F401  (reward_model_rollback: re-exported, see the module docstring)
+    RewardServiceError,
+    reward_model_activate,
+    reward_model_active,
+    reward_model_rollback,
 )
 
 ARTIFACT_FOLDER = "reward_models"
@@ -58,10 +64,6 @@ REFERENCE_SET_SIZE = 256
 DEFAULT_MIN_GOLD_ACCURACY = 0.7
 
 Progress = Callable[[str, int, int], None]
-
-
-class RewardServiceError(RewardModelError):
-    """A reward-model service refused; the message names the version or data and the reason."""
 
 
 # --------------------------------------------------------------------------- features
@@ -177,10 +179,6 @@ def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float 
 
 # --------------------------------------------------------------------------- versions
 
-def reward_model_active() -> RewardModelVersion | None:
-    return RewardModelVersion.objects.filter(is_active=True).first()
-
-
 _LOADED: dict[tuple[int, str], RewardEnsemble] = {}
 
 
@@ -193,32 +191,6 @@ def reward_model_load(version: RewardModelVersion) -> RewardEnsemble:
             raise RewardServiceError(f"{version.label}: artifact {version.artifact.name} is missing")
         _LOADED[key] = load_checkpoint(path)
     return _LOADED[key]
-
-
-def reward_model_activate(*, version: RewardModelVersion) -> RewardModelVersion:
-    """Make ``version`` the one active reward model (refuses one trained on other features)."""
-    if version.feature_version != MODEL_FEATURE_VERSION or version.n_features != N_MODEL_FEATURES:
-        raise RewardServiceError(
-            f"{version.label} was trained on features {version.feature_version!r} ({version.n_features} per beat), "
-            f"this code computes {MODEL_FEATURE_VERSION!r} ({N_MODEL_FEATURES} per beat)"
-        )
-    with transaction.atomic():
-        RewardModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
-            is_active=False
-        )
-        RewardModelVersion.objects.filter(pk=version.pk).update(is_active=True)
-    version.refresh_from_db()
-    return version
-
-
-def reward_model_rollback() -> RewardModelVersion:
-    """Activate the parent of the active version."""
-    active = reward_model_active()
-    if active is None:
-        raise RewardServiceError("no reward model is active: nothing to roll back")
-    if active.parent is None:
-        raise RewardServiceError(f"{active.label} has no parent version to roll back to")
-    return reward_model_activate(version=active.parent)
 
 
 def _reference_edits() -> list[Edit]:

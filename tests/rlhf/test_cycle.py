@@ -60,7 +60,7 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(cycle_module, "train_policy", broken)
+    monkeypatch.setattr("rlhf.policy.train_policy", broken)  # the policy step imports it when it runs
     failed = cycle_run(cycle=cycle_create(parameters=TINY))
     assert failed.status == Cycle.Status.FAILED and not failed.is_running
     assert "train_policy" in failed.error and "injected failure" in failed.error

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from rlhf.reward_model import RewardModelError, TrainingConfig
-from rlhf.reward_services import reward_model_train
+from rlhf.reward_services import RewardServiceError, reward_model_train
 
 
 class Command(BaseCommand):
@@ -47,7 +47,7 @@ class Command(BaseCommand):
                 config=config, warm_start=opts["warm_start"], activate=not opts["no_activate"],
                 include_gold=opts["include_gold"], min_gold_accuracy=opts["min_gold_accuracy"], progress=progress,
             )
-        except RewardModelError as err:
+        except (RewardModelError, RewardServiceError) as err:  # the model refused, or the service did
             raise CommandError(str(err)) from err
         finally:
             bar.close()
