@@ -14,7 +14,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework import permissions, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -205,15 +206,55 @@ class IsResearcher(permissions.BasePermission):
         return is_researcher(request.user)
 
 
+class CycleStatusSerializer(serializers.Serializer):
+    """The shape of ``rlhf.cycle.cycle_status`` (documentation for the OpenAPI schema)."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Cycle.Status.choices)
+    status_display = serializers.CharField()
+    is_running = serializers.BooleanField()
+    progress = serializers.FloatField(help_text="0 to 1")
+    log = serializers.CharField()
+    error = serializers.CharField()
+    parameters = serializers.DictField()
+    metrics = serializers.DictField()
+    trigger = serializers.CharField()
+    reward_model_version = serializers.CharField(allow_null=True)
+    policy_version = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class CycleParametersSerializer(serializers.Serializer):
+    """Optional overrides of ``rlhf.cycle.CycleParameters`` (documentation for the OpenAPI schema)."""
+
+    ppo_timesteps = serializers.IntegerField(required=False)
+    learned_weight = serializers.FloatField(required=False)
+    n_excerpts = serializers.IntegerField(required=False)
+    n_pairs = serializers.IntegerField(required=False)
+    random_share = serializers.FloatField(required=False)
+    policy_samples = serializers.IntegerField(required=False)
+    rm_max_epochs = serializers.IntegerField(required=False)
+    rm_members = serializers.IntegerField(required=False)
+    rm_warm_start = serializers.BooleanField(required=False)
+    required_judgements = serializers.IntegerField(required=False)
+    seed = serializers.IntegerField(required=False)
+
+
 class CycleListApi(APIView):
     """GET: recent cycles.  POST: start a cycle; the body holds ``CycleParameters`` fields (all optional)."""
 
     permission_classes = [permissions.IsAuthenticated, IsResearcher]
 
+    @extend_schema(operation_id="rlhf_cycles_list", responses={200: CycleStatusSerializer(many=True)},
+                   summary="The 50 most recent cycles")
     def get(self, request):
         return Response([cycle_status(c) for c in Cycle.objects.select_related(
             "reward_model_version", "policy_version")[:50]])
 
+    @extend_schema(request=CycleParametersSerializer, responses={201: CycleStatusSerializer},
+                   summary="Start a retrain cycle (409 while another one runs)")
     def post(self, request):
         data = request.data if isinstance(request.data, dict) else {}
         try:
@@ -228,5 +269,6 @@ class CycleListApi(APIView):
 class CycleDetailApi(APIView):
     permission_classes = [permissions.IsAuthenticated, IsResearcher]
 
+    @extend_schema(responses={200: CycleStatusSerializer}, summary="A cycle: status, progress, log, metrics")
     def get(self, request, pk: int):
         return Response(cycle_status(get_object_or_404(Cycle, pk=pk)))
