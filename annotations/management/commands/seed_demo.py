@@ -21,7 +21,7 @@ class Command(BaseCommand):
     help = "Create demo logins and propose baseline comparisons for tracks that have none. Never use in production."
 
     def add_arguments(self, parser):
-        parser.add_argument("--excerpts", type=int, default=2, help="excerpts per track (default %(default)s)")
+        parser.add_argument("--excerpts", type=int, default=5, help="excerpts per track (default %(default)s)")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, excerpts, seed, **options):
