@@ -1,0 +1,99 @@
+"""The production configuration: gunicorn, DEBUG off, static files by WhiteNoise, HTTPS behind a proxy."""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _production_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "feedback_site.settings",
+        "DJANGO_DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1,studio.example.org",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "STORAGE_ROOT": str(tmp_path / "storage"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+    })
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_check_deploy_is_clean(tmp_path):
+    result = _manage(_production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_debug_off_without_a_secret_key_refuses_to_start(tmp_path):
+    env = _production_env(tmp_path)
+    del env["SECRET_KEY"]
+    result = _manage(env, "check")
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_gunicorn_serves_pages_and_static_files_behind_an_https_proxy(tmp_path):
+    env = _production_env(tmp_path)
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    assert _manage(env, "collectstatic", "--noinput").returncode == 0
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "feedback_site.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        def get(path: str, **headers: str):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+            opener = urllib.request.build_opener(_NoRedirect)
+            return opener.open(request, timeout=10)
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get("/accounts/login/", **{"X-Forwarded-Proto": "https"})
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.3)
+
+        page = get("/accounts/login/", **{"X-Forwarded-Proto": "https"})
+        assert page.status == 200 and b"csrfmiddlewaretoken" in page.read()
+        assert "Strict-Transport-Security" in page.headers
+        css = get("/static/css/site.css", **{"X-Forwarded-Proto": "https"})
+        assert css.status == 200 and b"topbar" in css.read()
+        with pytest.raises(urllib.error.HTTPError) as plain_http:
+            get("/accounts/login/")
+        assert plain_http.value.code == 301 and plain_http.value.headers["Location"].startswith("https://")
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            get("/api/judgements/", **{"X-Forwarded-Proto": "https"})
+        assert anonymous.value.code == 403
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
