@@ -195,6 +195,25 @@ def test_ensemble_reward_scores_finished_episodes_with_the_real_reward_model(tra
     np.testing.assert_allclose(learned, (members_out.mean(0) - 0.5) / 2.0, rtol=1e-5)
 
 
+def test_ensemble_reward_scores_on_its_own_threads_and_gives_ppo_its_one_thread_back(tracks, monkeypatch):
+    config = RewardModelConfig(d_model=32, n_heads=2, n_layers=1, ff_dim=64)
+    ensemble = RewardEnsemble(members=[RewardNet(config, np.zeros(125), np.ones(125))], config=config)
+    threads_while_scoring = []
+    score = ensemble.member_rewards
+    monkeypatch.setattr(ensemble, "member_rewards",
+                        lambda inputs, **kw: threads_while_scoring.append(torch.get_num_threads()) or score(inputs, **kw))
+    env = EditingEnv(tracks)
+    env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, info = env.step(int(np.flatnonzero(env.action_masks())[0]))
+    reward = EnsembleReward(ensemble, n_threads=2)
+    with policy_module._torch_threads(1):  # as during PPO's learn
+        reward([info["finished_episode"]])
+        assert torch.get_num_threads() == 1
+    assert threads_while_scoring == [2]
+
+
 @pytest.mark.slow
 def test_a_short_ppo_run_learns_a_synthetic_learned_reward(tracks):
     """Rewarding closeness to the target length through the batched learned path: PPO gets measurably closer."""

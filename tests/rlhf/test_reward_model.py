@@ -1,6 +1,8 @@
 """The pure reward model: targets, refusals, shapes, determinism, checkpoints, learning on synthetic data."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +102,7 @@ def test_checkpoint_round_trips_exactly(tmp_path):
     for ma, mb in zip(ens.members, loaded.members):
         for ta, tb in zip(ma.state_dict().values(), mb.state_dict().values()):
             assert torch.equal(ta.cpu(), tb.cpu())
+    assert (loaded.temperature, loaded.lapse) == (ens.temperature, ens.lapse)
     np.testing.assert_array_equal(loaded.member_rewards(list(ds.edits)), ens.member_rewards(list(ds.edits)))
 
 
@@ -123,3 +126,74 @@ def test_ece_is_zero_when_predictions_match_agreement_and_grows_with_overconfide
     w = np.full(4, 3.0)
     assert rm.expected_calibration_error(np.array([0.9, 0.1, 0.7, 0.3]), share, w) == pytest.approx(0.0)
     assert rm.expected_calibration_error(np.array([0.99, 0.01, 0.99, 0.01]), share, w) == pytest.approx(0.19, abs=1e-6)
+
+
+class KnownRewards:
+    """Stands in for an ensemble whose rewards are known: one member, reward = the edit's hidden quality."""
+
+    def __init__(self, quality: np.ndarray):
+        self.quality = quality
+
+    def member_rewards(self, edits):
+        return self.quality[None, :].astype(np.float32)
+
+
+def _lapsing_judgements(seed: int, n_pairs: int, *, lapse: float, temperature: float):
+    """Judges who answer at random a ``lapse`` share of the time, else Boltzmann-rationally; three answers per pair."""
+    rng = np.random.default_rng(seed)
+    edits, quality = synthetic_edits(rng, 2 * n_pairs, min_beats=2, max_beats=2)
+    quality = 3 * quality / quality.std()
+    rows = []
+    for c in range(n_pairs):
+        a, b = 2 * c, 2 * c + 1
+        p_a = lapse / 2 + (1 - lapse) / (1 + np.exp(-(quality[a] - quality[b]) / temperature))
+        for _ in range(3):
+            rows.append((c % 5, a, b, "a" if rng.random() < p_a else "b", 5))
+    ds = rm.dataset_from_judgements(edits, rows)
+    # Targets as the judges' real agreement, so the test isolates the link between reward and probability.
+    return KnownRewards(quality), replace(ds, target=ds.share_a)
+
+
+def test_calibration_fits_judges_who_sometimes_answer_at_random():
+    """Temperature alone cannot match judges with a 20 % random-answer rate; temperature and lapse do."""
+    ensemble, fit_on = _lapsing_judgements(0, 1500, lapse=0.2, temperature=0.5)
+    check_rewards, check_on = _lapsing_judgements(1, 1500, lapse=0.2, temperature=0.5)
+    calibration = rm.fit_calibration(ensemble, fit_on)
+    assert calibration.lapse == pytest.approx(0.2, abs=0.05)
+    assert calibration.temperature == pytest.approx(0.5, rel=0.35)
+
+    def ece(temperature, lapse):
+        p = rm._pair_probability(check_rewards.member_rewards(None), check_on.pair_a, check_on.pair_b, temperature, lapse)
+        return rm.expected_calibration_error(p, check_on.share_a, check_on.weight)
+
+    temperature_only = min(rm._TEMPERATURES, key=lambda t: rm._weighted_bt_loss(
+        rm._pair_probability(ensemble.member_rewards(None), fit_on.pair_a, fit_on.pair_b, t), fit_on))
+    assert ece(calibration.temperature, calibration.lapse) <= 0.03
+    assert ece(temperature_only, 0.0) >= 2 * ece(calibration.temperature, calibration.lapse)
+
+
+def test_scoring_batches_cover_every_edit_once_and_pad_little():
+    rng = np.random.default_rng(0)
+    rollout = np.clip(np.round(rng.gamma(1.3, 9.0, size=106)).astype(int), 1, 64)  # a PPO rollout's edits
+    batches = rm._length_batches_for_scoring(rollout, 256)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(rollout.size))
+    assert len(batches) <= 8  # not one forward call per distinct length (there are ~30)
+    padded = sum(len(b) * rollout[b].max() for b in batches)
+    assert padded <= 1.5 * rollout.sum()
+    same = rm._length_batches_for_scoring(np.full(1000, 32), 256)
+    assert [len(b) for b in same] == [256, 256, 256, 232]
+
+
+def test_scoring_follows_weight_changes_and_matches_the_training_forward_pass():
+    edits, _ = synthetic_edits(np.random.default_rng(3), 12, min_beats=4, max_beats=30)
+    torch.manual_seed(0)
+    net = rm.RewardNet(TINY, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).eval()
+    ens = rm.RewardEnsemble(members=[net], config=TINY)
+    feats, acts, padding = rm._pad(edits, torch.device("cpu"))
+    with torch.no_grad():
+        reference = net(feats, acts, padding).numpy()
+    np.testing.assert_allclose(ens.member_rewards(edits)[0], reference, atol=2e-2)  # bf16 encoder: a few 1e-3
+    before = ens.member_rewards(edits)
+    torch.manual_seed(1)
+    net.load_state_dict(rm.RewardNet(TINY, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).state_dict())
+    assert not np.allclose(ens.member_rewards(edits), before)  # new weights are scored, not a stale copy

@@ -147,13 +147,14 @@ def test_learns_the_simulated_listeners_preference_from_demo_audio(storage_root,
     assert report.n_random > 0
     version = reward_services.reward_model_train(config=TrainingConfig(seed=0, max_epochs=6, patience=2))
     m = version.metrics
-    print({k: m[k] for k in ("accuracy", "baseline_accuracy", "ece", "ece_choices", "temperature", "n_pairs", "train_seconds")})
+    print({k: m[k] for k in ("accuracy", "baseline_accuracy", "ece", "ece_choices", "temperature", "lapse", "n_pairs",
+                             "train_seconds")})
     assert m["accuracy"] >= 0.85
     assert m["accuracy"] >= m["baseline_accuracy"] + 0.05
     assert version.is_active and version.metrics["curves"][0]["val_loss"]
-    if m["ece"] > 0.05:
-        # Known gap (issue 5): calibrated on held-out training tracks (temperature ~1), yet 0.07-0.09 on validation.
-        pytest.xfail(f"validation ECE {m['ece']:.3f} is above the 0.05 the issue asks for")
+    # Calibrated (temperature and lapse) on held-out training tracks only; measured on the validation tracks.
+    assert m["ece"] <= 0.05
+    assert m["ece_choices"] <= 0.05  # also against the raw share of answers, not only the confidence-shaped targets
 
 
 KILLED_SCRIPT = textwrap.dedent("""
