@@ -6,7 +6,8 @@ Prints, all measured in this one run on this machine:
 - PPO steps/s on a trivial env with the SAME spaces (constant observation, every action
   valid, the same mean episode length, zero reward): PPO's own cost;
 - PPO steps/s on the editing env, dense reward only;
-- PPO steps/s on the editing env with the learned reward of a real ``rlhf.reward_model``
+- PPO steps/s on the editing env with the learned reward (scored on a background thread
+  during the rollout, in chunks) of a real ``rlhf.reward_model``
   ensemble (default architecture, untrained weights: the cost does not depend on them),
   and the overhead against the trivial env (target: at most 30 %).
 
@@ -131,10 +132,12 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=6)
     parser.add_argument("--beats", type=int, default=240, help="beats per synthetic track")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--reward-chunk", type=int, default=PolicyConfig.reward_chunk,
+                        help="edits per background learned-reward call during a rollout (0: one call at rollout end)")
     args = parser.parse_args()
 
     tracks = synthetic_tracks(args.tracks, args.beats)
-    config = PolicyConfig(device=args.device)
+    config = PolicyConfig(device=args.device, reward_chunk=args.reward_chunk)
     device = select_device(args.device)
     print(f"device {device}, torch threads for PPO {config.n_threads} (reward model: {torch.get_num_threads()}), "
           f"PPO n_envs {config.n_envs} x n_steps {config.n_steps}, best of {args.rounds} interleaved rounds")
@@ -163,8 +166,10 @@ def main() -> None:
     print(f"PPO, editing env, dense only: {dense_speed:9.0f} steps/s   overhead {trivial / dense_speed - 1:+.0%}")
     print(f"PPO, editing env, learned:    {learned_speed:9.0f} steps/s   overhead {trivial / learned_speed - 1:+.0%} "
           f"(target <= +30%)")
-    print(f"  learned reward: {len(batches)} calls (one per rollout), mean batch {np.mean(batches):.1f} edits, "
-          f"{reward_ms_per_edit:.2f} ms per edit (features + ensemble), {reward_share:.0%} of training; "
+    n_rollouts = math.ceil(args.steps / (config.n_envs * config.n_steps))
+    print(f"  learned reward: {len(batches)} calls over {n_rollouts} rollouts (background chunks of {config.reward_chunk}), "
+          f"mean batch {np.mean(batches):.1f} edits, "
+          f"{reward_ms_per_edit:.2f} ms per edit (features + ensemble), scorer busy {reward_share:.0%} of training time (overlapped with the rollout); "
           f"ensemble {args.members} x {count_parameters(rm_config) / 1e6:.1f} M parameters, bf16 {ensemble.use_bf16}")
 
 

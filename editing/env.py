@@ -112,6 +112,18 @@ OBS_LAYOUT: tuple[tuple[str, int], ...] = (
 OBS_DIM = sum(n for _, n in OBS_LAYOUT)
 
 
+def _layout_slices() -> dict[str, slice]:
+    slices, start = {}, 0
+    for name, n in OBS_LAYOUT:
+        slices[name] = slice(start, start + n)
+        start += n
+    return slices
+
+
+# Where each block lives in the observation vector; the env writes blocks in place.
+_SLICES = _layout_slices()
+
+
 def _compact_columns() -> np.ndarray:
     columns: list[int] = []
     for group, n in CONTEXT_FEATURE_GROUPS:
@@ -216,6 +228,9 @@ class TrackArrays:
         0 = downbeat .. 3.
     normalised : np.ndarray [shape=(n_beats, 121), dtype=float32]
         Derived: the features as the observation shows them (per-track z-scores).
+    compact : np.ndarray [shape=(n_beats, N_COMPACT - 1), dtype=float32]
+        Derived: the ``CONTEXT_FEATURE_GROUPS`` columns of ``normalised`` (a neighbour beat's
+        description in the observation), selected once per track rather than every episode.
     dense : DenseContext
         Derived: the track's part of the dense rewards, computed once rather than every episode.
     """
@@ -225,6 +240,7 @@ class TrackArrays:
     beat_samples: np.ndarray
     bar_positions: np.ndarray
     normalised: np.ndarray = field(init=False, repr=False)
+    compact: np.ndarray = field(init=False, repr=False)
     dense: DenseContext = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -240,6 +256,7 @@ class TrackArrays:
         if not np.all(np.isfinite(self.features)):
             raise InvalidTrack(f"{self.name}: features contain NaN or infinite values")
         object.__setattr__(self, "normalised", _standardise(self.features))
+        object.__setattr__(self, "compact", np.ascontiguousarray(self.normalised[:, _COMPACT_COLUMNS]))
         object.__setattr__(self, "dense", dense_context(self.features, self.beat_samples, self.bar_positions))
 
     @property
@@ -380,18 +397,31 @@ class EditingEnv(gym.Env):
         track = self.tracks[excerpt.track_index]
         self._bars = track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats]
         self._builder = EditBuilder(excerpt.n_beats, self._bars, excerpt_start=excerpt.start)
-        self._mask = np.asarray(self._builder.action_mask(), dtype=bool)
+        self._mask = self._builder.action_mask()
+        n = excerpt.n_beats
         # Compact beats of the excerpt, padded with zero rows (flag 0) so every context window is one
-        # slice, even at the terminal position n_beats (hence the extra row after).
-        self._compact_padded = np.zeros((CONTEXT_BEFORE + excerpt.n_beats + CONTEXT_AFTER + 1, N_COMPACT), dtype=np.float32)
-        rows = track.normalised[excerpt.start : excerpt.start + excerpt.n_beats]
-        self._compact_padded[CONTEXT_BEFORE : CONTEXT_BEFORE + excerpt.n_beats, :-1] = rows[:, _COMPACT_COLUMNS]
-        self._compact_padded[CONTEXT_BEFORE : CONTEXT_BEFORE + excerpt.n_beats, -1] = 1.0
+        # slice, even at the terminal position n_beats (hence the extra row after). Kept flat: the
+        # window of rows [a, b) is the contiguous slice [a * N_COMPACT, b * N_COMPACT).
+        compact = np.zeros((CONTEXT_BEFORE + n + CONTEXT_AFTER + 1, N_COMPACT), dtype=np.float32)
+        compact[CONTEXT_BEFORE : CONTEXT_BEFORE + n, :-1] = track.compact[excerpt.start : excerpt.start + n]
+        compact[CONTEXT_BEFORE : CONTEXT_BEFORE + n, -1] = 1.0
+        self._compact_flat = compact.ravel()
+        self._current_rows = track.normalised[excerpt.start : excerpt.start + n]
         self._last_action: int | None = None
         self._n_output = 0
         self._n_seams = 0
         self._beats_since_seam = 0
         self._last_output_beat: int | None = None
+        # The observation is written block by block into this buffer (the target block and the
+        # "none yet" last action once per episode) and a copy is handed out each step, so callers
+        # that keep observations never see them change.
+        self._obs = np.zeros(OBS_DIM, dtype=np.float32)
+        target = excerpt.target_beats
+        # Clipped: an excerpt passed in options may ask for more than the config's 4 excerpts.
+        self._obs[_SLICES["target"]] = np.clip(
+            (target / n, n / MAX_EXCERPT_BEATS, target / MAX_EXCERPT_BEATS), -OBS_CLIP, OBS_CLIP
+        )
+        self._obs[_SLICES["last_action"].start + N_ACTIONS] = 1.0
         return self._observation(), {"excerpt": excerpt}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -403,11 +433,11 @@ class EditingEnv(gym.Env):
             self._builder = None
             obs = np.zeros(OBS_DIM, dtype=np.float32)
             return obs, float(self.config.invalid_action_penalty), True, False, {"invalid_action": action}
-        n_entries_before = len(self._builder.entries)
-        self._builder.step(action)
-        self._mask = np.asarray(self._builder.action_mask(), dtype=bool)
-        self._account(self._builder.entries[n_entries_before:])
-        self._last_action = action
+        added = self._builder.step(action)
+        self._mask = self._builder.action_mask()
+        if added:
+            self._account(self._builder.entries[-added:])
+        self._set_last_action(action)
         if not self._builder.done:
             return self._observation(), 0.0, False, False, {}
         finished = self._finish()
@@ -433,6 +463,12 @@ class EditingEnv(gym.Env):
         if excerpt.target_beats < 1:
             raise ValueError(f"excerpt {excerpt}: target_beats must be at least 1")
 
+    def _set_last_action(self, action: int) -> None:
+        one_hot = _SLICES["last_action"].start
+        self._obs[one_hot + (N_ACTIONS if self._last_action is None else self._last_action)] = 0.0
+        self._obs[one_hot + action] = 1.0
+        self._last_action = action
+
     def _account(self, new_entries: Sequence[Any]) -> None:
         """Update the running edit summary from the entries one step wrote."""
         for entry in new_entries:
@@ -452,40 +488,39 @@ class EditingEnv(gym.Env):
         return FinishedEpisode(track=track, excerpt=self._excerpt, edit=edit, dense=dense)
 
     def _observation(self) -> np.ndarray:
+        """The observation now, float32 (OBS_DIM,): the per-step blocks written into the episode's buffer.
+
+        Only the target ratios need clipping to [-OBS_CLIP, OBS_CLIP]: features are clipped when
+        standardised (``TrackArrays.normalised``), flags, one-hots and the mask are 0/1, and the
+        output is at most 2 excerpts long (``EditBuilder``'s cap).
+        """
         assert self._excerpt is not None and self._builder is not None
+        obs = self._obs
         excerpt = self._excerpt
-        normalised = self.tracks[excerpt.track_index].normalised
         n = excerpt.n_beats
         t = self._builder.position
-        parts: list[np.ndarray] = []
-        current = np.zeros(N_AUDIO_FEATURES, dtype=np.float32)
         if t < n:
-            current = normalised[excerpt.start + t]
-        parts.append(current)
-        # Padded row of excerpt beat b is b + CONTEXT_BEFORE.
-        parts.append(self._compact_padded[t : t + CONTEXT_BEFORE].ravel())
-        parts.append(self._compact_padded[t + CONTEXT_BEFORE + 1 : t + CONTEXT_BEFORE + 1 + CONTEXT_AFTER].ravel())
-        if self._last_output_beat is None:
-            parts.append(np.zeros(N_COMPACT, dtype=np.float32))
+            obs[_SLICES["current_beat"]] = self._current_rows[t]
         else:
-            parts.append(self._compact_padded[self._last_output_beat + CONTEXT_BEFORE])
+            obs[_SLICES["current_beat"]] = 0.0
+        # Padded row of excerpt beat b is b + CONTEXT_BEFORE.
+        flat = self._compact_flat
+        obs[_SLICES["context_before"]] = flat[t * N_COMPACT : (t + CONTEXT_BEFORE) * N_COMPACT]
+        after = t + CONTEXT_BEFORE + 1
+        obs[_SLICES["context_after"]] = flat[after * N_COMPACT : (after + CONTEXT_AFTER) * N_COMPACT]
+        if self._last_output_beat is None:
+            obs[_SLICES["last_output_beat"]] = 0.0
+        else:
+            row = self._last_output_beat + CONTEXT_BEFORE
+            obs[_SLICES["last_output_beat"]] = flat[row * N_COMPACT : (row + 1) * N_COMPACT]
         target = excerpt.target_beats
-        parts.append(
-            np.array(
-                [
-                    min(self._n_output / target, 4.0),
-                    (target - self._n_output) / n,
-                    t / n,
-                    self._n_seams / n,
-                    min(self._beats_since_seam / 16.0, 1.0),
-                ],
-                dtype=np.float32,
-            )
+        obs[_SLICES["edit_summary"]] = (
+            min(self._n_output / target, 4.0),
+            min((target - self._n_output) / n, OBS_CLIP),  # only an options excerpt's target reaches it
+            t / n,
+            self._n_seams / n,
+            min(self._beats_since_seam / 16.0, 1.0),
         )
-        last_action = np.zeros(N_LAST_ACTION, dtype=np.float32)
-        last_action[N_ACTIONS if self._last_action is None else self._last_action] = 1.0
-        parts.append(last_action)
-        parts.append(self.action_masks().astype(np.float32))
-        parts.append(np.array([target / n, n / MAX_EXCERPT_BEATS, target / MAX_EXCERPT_BEATS], dtype=np.float32))
-        obs = np.concatenate(parts)
-        return np.clip(obs, -OBS_CLIP, OBS_CLIP, out=obs).astype(np.float32, copy=False)
+        # After the last step the mask is all valid (what action_masks reports between episodes).
+        obs[_SLICES["action_mask"]] = self._mask if not self._builder.done else True
+        return obs.copy()

@@ -9,11 +9,21 @@ Batched learned reward
 ----------------------
 The env pays the dense part itself and defers the learned part (``editing.env``). During a
 rollout, :class:`RewardMixCallback` notes where each episode finished (rollout step, env
-index); when the rollout is complete it scores all of those episodes with ONE call of the
-learned reward, adds ``w * learned`` to their terminal rewards in the rollout buffer and
-recomputes returns and advantages. So a rollout of ``n_steps * n_envs`` steps costs one
-reward-model call (batched over ~``n_steps * n_envs / 40`` edits), never one per step or per
-episode.
+index) and hands the finished episodes to the learned reward in chunks of
+``PolicyConfig.reward_chunk`` edits, scored on a background thread while the rollout goes on
+(torch releases the GIL in its kernels, so the reward model uses the core PPO's one thread
+leaves free); the remainder is scored when the rollout is complete. It then waits for every
+chunk, adds ``w * learned`` to the terminal rewards in the rollout buffer and recomputes
+returns and advantages, as if all had been scored at the end: identical for a reward whose
+value of an edit does not depend on the other edits in its call; the reward-model ensemble
+groups a call's edits by length into batches, so its float rounding can differ by ~1e-7
+(fp32; more under bf16) from one whole-rollout call, far below its spread. Chunks are cut by
+count in finishing order, never by timing, so a seeded run is reproducible. A reward-model
+call scores a batch: at least ``reward_chunk`` edits (more when several envs finish on the
+same step), except the rollout's last call, which scores the rest, so that few edits wait
+for scoring after the rollout: about ``edits per rollout / reward_chunk + 1`` calls per
+rollout, never one per step or per episode;
+``reward_chunk = 0`` scores a whole rollout in one call at its end.
 
 Checkpoints
 -----------
@@ -29,6 +39,7 @@ import os
 import time
 import uuid
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +105,13 @@ class PolicyConfig:
     # The networks are small MLPs: on a shared CPU, extra torch threads cost more in
     # synchronisation than they save (8x slower measured on 2 busy cores).
     n_threads: int = 1
+    # Finished edits per background learned-reward call during a rollout (0: one call per
+    # rollout, at its end). Large enough to keep the reward model's batches efficient.
+    reward_chunk: int = 32
+
+    def __post_init__(self) -> None:
+        if self.reward_chunk < 0:
+            raise ValueError(f"PolicyConfig: reward_chunk {self.reward_chunk} must be >= 0")
 
 
 def policy_device(config: PolicyConfig) -> torch.device:
@@ -179,6 +197,9 @@ class RewardMixCallback(BaseCallback):
     total_timesteps : int
         Steps of this ``learn`` call, for progress fractions.
     progress : callable(fraction, message) or None
+    reward_chunk : int
+        Finished episodes per background learned-reward call (``PolicyConfig.reward_chunk``);
+        0 scores each rollout in one call at its end.
     """
 
     def __init__(
@@ -187,6 +208,7 @@ class RewardMixCallback(BaseCallback):
         learned_weight: float,
         total_timesteps: int,
         progress: Progress | None = None,
+        reward_chunk: int = 0,
     ) -> None:
         super().__init__()
         if learned_reward is None and learned_weight > 0:
@@ -197,17 +219,26 @@ class RewardMixCallback(BaseCallback):
         self.progress = progress
         self.updates: list[UpdateMetrics] = []
         self.n_learned_calls = 0
+        self.reward_chunk = reward_chunk
         self._finished: list[tuple[int, int, FinishedEpisode]] = []
+        self._n_submitted = 0
+        self._chunks: list[Future[np.ndarray]] = []
+        self._scorer: ThreadPoolExecutor | None = None
         self._step_in_rollout = 0
         self._pending: dict[str, Any] | None = None
         self._start_timesteps = 0
 
     def _on_training_start(self) -> None:
         self._start_timesteps = self.model.num_timesteps
+        if self.learned_reward is not None and self.reward_chunk > 0:
+            # One worker: chunks are scored one at a time, in order, never racing each other.
+            self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learned-reward")
 
     def _on_rollout_start(self) -> None:
         self._emit_pending()
         self._finished = []
+        self._n_submitted = 0
+        self._chunks = []
         self._step_in_rollout = 0
 
     def _on_step(self) -> bool:
@@ -216,13 +247,29 @@ class RewardMixCallback(BaseCallback):
             if episode is not None:
                 self._finished.append((self._step_in_rollout, env_index, episode))
         self._step_in_rollout += 1
+        if self._scorer is not None and len(self._finished) - self._n_submitted >= self.reward_chunk:
+            self._submit(len(self._finished))
         return True
+
+    def _submit(self, stop: int) -> None:
+        """Score finished episodes [submitted so far, stop) (on the background thread if there is one)."""
+        episodes = [ep for _, _, ep in self._finished[self._n_submitted : stop]]
+        self._n_submitted = stop
+        if self._scorer is None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(self._score(episodes))
+            self._chunks.append(done)
+        else:
+            self._chunks.append(self._scorer.submit(self._score, episodes))
 
     def _on_rollout_end(self) -> None:
         dense = np.array([ep.dense.combined for _, _, ep in self._finished], dtype=np.float64)
         learned: np.ndarray | None = None
         if self.learned_reward is not None and self._finished:
-            learned = self._score([ep for _, _, ep in self._finished])
+            if self._n_submitted < len(self._finished):
+                self._submit(len(self._finished))
+            # .result() re-raises a chunk's error here, in the training thread.
+            learned = np.concatenate([chunk.result() for chunk in self._chunks])
             if self.learned_weight > 0:
                 self._add_to_buffer(learned)
         self._pending = {
@@ -237,6 +284,13 @@ class RewardMixCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._emit_pending()
+        self.close()
+
+    def close(self) -> None:
+        """Stop the background scorer (idempotent; also called when training fails)."""
+        if self._scorer is not None:
+            self._scorer.shutdown(wait=True, cancel_futures=True)
+            self._scorer = None
 
     def _score(self, episodes: list[FinishedEpisode]) -> np.ndarray:
         assert self.learned_reward is not None
@@ -390,7 +444,7 @@ def train_policy(
     """
     if total_timesteps <= 0:
         raise PolicyError(f"total_timesteps must be positive, got {total_timesteps}")
-    callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress)
+    callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress, config.reward_chunk)
     if parent is None:
         model = build_policy(tracks, env_config=env_config, config=config)
     else:
@@ -398,8 +452,11 @@ def train_policy(
         model = load_policy(parent, env=venv, device=config.device)
     start = int(model.num_timesteps)
     began = time.perf_counter()
-    with _torch_threads(config.n_threads):
-        model.learn(total_timesteps=total_timesteps, callback=callback, reset_num_timesteps=parent is None)
+    try:
+        with _torch_threads(config.n_threads):
+            model.learn(total_timesteps=total_timesteps, callback=callback, reset_num_timesteps=parent is None)
+    finally:
+        callback.close()
     return TrainingRun(
         model=model,
         updates=tuple(callback.updates),

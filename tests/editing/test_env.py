@@ -238,3 +238,67 @@ def test_observations_of_a_real_analysed_track_stay_inside_the_space(demo_analys
         obs, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
         if terminated:
             obs, _ = env.reset()
+
+
+def _reference_observation(env: EditingEnv) -> np.ndarray:
+    """The observation built the plain way, block by block from the documented layout."""
+    from editing.edit import MAX_EXCERPT_BEATS, Transition
+    from editing.env import _COMPACT_COLUMNS, CONTEXT_AFTER, CONTEXT_BEFORE, N_COMPACT
+
+    excerpt, builder = env._excerpt, env._builder
+    track = env.tracks[excerpt.track_index]
+    n, t, target = excerpt.n_beats, builder.position, excerpt.target_beats
+    rows = track.normalised[excerpt.start : excerpt.start + n]
+
+    def compact(b: int) -> np.ndarray:
+        if 0 <= b < n:
+            return np.concatenate([rows[b, _COMPACT_COLUMNS], [1.0]])
+        return np.zeros(N_COMPACT)
+
+    entries = builder.entries
+    seams = [i for i, e in enumerate(entries) if e.transition in (Transition.CUT, Transition.CROSSFADE)]
+    since = len(entries) - 1 - seams[-1] if seams else len(entries)
+    last_action = np.zeros(N_ACTIONS + 1)
+    last_action[env._last_action if env._last_action is not None else N_ACTIONS] = 1.0
+    parts = [
+        rows[t] if t < n else np.zeros(N_AUDIO_FEATURES),
+        *[compact(b) for b in range(t - CONTEXT_BEFORE, t)],
+        *[compact(b) for b in range(t + 1, t + 1 + CONTEXT_AFTER)],
+        compact(entries[-1].source_beat) if entries else np.zeros(N_COMPACT),
+        [min(len(entries) / target, 4.0), (target - len(entries)) / n, t / n, len(seams) / n, min(since / 16.0, 1.0)],
+        last_action,
+        env.action_masks().astype(np.float64),
+        [target / n, n / MAX_EXCERPT_BEATS, target / MAX_EXCERPT_BEATS],
+    ]
+    return np.clip(np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]), -5, 5).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_observations_equal_a_plain_block_by_block_construction(tracks, seed):
+    env = EditingEnv(tracks, EnvConfig(target_fraction_range=(0.25, 4.0)))
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    kept = []
+    for _ in range(6):
+        terminated = False
+        np.testing.assert_array_equal(obs, _reference_observation(env))
+        while not terminated:
+            obs, _, terminated, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+            kept.append((obs, obs.copy()))
+            np.testing.assert_array_equal(obs, _reference_observation(env))
+            assert obs.dtype == np.float32 and obs.shape == (OBS_DIM,)
+        obs, _ = env.reset()
+    # Observations handed out earlier are not changed by later steps.
+    assert all(np.array_equal(a, b) for a, b in kept)
+
+
+def test_an_explicit_excerpt_with_a_huge_target_still_gives_observations_inside_the_space(tracks):
+    env = EditingEnv(tracks)
+    obs, _ = env.reset(options={"excerpt": Excerpt(track_index=0, start=0, n_beats=16, target_beats=400)})
+    terminated = False
+    while True:
+        assert env.observation_space.contains(obs)
+        np.testing.assert_array_equal(obs, _reference_observation(env))
+        if terminated:
+            break
+        obs, _, terminated, _, _ = env.step(int(np.flatnonzero(env.action_masks())[0]))

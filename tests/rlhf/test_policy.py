@@ -60,6 +60,36 @@ def test_learned_reward_is_called_once_per_rollout_with_every_finished_episode(t
     assert all(n > 1 for n in reward.calls)  # batches, not one episode at a time
 
 
+def test_background_chunks_are_batched_and_give_the_same_rewards_and_returns_as_one_call(tracks):
+    def run_with(chunk):
+        reward = CountingReward()
+        config = PolicyConfig(n_envs=2, n_steps=64, batch_size=64, n_epochs=1, net_arch=(32, 32), seed=0, reward_chunk=chunk)
+        run = train_policy(tracks, total_timesteps=128, learned_reward=reward, config=config)
+        return reward, run
+
+    whole, run_whole = run_with(0)
+    chunked, run_chunked = run_with(3)
+    assert len(whole.calls) == 1 and len(chunked.calls) > 1 and run_chunked.n_learned_calls == len(chunked.calls)
+    assert sum(chunked.calls) == sum(whole.calls) == run_chunked.updates[-1].n_episodes
+    # Each call scores a batch of at least reward_chunk edits, but for the rollout's last (the rest).
+    assert all(n >= 3 for n in chunked.calls[:-1]) and 1 <= chunked.calls[-1]
+    assert len(chunked.calls) <= sum(chunked.calls) // 3 + 1
+    a, b = run_whole.model.rollout_buffer, run_chunked.model.rollout_buffer
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    np.testing.assert_array_equal(a.advantages, b.advantages)
+    assert run_whole.updates == run_chunked.updates
+
+
+def test_a_failing_learned_reward_chunk_fails_training_in_the_training_thread(tracks):
+    def broken(episodes):
+        raise RuntimeError("reward model exploded")
+
+    config = PolicyConfig(n_envs=2, n_steps=64, batch_size=64, n_epochs=1, net_arch=(32, 32), seed=0, reward_chunk=2)
+    with pytest.raises(RuntimeError, match="reward model exploded"):
+        train_policy(tracks, total_timesteps=128, learned_reward=broken, config=config)
+
+
 def test_learned_reward_reaches_the_rollout_buffer_mixed_with_dense(tracks):
     run = train_policy(
         tracks, total_timesteps=128, learned_reward=CountingReward(value=3.0),
