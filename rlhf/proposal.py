@@ -65,10 +65,6 @@ class ProposalConfig:
         Share of the pairs drawn uniformly at random.
     max_pairs_per_excerpt : int
         Cap on disagreement pairs from one excerpt, so they spread over excerpts.
-    min_output_beats : int
-        Edits shorter than this (in output beats; 8 = two bars) are dropped: an early,
-        barely trained policy or the random baseline can STOP after a beat or two, and a
-        one-second clip wastes a listener's time without teaching the reward model much.
     seed : int
     """
 
@@ -80,14 +76,11 @@ class ProposalConfig:
     n_pairs: int = 16
     random_share: float = 0.2
     max_pairs_per_excerpt: int = 4
-    min_output_beats: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.random_share <= 1.0:
             raise ProposalError(f"random_share {self.random_share} must lie in [0, 1]")
-        if self.min_output_beats < 1:
-            raise ProposalError(f"min_output_beats must be at least 1, got {self.min_output_beats}")
         for name in ("n_excerpts", "n_pairs", "max_pairs_per_excerpt"):
             if getattr(self, name) < 1:
                 raise ProposalError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -155,10 +148,7 @@ def sample_candidates(
     config: ProposalConfig,
     rng: np.random.Generator,
 ) -> tuple[list[Candidate], int]:
-    """Candidate edits of every excerpt from every source.
-
-    Returns (distinct candidates long enough to judge, number dropped as duplicates or too short).
-    """
+    """Candidate edits of every excerpt from every source; returns (distinct candidates, duplicates dropped)."""
     raw: list[tuple[Excerpt, list[int], str]] = []
     for model, n, source in ((policy, config.policy_samples, "policy"), (previous_policy, config.previous_policy_samples, "previous_policy")):
         if model is None or n == 0:
@@ -177,7 +167,7 @@ def sample_candidates(
     for excerpt, actions, source in raw:
         edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=_excerpt_bars(tracks, excerpt))
         key = edit.key()
-        if key in seen or edit.n_output_beats < config.min_output_beats:
+        if key in seen:
             continue
         seen.add(key)
         candidates.append(Candidate(excerpt=excerpt, actions=tuple(int(a) for a in actions), edit=edit, source=source))

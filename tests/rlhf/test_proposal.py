@@ -79,8 +79,7 @@ def test_candidates_come_from_the_policy_the_previous_policy_and_the_baselines(t
     policy = build_policy(tracks, config=SMALL)
     previous = build_policy(tracks, config=PolicyConfig(n_envs=1, n_steps=32, batch_size=32, net_arch=(16,), seed=1))
     excerpts = choose_excerpts(tracks, 3, np.random.default_rng(0))
-    # Every edit counts here, however short an untrained policy makes it (see the next test).
-    config = ProposalConfig(policy_samples=2, previous_policy_samples=1, random_samples=1, min_output_beats=1)
+    config = ProposalConfig(policy_samples=2, previous_policy_samples=1, random_samples=1)
     candidates, dropped = sample_candidates(
         tracks, excerpts, policy=policy, previous_policy=previous, config=config, rng=np.random.default_rng(0)
     )
@@ -88,21 +87,6 @@ def test_candidates_come_from_the_policy_the_previous_policy_and_the_baselines(t
     assert len(candidates) + dropped == 3 * (2 + 1 + 1 + 1)
     for c in candidates:
         assert c.edit.excerpt_start == c.excerpt.start and c.edit.n_source_beats == c.excerpt.n_beats
-
-
-def test_edits_too_short_to_judge_are_dropped(tracks, monkeypatch):
-    # A barely trained policy may STOP after two beats: a one-second clip is not worth a listener's time.
-    stop_early = [int(Action.KEEP), int(Action.KEEP), int(Action.STOP)]
-    monkeypatch.setattr(proposal_module, "random_actions", lambda rng, *, bar_positions, target_beats: stop_early)
-    excerpts = [Excerpt(0, 0, 16, 12)]
-    config = ProposalConfig(random_samples=1, include_bar_aligned_cut=True)
-
-    candidates, dropped = sample_candidates(
-        tracks, excerpts, policy=None, previous_policy=None, config=config, rng=np.random.default_rng(0)
-    )
-
-    assert [c.source for c in candidates] == ["bar_aligned_cut"] and dropped == 1
-    assert all(c.edit.n_output_beats >= 8 for c in candidates)
 
 
 def test_excerpts_are_spread_across_tracks(tracks):
@@ -190,8 +174,7 @@ def test_a_random_share_outside_zero_to_one_is_refused():
 
 def test_propose_end_to_end_scores_all_candidates_in_one_call(tracks):
     ensemble = FakeEnsemble()
-    config = ProposalConfig(n_excerpts=3, policy_samples=2, previous_policy_samples=0, n_pairs=6, random_share=0.34, seed=4,
-                            min_output_beats=1)
+    config = ProposalConfig(n_excerpts=3, policy_samples=2, previous_policy_samples=0, n_pairs=6, random_share=0.34, seed=4)
     result = propose(tracks, reward=ensemble, policy=build_policy(tracks, config=SMALL), config=config,
                      env_config=EnvConfig(min_excerpt_beats=16, max_excerpt_beats=24))
     assert ensemble.calls == 1
