@@ -152,13 +152,14 @@ class WinRate:
 
 
 def _rule_score(rule: PreferenceRule, y: np.ndarray, sr: int, beat_samples: np.ndarray, bar_positions: np.ndarray,
-                edit) -> float:
+                edit, target_beats: int) -> float:
     result = render_edit(y, sr, beat_samples, edit)
     starts = np.asarray(result.beat_starts_seconds[:-1])
     # Same seam-to-beat rule as rlhf.simulate.edit_rule_score: the output beat starting nearest the seam.
     seam_beats = [int(np.argmin(np.abs(starts - t))) for t in result.seam_seconds]
     return rule.score(result.audio, result.sample_rate, seam_seconds=list(result.seam_seconds),
-                      track_beats=result.track_beats, seam_output_beats=seam_beats, bar_positions=bar_positions)
+                      track_beats=result.track_beats, seam_output_beats=seam_beats, bar_positions=bar_positions,
+                      target_beats=target_beats)
 
 
 def simulated_win_rates(
@@ -205,7 +206,8 @@ def simulated_win_rates(
             track = arrays[ex.track_index]
             edit = apply_actions(acts, excerpt_start=ex.start,
                                  bar_positions=track.bar_positions[ex.start: ex.start + ex.n_beats])
-            out[k] = _rule_score(rule, audio[ex.track_index], sr, track.beat_samples, track.bar_positions, edit)
+            out[k] = _rule_score(rule, audio[ex.track_index], sr, track.beat_samples, track.bar_positions, edit,
+                                 ex.target_beats)
         return out
 
     mine = scores(actions_of(policy, np.random.default_rng(seed + 1)))

@@ -15,7 +15,12 @@ file the annotation page plays) and its beat grid:
 * a seam whose incoming beat is not a downbeat (bar position 0 on the track's
   beat grid) costs ``off_bar_cost`` (1.0): a cut off the bar line stumbles;
 * every output beat that replays a track beat already heard costs
-  ``repeat_cost`` (0.15): loops get tiresome.
+  ``repeat_cost`` (0.15): loops get tiresome;
+* every beat of difference between the edit's length and the length it was
+  asked for (``Edit.target_beats``) costs ``length_cost`` (0.1): a listener
+  who asked for a 24-beat edit hears a 2-beat one as broken, however clean.
+  Without this term the cheapest edit is the shortest one (no seams at all),
+  and a policy trained against the rule learns to stop after a beat or two.
 
 Penalties add up over the edit (more glitches, worse edit), unlike the dense
 rewards, which average over seams; so the rule is related to the dense
@@ -65,10 +70,12 @@ class PreferenceRule:
     jump_cost_per_6db: float = 1.0
     off_bar_cost: float = 1.0
     repeat_cost: float = 0.15
+    length_cost: float = 0.1
     window_ms: float = 80.0
 
     def score(self, audio: np.ndarray, sample_rate: int, *, seam_seconds: list[float],
-              track_beats: np.ndarray, seam_output_beats: list[int], bar_positions: np.ndarray) -> float:
+              track_beats: np.ndarray, seam_output_beats: list[int], bar_positions: np.ndarray,
+              target_beats: int | None = None) -> float:
         """Score one rendered edit.
 
         Parameters
@@ -79,6 +86,7 @@ class PreferenceRule:
         track_beats : np.ndarray [shape=(n_output_beats,)], int  track beat of each output beat
         seam_output_beats : output beat index starting each seam (same order as ``seam_seconds``)
         bar_positions : np.ndarray [shape=(n_track_beats,)], int  the track's bar positions
+        target_beats : the length the edit was asked for, in output beats (None: no length term)
         """
         window = max(1, int(self.window_ms / 1000 * sample_rate))
         score = 0.0
@@ -92,6 +100,8 @@ class PreferenceRule:
                 score -= self.off_bar_cost
         _, first_seen = np.unique(track_beats, return_index=True)
         score -= self.repeat_cost * (track_beats.size - first_seen.size)
+        if target_beats:
+            score -= self.length_cost * abs(track_beats.size - target_beats)
         return float(score)
 
 
@@ -135,7 +145,8 @@ def edit_rule_score(edit: Edit, rule: PreferenceRule, *, cache: dict[int, float]
     seam_beats = [int(np.argmin(np.abs(beat_starts[:-1] - t))) for t in seams]
     analysis = track_load_analysis(edit.track)
     value = rule.score(audio, sr, seam_seconds=seams, track_beats=np.asarray(render["track_beats"], dtype=np.int64),
-                       seam_output_beats=seam_beats, bar_positions=analysis.bar_positions)
+                       seam_output_beats=seam_beats, bar_positions=analysis.bar_positions,
+                       target_beats=edit.target_beats)
     if cache is not None:
         cache[edit.pk] = value
     return value

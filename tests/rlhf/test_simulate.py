@@ -40,6 +40,21 @@ def test_rule_penalises_loud_jumps_off_bar_seams_and_repeats():
     assert repeated == pytest.approx(-4 * 0.15)
 
 
+def test_rule_penalises_edits_far_from_their_target_length():
+    # Without a length term the shortest edit (no seams at all) would always win.
+    rule = PreferenceRule()
+    bars = np.tile(np.arange(4), 8)
+    audio = _tone(2.0, 0.3)
+    two_beats = rule.score(audio, SR, seam_seconds=[], track_beats=np.arange(2), seam_output_beats=[],
+                           bar_positions=bars, target_beats=24)
+    on_target = rule.score(audio, SR, seam_seconds=[], track_beats=np.arange(24), seam_output_beats=[],
+                           bar_positions=bars, target_beats=24)
+    assert on_target == 0.0
+    assert two_beats == pytest.approx(-22 * rule.length_cost)
+    assert rule.score(audio, SR, seam_seconds=[], track_beats=np.arange(2), seam_output_beats=[],
+                      bar_positions=bars) == 0.0  # no target given: no length term
+
+
 def test_answers_follow_the_margin_with_the_configured_noise():
     rng = random.Random(0)
     model = AnnotatorModel(noise=0.1)

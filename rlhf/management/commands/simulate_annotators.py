@@ -21,11 +21,14 @@ class Command(BaseCommand):
                             help="cost per 6 dB of loudness jump at a seam")
         parser.add_argument("--off-bar-cost", type=float, default=PreferenceRule.off_bar_cost)
         parser.add_argument("--repeat-cost", type=float, default=PreferenceRule.repeat_cost)
+        parser.add_argument("--length-cost", type=float, default=PreferenceRule.length_cost,
+                            help="cost per beat between an edit's length and its target length")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
         rule = PreferenceRule(seam_cost=opts["seam_cost"], jump_cost_per_6db=opts["jump_cost"],
-                              off_bar_cost=opts["off_bar_cost"], repeat_cost=opts["repeat_cost"])
+                              off_bar_cost=opts["off_bar_cost"], repeat_cost=opts["repeat_cost"],
+                              length_cost=opts["length_cost"])
         model = AnnotatorModel(noise=opts["noise"], temperature=opts["temperature"])
         bar = tqdm(total=opts["max_judgements"], unit="judgement", disable=opts["verbosity"] == 0)
         try:
