@@ -401,11 +401,26 @@ class EditBuilder:
             return None
         return plan
 
-    def action_mask(self) -> np.ndarray:
-        """Which actions are valid now, bool (N_ACTIONS,); all False once done."""
+    def action_mask(self, *, min_output_beats: int = 0) -> np.ndarray:
+        """Which actions are valid now, bool (N_ACTIONS,); all False once done.
+
+        With ``min_output_beats`` (at most ``n_source_beats``), an action is also masked when,
+        after it, the edit could no longer reach that many output beats even by keeping every
+        remaining source beat.  Applied from the first step this never masks KEEP, so some
+        action stays valid; the env uses it so that an edit cannot end far short of its target.
+        """
         if self.done:
             return np.zeros(N_ACTIONS, dtype=bool)
-        return np.array([self._plan(a) is not None for a in Action], dtype=bool)
+        mask = np.zeros(N_ACTIONS, dtype=bool)
+        remaining = self.n_source_beats - self._position
+        for action in Action:
+            plan = self._plan(action)
+            if plan is None:
+                continue
+            output, consumed = plan
+            reachable = len(self._entries) + len(output) + remaining - consumed
+            mask[action] = reachable >= min_output_beats
+        return mask
 
     def step(self, action: int) -> int:
         """Apply one action at the current position; returns how many output beats it added.

@@ -63,6 +63,8 @@ Both spaces are recorded by :func:`spaces_spec`, which policy checkpoints store;
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -326,6 +328,11 @@ class EnvConfig:
         ``w`` of the reward mix, in [0, 1].
     invalid_action_penalty : float
         Reward of a step that sends a masked action (and ends the episode).
+    min_output_fraction : float
+        An edit may not end shorter than this fraction of its target length: actions that
+        would make it impossible are masked (``EditBuilder.action_mask(min_output_beats=...)``).
+        Without it, STOP after a beat or two is the cheapest edit a policy can find (no seam,
+        nothing to judge), and an early policy learns exactly that.
     """
 
     min_excerpt_beats: int = MIN_EXCERPT_BEATS
@@ -333,6 +340,7 @@ class EnvConfig:
     target_fraction_range: tuple[float, float] = (0.5, 1.0)
     learned_weight: float = 0.8
     invalid_action_penalty: float = -1.0
+    min_output_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         if not MIN_EXCERPT_BEATS <= self.min_excerpt_beats <= self.max_excerpt_beats <= MAX_EXCERPT_BEATS:
@@ -345,6 +353,8 @@ class EnvConfig:
             raise ValueError(f"EnvConfig: target_fraction_range {self.target_fraction_range} must satisfy 0 < low <= high <= 4")
         if not 0.0 <= self.learned_weight <= 1.0:
             raise ValueError(f"EnvConfig: learned_weight {self.learned_weight} must lie in [0, 1]")
+        if not 0.0 <= self.min_output_fraction <= 1.0:
+            raise ValueError(f"EnvConfig: min_output_fraction {self.min_output_fraction} must lie in [0, 1]")
 
 
 def sample_excerpt(rng: np.random.Generator, tracks: Sequence[TrackArrays], config: EnvConfig, *, track_index: int | None = None) -> Excerpt:
@@ -397,7 +407,8 @@ class EditingEnv(gym.Env):
         track = self.tracks[excerpt.track_index]
         self._bars = track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats]
         self._builder = EditBuilder(excerpt.n_beats, self._bars, excerpt_start=excerpt.start)
-        self._mask = self._builder.action_mask()
+        self._min_output = min(excerpt.n_beats, math.ceil(self.config.min_output_fraction * excerpt.target_beats))
+        self._mask = self._builder.action_mask(min_output_beats=self._min_output)
         n = excerpt.n_beats
         # Compact beats of the excerpt, padded with zero rows (flag 0) so every context window is one
         # slice, even at the terminal position n_beats (hence the extra row after). Kept flat: the
@@ -434,7 +445,7 @@ class EditingEnv(gym.Env):
             obs = np.zeros(OBS_DIM, dtype=np.float32)
             return obs, float(self.config.invalid_action_penalty), True, False, {"invalid_action": action}
         added = self._builder.step(action)
-        self._mask = self._builder.action_mask()
+        self._mask = self._builder.action_mask(min_output_beats=self._min_output)
         if added:
             self._account(self._builder.entries[-added:])
         self._set_last_action(action)

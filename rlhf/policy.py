@@ -41,7 +41,7 @@ import uuid
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -546,6 +546,7 @@ def sample_actions(
     deterministic: bool,
     rng: np.random.Generator,
     n_threads: int = 1,
+    env_config: EnvConfig | None = None,
 ) -> list[list[int]]:
     """Edit each excerpt with the policy: one action list per excerpt.
 
@@ -561,6 +562,9 @@ def sample_actions(
     excerpts : sequence of Excerpt
     n_threads : int
         Torch threads while sampling (see ``PolicyConfig.n_threads``).
+    env_config : EnvConfig, optional
+        The masks to sample under (its ``min_output_fraction``); default ``EnvConfig()``,
+        as the cycle trains with.
 
     Returns
     -------
@@ -570,7 +574,8 @@ def sample_actions(
     if not excerpts:
         return []
     # Rewards are not used here: a dense-only env avoids needing a learned reward.
-    envs = [EditingEnv(tracks, EnvConfig(learned_weight=0.0)) for _ in excerpts]
+    sampling = replace(env_config or EnvConfig(), learned_weight=0.0)
+    envs = [EditingEnv(tracks, sampling) for _ in excerpts]
     obs = np.stack([env.reset(options={"excerpt": ex})[0] for env, ex in zip(envs, excerpts)])
     actions: list[list[int]] = [[] for _ in excerpts]
     active = list(range(len(excerpts)))

@@ -302,3 +302,29 @@ def test_an_explicit_excerpt_with_a_huge_target_still_gives_observations_inside_
         if terminated:
             break
         obs, _, terminated, _, _ = env.step(int(np.flatnonzero(env.action_masks())[0]))
+
+
+def test_an_edit_never_ends_far_short_of_its_target(tracks):
+    # STOP after a beat or two would be the cheapest edit (no seams); the mask rules it out.
+    env = EditingEnv(tracks, EnvConfig(learned_weight=0.0, min_output_fraction=0.75))
+    rng = np.random.default_rng(3)
+    for episode in range(60):
+        _, info = env.reset(seed=episode)
+        excerpt = info["excerpt"]
+        terminated = False
+        while not terminated:
+            mask = env.action_masks()
+            assert mask.any()
+            action = Action.STOP if mask[Action.STOP] else int(rng.choice(np.flatnonzero(mask)))
+            _, _, terminated, _, info = env.step(int(action))
+        n_output = info["finished_episode"].edit.n_output_beats
+        assert n_output >= min(excerpt.n_beats, np.ceil(0.75 * excerpt.target_beats))
+
+
+def test_builder_mask_with_a_minimum_keeps_keep_and_forbids_an_early_stop():
+    bars = np.tile(np.arange(4, dtype=np.int8), 8)
+    builder = EditBuilder(32, bars)
+    mask = builder.action_mask(min_output_beats=24)
+    assert mask[Action.KEEP] and not mask[Action.STOP]
+    builder.step(Action.KEEP)
+    assert builder.action_mask()[Action.STOP]  # without a minimum STOP is fine after one beat
