@@ -145,19 +145,11 @@ def test_schedule_cycles_creates_an_editable_periodic_task():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 6): once the env stops edits ending far short of their target, three small cycles "
-           "leave the policy at a win rate of about 0.2 against random edits (it improves against the first "
-           "policy, about 0.8); the earlier 0.9 came from one-beat edits that the simulated rule scored well",
-)
 def test_after_three_simulated_cycles_the_policy_beats_random_edits(storage_root):
     small_studio(storage_root / "demo")
-    parameters = CycleParameters(
-        ppo_timesteps=2048, ppo_n_envs=4, ppo_n_steps=64, ppo_batch_size=64, rm_members=2, rm_max_epochs=3,
-        n_excerpts=6, n_pairs=12,
-    )
-    rows = simulated_loop(n_cycles=3, parameters=parameters, eval_excerpts=24)
+    # Default cycle sizes (about 20 s a cycle here): with 2,048 PPO steps a cycle the policy
+    # improves on the first policy but stays below random edits of the same excerpts.
+    rows = simulated_loop(n_cycles=3, parameters=CycleParameters(), eval_excerpts=24)
     print("\n".join(str(r) for r in rows))
     assert rows[-1].win_vs_random > 0.7
     assert rows[-1].win_vs_random > rows[0].win_vs_random
