@@ -140,10 +140,6 @@ def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) 
     ``n_judgements`` is only the queue's hint, and it is corrected here when a
     judgement arrived by another road (a script, a fixture) and left it behind.
     """
-    judged = Judgement.objects.filter(comparison=OuterRef("pk")).order_by().values("comparison").annotate(
-        n=Count("pk")).values("n")
-    held = open_assignments(now).filter(comparison=OuterRef("pk")).order_by().values("comparison").annotate(
-        n=Count("pk")).values("n")
     with transaction.atomic():
         # skip_locked: while another request holds this comparison, try the next candidate
         # instead of queueing behind it (all annotators tend to want the same top one).
@@ -151,18 +147,19 @@ def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) 
         comparison = (
             Comparison.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("edit_a", "edit_b")
-            .annotate(
-                judged=Coalesce(Subquery(judged, output_field=IntegerField()), Value(0)),
-                held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)),
-                seen=Exists(Assignment.objects.filter(annotator=annotator, comparison=OuterRef("pk"))),
-            )
+            .annotate(seen=Exists(Assignment.objects.filter(annotator=annotator, comparison=OuterRef("pk"))))
             .filter(pk=comparison_id).first()
         )
         if comparison is None or comparison.seen:
             return None
-        if comparison.judged != comparison.n_judgements:
-            Comparison.objects.filter(pk=comparison.pk).update(n_judgements=comparison.judged)
-        if comparison.judged + comparison.held >= comparison.required_judgements:
+        # Counted in statements of their own, AFTER the lock: under READ COMMITTED a count taken
+        # in the locking statement reads that statement's snapshot, which can predate a judgement
+        # committed just before the lock was granted (the bench saw a comparison go over quota).
+        judged = Judgement.objects.filter(comparison=comparison).count()
+        held = open_assignments(now).filter(comparison=comparison).count()
+        if judged != comparison.n_judgements:
+            Comparison.objects.filter(pk=comparison.pk).update(n_judgements=judged)
+        if judged + held >= comparison.required_judgements:
             return None
         minutes = float(settings.ANNOTATION_ASSIGNMENT_MINUTES)
         return Assignment.objects.create(
