@@ -103,26 +103,25 @@ def track_ingest(*, path: str | os.PathLike, title: str | None = None,
     return track, True
 
 
-def _local_copy(field) -> Path:
-    """A local filesystem path for a stored file (a temporary copy for remote storage backends)."""
-    try:
-        return Path(field.path)
-    except NotImplementedError:
-        suffix = Path(field.name).suffix
-        fd, tmp = tempfile.mkstemp(suffix=suffix)
-        with os.fdopen(fd, "wb") as out, field.open("rb") as src:
-            shutil.copyfileobj(src, out)
-        return Path(tmp)
-
-
 def track_load_analysis(track: Track) -> audio_lib.TrackAnalysis:
     """The stored beat grid and features of ``track`` (refuses a different feature version)."""
-    return audio_lib.TrackAnalysis.load(_local_copy(track.analysis))
+    with track.analysis.open("rb") as fh:
+        return audio_lib.TrackAnalysis.load(fh)
 
 
 def track_load_audio(track: Track) -> np.ndarray:
     """The track's audio as mono float32 at the analysis rate, shape (n_samples,)."""
-    y, _ = audio_lib.load_audio(_local_copy(track.audio), max_seconds=float("inf"))
+    try:
+        local = Path(track.audio.path)
+    except NotImplementedError:
+        # A remote storage backend: decode from a temporary local copy, removed afterwards.
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(track.audio.name).name
+            with open(local, "wb") as out, track.audio.open("rb") as src:
+                shutil.copyfileobj(src, out)
+            y, _ = audio_lib.load_audio(local, max_seconds=float("inf"))
+        return y
+    y, _ = audio_lib.load_audio(local, max_seconds=float("inf"))
     return y
 
 

@@ -38,7 +38,7 @@ from rlhf import artifacts
 from rlhf.models import PolicyVersion, RewardModelVersion
 from rlhf.policy import TrainingRun, load_policy, sample_actions, save_policy
 from rlhf.proposal import choose_excerpts
-from rlhf.simulate import AnnotatorModel, PreferenceRule
+from rlhf.simulate import AnnotatorModel, PreferenceRule, seam_output_beats
 from rlhf.versions import (  # noqa: F401  (policy_active, policy_rollback: re-exported, see the module docstring)
     PolicyServiceError,
     policy_activate,
@@ -154,9 +154,7 @@ class WinRate:
 def _rule_score(rule: PreferenceRule, y: np.ndarray, sr: int, beat_samples: np.ndarray, bar_positions: np.ndarray,
                 edit, target_beats: int) -> float:
     result = render_edit(y, sr, beat_samples, edit)
-    starts = np.asarray(result.beat_starts_seconds[:-1])
-    # Same seam-to-beat rule as rlhf.simulate.edit_rule_score: the output beat starting nearest the seam.
-    seam_beats = [int(np.argmin(np.abs(starts - t))) for t in result.seam_seconds]
+    seam_beats = seam_output_beats(result.beat_starts_seconds, list(result.seam_seconds))
     return rule.score(result.audio, result.sample_rate, seam_seconds=list(result.seam_seconds),
                       track_beats=result.track_beats, seam_output_beats=seam_beats, bar_positions=bar_positions,
                       target_beats=target_beats)

@@ -105,6 +105,18 @@ class PreferenceRule:
         return float(score)
 
 
+def seam_output_beats(beat_starts_seconds: np.ndarray, seam_seconds: list[float]) -> list[int]:
+    """The output beat each seam starts: the one whose start is nearest the seam.
+
+    Parameters
+    ----------
+    beat_starts_seconds : np.ndarray [shape=(n_output_beats + 1,)], output beat boundaries, s
+    seam_seconds : output time of every seam, s
+    """
+    starts = np.asarray(beat_starts_seconds, dtype=np.float64)[:-1]
+    return [int(np.argmin(np.abs(starts - t))) for t in seam_seconds]
+
+
 def _rms_db(x: np.ndarray) -> float:
     # -100 dBFS floor: digital silence would otherwise be -inf.
     return float(20 * np.log10(max(np.sqrt(np.mean(np.square(x, dtype=np.float64))), 1e-5)))
@@ -139,10 +151,8 @@ def edit_rule_score(edit: Edit, rule: PreferenceRule, *, cache: dict[int, float]
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     render = edit.render
-    beat_starts = np.asarray(render["beat_starts_seconds"], dtype=np.float64)
     seams = [float(t) for t in render["seam_seconds"]]
-    # A seam starts the output beat whose start is nearest to it.
-    seam_beats = [int(np.argmin(np.abs(beat_starts[:-1] - t))) for t in seams]
+    seam_beats = seam_output_beats(render["beat_starts_seconds"], seams)
     analysis = track_load_analysis(edit.track)
     value = rule.score(audio, sr, seam_seconds=seams, track_beats=np.asarray(render["track_beats"], dtype=np.int64),
                        seam_output_beats=seam_beats, bar_positions=analysis.bar_positions,
