@@ -6,8 +6,9 @@ then runs ``--cycles`` cycles in this process with the ``CYCLE_*`` defaults (the
 first trains a policy from scratch, later ones fine-tune it), simulated annotators
 judging each cycle's proposals before the next.  Prints the time of every step.
 
-Usage: ``python bench/bench_cycle.py [--tracks 6] [--cycles 2] [--ppo-timesteps N]``
-(``CYCLE_*`` environment variables change the defaults as they do for the site).
+Usage: ``python bench/bench_cycle.py [--tracks 6] [--cycles 2] [--ppo-timesteps N] [--device cpu|cuda]``
+(``CYCLE_*`` environment variables change the defaults as they do for the site; ``--device``
+sets ``TRAINING_DEVICE``, default: CUDA when present).
 """
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=6)
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--ppo-timesteps", type=int, default=None, help="default: CYCLE_PPO_TIMESTEPS")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when present")
     args = parser.parse_args()
+    if args.device:
+        os.environ["TRAINING_DEVICE"] = args.device
 
     var = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
     os.environ.update(VAR_DIR=str(var), STORAGE_ROOT=str(var / "storage"), DJANGO_SETTINGS_MODULE="feedback_site.settings")
@@ -38,6 +42,7 @@ def main() -> None:
     from dataclasses import replace
 
     import torch
+    from django.conf import settings
     from django.core.management import call_command
 
     from annotations.services import baseline_comparisons_create, track_ingest
@@ -51,7 +56,9 @@ def main() -> None:
     tracks = [track_ingest(path=p)[0] for p in write_demo_corpus(var / "demo", n_tracks=args.tracks)]
     for i, track in enumerate(tracks):
         baseline_comparisons_create(track=track, n_excerpts=12, seed=i)
-    print(f"device {select_device(None)}, torch threads {torch.get_num_threads()}, {len(tracks)} demo tracks "
+    device = select_device(settings.TRAINING_DEVICE)
+    gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
+    print(f"device {device}{gpu}, torch threads {torch.get_num_threads()}, {len(tracks)} demo tracks "
           f"({sum(t.n_beats for t in tracks)} beats); studio set up in {time.perf_counter() - began:.1f} s")
     parameters = CycleParameters.defaults()
     if args.ppo_timesteps:
@@ -80,8 +87,8 @@ def main() -> None:
         steps = ", ".join(f"{s} {bounds[i + 1] - bounds[i]:.1f} s" for i, s in enumerate(STEPS))
         rm, policy = cycle.metrics["reward_model"], cycle.metrics["policy"]
         print(f"cycle {cycle.pk}: {end - t:.1f} s in total ({steps}); {report.n_judgements} judgements simulated "
-              f"in {judged:.1f} s before it; RM accuracy {rm['accuracy']:.3f} on {rm['n_judgements']} judgements; "
-              f"policy {policy['label']} {policy['num_timesteps']} steps "
+              f"in {judged:.1f} s before it; RM accuracy {rm['accuracy']:.3f} on {rm['n_judgements']} judgements "
+              f"(on {rm['device']}); policy {policy['label']} {policy['num_timesteps']} steps on {policy['device']} "
               f"({policy['timesteps_this_run'] / policy['seconds']:.0f} PPO steps/s); "
               f"{cycle.metrics['proposal']['n_comparisons']} comparisons")
 

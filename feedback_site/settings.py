@@ -158,6 +158,12 @@ ANNOTATION_REPEAT_RATE = float(os.environ.get("ANNOTATION_REPEAT_RATE", "0.05"))
 ANNOTATION_ASSIGNMENT_MINUTES = float(os.environ.get("ANNOTATION_ASSIGNMENT_MINUTES", "30"))
 ANNOTATION_MIN_LISTEN_SECONDS = float(os.environ.get("ANNOTATION_MIN_LISTEN_SECONDS", "5"))
 
+# Where training workers run torch: "" = CUDA when the worker's machine has a GPU, else CPU;
+# "cpu" or "cuda" forces one ("cuda" on a machine without a GPU fails the cycle step with that reason).
+TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "").strip().lower() or None
+if TRAINING_DEVICE not in (None, "cpu", "cuda"):
+    raise ImproperlyConfigured(f"TRAINING_DEVICE must be empty, 'cpu' or 'cuda', not {TRAINING_DEVICE!r}")
+
 # Retrain cycle defaults (the researcher page and `run_cycle` can override each per cycle).
 CYCLE_PPO_TIMESTEPS = int(os.environ.get("CYCLE_PPO_TIMESTEPS", "20480"))
 CYCLE_LEARNED_WEIGHT = float(os.environ.get("CYCLE_LEARNED_WEIGHT", "0.8"))

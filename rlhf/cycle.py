@@ -351,10 +351,12 @@ def _link_reward_model_on_register(cycle_id: int) -> Iterator[None]:
 
 
 def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
-    from rlhf.reward_model import TrainingConfig
-    from rlhf.reward_services import reward_model_train
+    from rlhf.reward_model import TrainingConfig, select_device
+    from rlhf.reward_services import reward_model_train, training_device
 
-    config = TrainingConfig(seed=_seed(cycle, p), n_members=p.rm_members, max_epochs=p.rm_max_epochs)
+    device = select_device(training_device())  # a forced device that is not there fails here, before any work
+    config = TrainingConfig(seed=_seed(cycle, p), n_members=p.rm_members, max_epochs=p.rm_max_epochs,
+                            device=device.type)
     warm = p.rm_warm_start and reward_model_active() is not None
     report(0.0, f"training the reward model ({p.rm_members} members, up to {p.rm_max_epochs} epochs"
                 f"{', warm start' if warm else ''})")
@@ -371,7 +373,8 @@ def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: _Reporter
         version = reward_model_train(config=config, warm_start=warm, activate=False, progress=progress)
     m = version.metrics
     summary = {"label": version.label, "accuracy": m.get("accuracy"), "baseline_accuracy": m.get("baseline_accuracy"),
-               "ece": m.get("ece"), "loss": m.get("loss"), "n_judgements": version.n_judgements}
+               "ece": m.get("ece"), "loss": m.get("loss"), "n_judgements": version.n_judgements,
+               "device": str(device)}
     with transaction.atomic():
         row = Cycle.objects.select_for_update().get(pk=cycle.pk)
         row.metrics = {**row.metrics, "reward_model": summary}
@@ -392,14 +395,14 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> N
     from editing.env import EnvConfig
     from rlhf.policy import EnsembleReward, PolicyConfig, train_policy
     from rlhf.policy_services import policy_artifact_path, policy_register, track_arrays
-    from rlhf.reward_services import reward_model_load
+    from rlhf.reward_services import reward_model_load, training_device
 
     reward_model = cycle.reward_model_version
     arrays = track_arrays(_tracks())
     parent = policy_active()
     env_config = EnvConfig(learned_weight=p.learned_weight)
     config = PolicyConfig(n_envs=p.ppo_n_envs, n_steps=p.ppo_n_steps, batch_size=p.ppo_batch_size,
-                          seed=_seed(cycle, p))
+                          seed=_seed(cycle, p), device=training_device())
     report(0.0, f"training the policy for {p.ppo_timesteps} steps "
                 f"({'fine-tuning ' + parent.label if parent else 'from scratch'}, reward model {reward_model.label})")
     run = train_policy(
@@ -407,7 +410,7 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> N
         env_config=env_config, config=config, parent=policy_artifact_path(parent) if parent else None,
         progress=lambda fraction, message: report(fraction, message),
     )
-    summary = run.summary()
+    summary = {**run.summary(), "device": str(run.model.device)}
 
     def link(version: PolicyVersion) -> None:
         row = Cycle.objects.select_for_update().get(pk=cycle.pk)

@@ -38,6 +38,7 @@ from rlhf import artifacts
 from rlhf.models import PolicyVersion, RewardModelVersion
 from rlhf.policy import TrainingRun, load_policy, sample_actions, save_policy
 from rlhf.proposal import choose_excerpts
+from rlhf.reward_services import training_device
 from rlhf.simulate import AnnotatorModel, PreferenceRule, seam_output_beats
 from rlhf.versions import (  # noqa: F401  (policy_active, policy_rollback: re-exported, see the module docstring)
     PolicyServiceError,
@@ -70,14 +71,15 @@ def policy_artifact_path(version: PolicyVersion) -> Path:
     return path
 
 
-_LOADED: dict[tuple[int, str], MaskablePPO] = {}
+_LOADED: dict[tuple[int, str, str | None], MaskablePPO] = {}
 
 
 def policy_load(version: PolicyVersion) -> MaskablePPO:
-    """The version's policy for sampling (cached per process; a version's file never changes)."""
-    key = (version.pk, version.artifact_sha256)
+    """The version's policy for sampling, on the training device (cached per process; a version's file never changes)."""
+    device = training_device()
+    key = (version.pk, version.artifact_sha256, device)
     if key not in _LOADED:
-        _LOADED[key] = load_policy(policy_artifact_path(version))
+        _LOADED[key] = load_policy(policy_artifact_path(version), device=device)
     return _LOADED[key]
 
 

@@ -49,6 +49,7 @@ from rlhf.reward_model import (
     dataset_from_judgements,
     load_checkpoint,
     save_checkpoint,
+    select_device,
     train_ensemble,
 )
 from rlhf.versions import (  # noqa: F401  (reward_model_rollback: re-exported, see the module docstring)
@@ -179,17 +180,23 @@ def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float 
 
 # --------------------------------------------------------------------------- versions
 
-_LOADED: dict[tuple[int, str], RewardEnsemble] = {}
+def training_device() -> str | None:
+    """``settings.TRAINING_DEVICE``: None (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``."""
+    return getattr(settings, "TRAINING_DEVICE", None)
+
+
+_LOADED: dict[tuple[int, str, str], RewardEnsemble] = {}
 
 
 def reward_model_load(version: RewardModelVersion) -> RewardEnsemble:
-    """The version's ensemble (cached per process; a version's file never changes)."""
-    key = (version.pk, version.artifact_sha256)
+    """The version's ensemble on the training device (cached per process; a version's file never changes)."""
+    device = select_device(training_device())
+    key = (version.pk, version.artifact_sha256, str(device))
     if key not in _LOADED:
         path = artifacts.storage_root() / version.artifact.name
         if not path.exists():
             raise RewardServiceError(f"{version.label}: artifact {version.artifact.name} is missing")
-        _LOADED[key] = load_checkpoint(path)
+        _LOADED[key] = load_checkpoint(path, device=device)
     return _LOADED[key]
 
 

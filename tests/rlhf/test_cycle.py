@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
@@ -43,6 +44,9 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert policy1.parent is None and policy1.reward_model == rm1 and policy1.num_timesteps >= TINY.ppo_timesteps
     assert set(first.metrics) == {"reward_model", "policy", "proposal"}
     assert first.metrics["reward_model"]["accuracy"] is not None
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # TRAINING_DEVICE unset: CUDA when present
+    assert first.metrics["reward_model"]["device"].split(":")[0] == expected_device
+    assert first.metrics["policy"]["device"].split(":")[0] == expected_device
     proposed = list(Comparison.objects.filter(proposed_by=f"cycle {first.pk}").select_related("edit_a", "edit_b"))
     assert len(proposed) == first.metrics["proposal"]["n_comparisons"] > 0
     assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)
@@ -84,6 +88,17 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert artifact_files(storage_root, "policies") == {policy1.artifact.name, policy2.artifact.name}
     assert set(artifact_files(storage_root, "reward_models")) == set(
         RewardModelVersion.objects.values_list("artifact", flat=True))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_cycle_forced_onto_cuda_without_a_gpu_fails_with_the_reason_and_registers_nothing(storage_root, settings):
+    small_studio(storage_root / "demo", n_tracks=1, baseline_excerpts=2)
+    settings.TRAINING_DEVICE = "cuda"
+    failed = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert failed.status == Cycle.Status.FAILED and not failed.is_running
+    assert "train_reward_model" in failed.error and "no CUDA GPU" in failed.error
+    assert not RewardModelVersion.objects.exists() and not PolicyVersion.objects.exists()
+    assert not artifact_files(storage_root, "reward_models") and not partial_files(storage_root)
 
 
 def test_only_one_cycle_runs_at_a_time():
