@@ -257,7 +257,7 @@ def reward_model_train(
     expected = result.ensemble.member_rewards(probe)
 
     def verify(path: Path) -> None:
-        loaded = load_checkpoint(path)
+        loaded = load_checkpoint(path, device=result.ensemble.device)  # same device, so the same kernels
         if not np.array_equal(loaded.member_rewards(probe), expected):
             raise artifacts.ArtifactError(f"{path.name}: reloaded checkpoint predicts other rewards than the trained model")
 

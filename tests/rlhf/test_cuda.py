@@ -14,8 +14,12 @@ import torch
 
 from editing.env import EnvConfig, sample_excerpt
 from rlhf import reward_model as rm
+from rlhf.cycle import cycle_create, cycle_run
+from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.policy import EnsembleReward, load_policy, sample_actions, save_policy, train_policy
 from tests.editing.test_env import synthetic_tracks
+from tests.rlhf.cycle_data import TINY as TINY_CYCLE
+from tests.rlhf.cycle_data import small_studio
 from tests.rlhf.synthetic import synthetic_dataset
 from tests.rlhf.test_policy import SMALL, CountingReward, _parameters
 from tests.rlhf.test_reward_model import TINY
@@ -64,3 +68,17 @@ def test_policy_trains_and_fine_tunes_on_cuda_and_samples_valid_edits_on_cpu(tmp
     excerpts = [sample_excerpt(rng, tracks, EnvConfig()) for _ in range(4)]
     assert sample_actions(on_cpu, tracks, excerpts, deterministic=True, rng=np.random.default_rng(0)) == \
         sample_actions(first.model, tracks, excerpts, deterministic=True, rng=np.random.default_rng(0))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_cycle_on_a_gpu_machine_trains_where_training_device_says(storage_root, settings, device):
+    small_studio(storage_root / "demo", n_tracks=2)
+    settings.TRAINING_DEVICE = device  # None: CUDA when present; "cpu" keeps a GPU machine's worker on its CPU
+    cycle = cycle_run(cycle=cycle_create(parameters=TINY_CYCLE))
+    assert cycle.status == Cycle.Status.DONE, cycle.error
+    expected = device or "cuda"
+    assert cycle.metrics["reward_model"]["device"].split(":")[0] == expected
+    assert cycle.metrics["policy"]["device"].split(":")[0] == expected
+    assert RewardModelVersion.objects.get(is_active=True) == cycle.reward_model_version
+    assert PolicyVersion.objects.get(is_active=True) == cycle.policy_version
