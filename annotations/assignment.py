@@ -34,8 +34,7 @@ import numpy as np
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from .models import Assignment, Comparison, Judgement
@@ -48,10 +47,14 @@ KINDS: tuple[Kind, ...] = ("regular", "gold", "repeat")
 _CANDIDATES_PER_TRY = 8
 
 
+def _holds_slot(now: datetime) -> Q:
+    """An assignment that holds a judgement slot at ``now``: neither completed, nor skipped, nor expired."""
+    return Q(completed_at__isnull=True, skipped_reason="", expires_at__gt=now)
+
+
 def open_assignments(now: datetime | None = None) -> QuerySet[Assignment]:
     """Assignments that currently hold a judgement slot."""
-    now = now or timezone.now()
-    return Assignment.objects.filter(completed_at__isnull=True, skipped_reason="", expires_at__gt=now)
+    return Assignment.objects.filter(_holds_slot(now or timezone.now()))
 
 
 def _full_by_open_assignments(now: datetime) -> QuerySet[Comparison]:
@@ -134,10 +137,17 @@ def _left_is_a(comparison: Comparison, annotator, rng: random.Random) -> bool:
 
 
 def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
-    """Lock one comparison and take a slot if it still has one; None when it is full.
+    """Lock one comparison and take a slot if it still has one; None when it is full, seen or locked.
 
-    The quota is checked on exact counts taken under the row lock;
-    ``n_judgements`` is only the queue's hint, and it is corrected here when a
+    Everything the decision reads is read AFTER the row lock, in statements
+    of their own.  Under READ COMMITTED a statement sees the snapshot taken
+    when it started, and its row lock comes at its end: another claim can
+    commit in between, and counts (or a "seen" check) read by the locking
+    statement itself would miss it and give the last slot twice, or break the
+    one-assignment-per-annotator constraint when one person's two tabs ask at
+    once (``tests/annotations/test_assignment.py`` holds a statement in that
+    window; the saturated bench once stored 4 judgements for 3 slots that way).
+    ``n_judgements`` is only the queue's hint; it is corrected here when a
     judgement arrived by another road (a script, a fixture) and left it behind.
     """
     with transaction.atomic():
@@ -146,20 +156,20 @@ def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) 
         # of=("self",): the edits are read for the page, not locked.
         comparison = (
             Comparison.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("edit_a", "edit_b")
-            .annotate(seen=Exists(Assignment.objects.filter(annotator=annotator, comparison=OuterRef("pk"))))
-            .filter(pk=comparison_id).first()
+            .select_related("edit_a", "edit_b").filter(pk=comparison_id).first()
         )
-        if comparison is None or comparison.seen:
+        if comparison is None:
             return None
-        # Counted in statements of their own, AFTER the lock: under READ COMMITTED a count taken
-        # in the locking statement reads that statement's snapshot, which can predate a judgement
-        # committed just before the lock was granted (the bench saw a comparison go over quota).
+        slots = Assignment.objects.filter(comparison=comparison).aggregate(
+            seen=Count("pk", filter=Q(annotator=annotator)),
+            held=Count("pk", filter=_holds_slot(now)),
+        )
+        if slots["seen"]:
+            return None
         judged = Judgement.objects.filter(comparison=comparison).count()
-        held = open_assignments(now).filter(comparison=comparison).count()
         if judged != comparison.n_judgements:
             Comparison.objects.filter(pk=comparison.pk).update(n_judgements=judged)
-        if judged + held >= comparison.required_judgements:
+        if judged + slots["held"] >= comparison.required_judgements:
             return None
         minutes = float(settings.ANNOTATION_ASSIGNMENT_MINUTES)
         return Assignment.objects.create(
@@ -183,12 +193,24 @@ def _draw_kind(rng: random.Random) -> Kind:
     return "regular"
 
 
+def _repeat_ensure(original: Comparison) -> None:
+    """Make ``original``'s repeat unless it has one (made meanwhile by another of its judges).
+
+    Two of its judges asking at once both find it without a repeat; the
+    original's row lock orders them, and the second sees the first's twin.
+    """
+    with transaction.atomic():
+        Comparison.objects.select_for_update().filter(pk=original.pk).first()
+        if not Comparison.objects.filter(repeat_of=original).exists():
+            _repeat_create(original)
+
+
 def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
     if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat", now=now).exists():
         original = _repeat_source(annotator)
         if original is None:
             return None
-        _repeat_create(original)
+        _repeat_ensure(original)
     while True:
         ids = list(available_comparisons(annotator=annotator, kind=kind, now=now).values_list("pk", flat=True)
                    [:_CANDIDATES_PER_TRY])

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from matplotlib.figure import Figure
 
 from . import quality, roles, selectors
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(**kwargs) -> Figure:
+    # Imported on first plot: matplotlib costs every web process memory that only this page needs.
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _report_for(request: HttpRequest) -> quality.QualityReport:
@@ -28,7 +38,7 @@ def quality_page(request: HttpRequest) -> HttpResponse:
 
 def _sources_figure(report: quality.QualityReport) -> Figure:
     sources = list(reversed(report.sources))  # best at the top
-    fig = Figure(figsize=(7, 0.5 * len(sources) + 1.5))
+    fig = _figure(figsize=(7, 0.5 * len(sources) + 1.5))
     ax = fig.add_subplot()
     y = range(len(sources))
     scores = [s.score for s in sources]
@@ -43,7 +53,7 @@ def _sources_figure(report: quality.QualityReport) -> Figure:
 
 def _annotators_figure(report: quality.QualityReport, names: dict[int, str]) -> Figure:
     rows = report.annotators
-    fig = Figure(figsize=(7, 0.45 * len(rows) + 1.8))
+    fig = _figure(figsize=(7, 0.45 * len(rows) + 1.8))
     ax = fig.add_subplot()
     y = list(range(len(rows)))
     gold = [a.gold_accuracy if a.gold_accuracy is not None else float("nan") for a in rows]

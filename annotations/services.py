@@ -19,7 +19,6 @@ from django.db import IntegrityError, transaction
 
 from editing import audio as audio_lib
 from editing.edit import EditError, apply_actions, validate_edit
-from editing.render import render_edit, write_audio
 
 from .models import Comparison, Edit, Track
 
@@ -156,6 +155,10 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
     existing = Edit.objects.filter(track=track, actions_key=key).first()
     if existing is not None:
         return existing
+
+    # Imported here: rendering pulls in scipy.signal (some 80 MB), which the site's web
+    # processes and exports never need; workers and commands that render pay it once.
+    from editing.render import render_edit, write_audio
 
     y = y if y is not None else track_load_audio(track)
     result = render_edit(y, analysis.sample_rate, analysis.beat_samples, edit)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -176,3 +177,116 @@ def test_twenty_concurrent_annotators_never_exceed_quota_nor_lose_a_judgement():
     per_comparison = {c.pk: c.judgements.count() for c in comparisons}
     assert per_comparison == {c.pk: 3 for c in comparisons}, per_comparison
     assert Judgement.objects.values("annotator", "comparison").distinct().count() == len(stored) == 18
+
+
+class _PausedLockingStatement:
+    """Delays the statement that locks the next comparison, in this thread, between its snapshot and its lock.
+
+    Under READ COMMITTED a statement reads the snapshot taken when it starts;
+    the row lock comes at its end.  A one-time ``pg_sleep`` filter holds the
+    statement there, so a test can commit another claim inside that window,
+    as a busy two-core server sometimes does by itself.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = threading.Event()
+
+    def __call__(self, execute, sql, params, many, context):
+        if "SKIP LOCKED" in sql and 'FROM "annotations_comparison"' in sql:
+            head, where, tail = sql.partition(" WHERE ")  # the outer query's: subqueries come inside it
+            sql = f"{head}{where}(SELECT true FROM pg_sleep({self.seconds:g})) AND {tail}"
+            self.started.set()
+        return execute(sql, params, many, context)
+
+
+def _claim_in_thread(user, paused: _PausedLockingStatement, out: dict) -> threading.Thread:
+    def work():
+        try:
+            with connection.execute_wrapper(paused):
+                out["assignment"] = assignment_next(annotator=user, rng=random.Random(1))
+        except BaseException as err:  # surfaced by the test
+            out["error"] = err
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_committed_after_another_claims_snapshot_still_counts_against_the_quota():
+    # The last slot: one annotator's claim is held between its snapshot and its lock while another
+    # takes the slot and commits.  Counts read by the locking statement itself would miss that
+    # assignment and give the slot twice (the saturated bench once stored 4 judgements for 3 slots).
+    comparison = make_comparison(required_judgements=1)
+    first, second = make_user(), make_user()
+    paused, out = _PausedLockingStatement(1.5), {}
+    thread = _claim_in_thread(first, paused, out)
+    assert paused.started.wait(10)
+    time.sleep(0.3)  # the paused statement has its snapshot now
+    taken = assignment_next(annotator=second)
+    assert taken is not None and taken.comparison_id == comparison.pk
+    thread.join(30)
+    assert "error" not in out, out.get("error")
+    assert out["assignment"] is None
+    assert Assignment.objects.filter(comparison=comparison).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_of_one_annotator_asking_at_once_get_one_comparison_each_without_an_error():
+    # The same race for one person: the second tab claims and commits inside the first tab's
+    # window; the first must see that assignment and move on rather than break the unique constraint.
+    comparisons = [make_comparison(priority=1.0), make_comparison(priority=0.0)]
+    user = make_user()
+    paused, out = _PausedLockingStatement(1.5), {}
+    thread = _claim_in_thread(user, paused, out)
+    assert paused.started.wait(10)
+    time.sleep(0.3)
+    other_tab = assignment_next(annotator=user)
+    assert other_tab.comparison_id == comparisons[0].pk
+    thread.join(30)
+    assert "error" not in out, out.get("error")
+    assert out["assignment"].comparison_id == comparisons[1].pk
+    assert Assignment.objects.filter(annotator=user).count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_judges_asking_for_a_repeat_at_once_share_one_repeat(settings):
+    settings.ANNOTATION_REPEAT_RATE = 1.0
+    original = make_comparison()
+    first, second = make_user(), make_user()
+    make_judgement(first, original)
+    make_judgement(second, original)
+    found, go_on, out = threading.Event(), threading.Event(), {}
+
+    def hold_after_finding_the_original(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if '"n_repeats"' in sql:
+            found.set()  # the original was found without a repeat; wait while the other judge makes one
+            go_on.wait(10)
+        return result
+
+    def work():
+        try:
+            with connection.execute_wrapper(hold_after_finding_the_original):
+                out["assignment"] = assignment_next(annotator=first, rng=random.Random(1))
+        except BaseException as err:  # surfaced by the test
+            out["error"] = err
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert found.wait(10)
+    theirs = assignment_next(annotator=second)
+    go_on.set()
+    thread.join(30)
+    assert "error" not in out, out.get("error")
+    repeats = list(Comparison.objects.filter(repeat_of=original))
+    assert len(repeats) == 1
+    assert theirs.comparison_id == out["assignment"].comparison_id == repeats[0].pk

@@ -100,6 +100,20 @@ def test_alpha_equals_krippendorff_on_the_same_matrix():
     assert quality.quality_report(rows).alpha == pytest.approx(expected)
 
 
+def test_value_counts_and_alpha_match_a_plain_count_and_krippendorff_on_unsorted_ids():
+    rng = np.random.default_rng(1)
+    ids = rng.choice(np.arange(10**9, 10**9 + 500, 7), size=2000)  # sparse, large, unsorted, repeated
+    codes = rng.integers(0, 3, size=ids.size)
+    counts = quality.choice_value_counts(ids, codes)
+    units = np.unique(ids)
+    plain = np.array([[np.count_nonzero((ids == u) & (codes == v)) for v in range(3)] for u in units])
+    assert np.array_equal(counts, plain)
+    alpha, n_pairable = quality.agreement_alpha(counts)
+    assert n_pairable == int((plain.sum(axis=1) >= 2).sum())
+    expected = krippendorff.alpha(value_counts=plain[plain.sum(axis=1) >= 2], level_of_measurement="ordinal")
+    assert alpha == pytest.approx(expected, rel=1e-9)
+
+
 def test_alpha_is_undefined_without_overlap():
     assert quality.quality_report([row(1, 1, 1, 2, "a"), row(2, 2, 1, 2, "b")]).alpha is None
 
