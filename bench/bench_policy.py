@@ -6,10 +6,19 @@ Prints, all measured in this one run on this machine:
 - PPO steps/s on a trivial env with the SAME spaces (constant observation, every action
   valid, the same mean episode length, zero reward): PPO's own cost;
 - PPO steps/s on the editing env, dense reward only;
-- PPO steps/s on the editing env with the learned reward (scored on a background thread
-  during the rollout, in chunks) of a real ``rlhf.reward_model``
-  ensemble (default architecture, untrained weights: the cost does not depend on them),
-  and the overhead against the trivial env (target: at most 30 %).
+- PPO steps/s on the editing env with the learned reward of a real ``rlhf.reward_model``
+  ensemble (default architecture and member count, untrained weights: the cost does not
+  depend on them), scored as the cycle scores it (``PolicyConfig()`` defaults: one call per
+  rollout at its end; ``--reward-chunk`` tries background chunks), and the overhead against
+  the trivial env (target: at most 30 %);
+- where the learned run's time per env step goes: PPO itself (the trivial run), the env
+  and SB3's handling of it (dense-only minus trivial), the learned reward (features and
+  ensemble), and the reward model's arithmetic (multiply-adds of its linear layers, what
+  no implementation of the same ensemble avoids) against the rate it reached.
+
+The configuration is the cycle's (``rlhf.cycle``: ``EnvConfig(learned_weight=0.8)``,
+``PolicyConfig`` with n_envs 8 x n_steps 128, a 3-member ensemble of the default
+``RewardModelConfig``, ``EnsembleReward`` with its default threads).
 
 Each PPO figure is the best of ``--rounds`` interleaved runs: on the shared development
 machine single runs swing by 2x with other people's load.
@@ -87,19 +96,49 @@ def raw_env_speed(tracks: list[TrackArrays], n_steps: int) -> tuple[float, float
 
 
 class TimedReward:
-    """Wraps a learned reward to measure its calls, batch sizes and time."""
+    """Wraps a learned reward to measure its calls, batch sizes, scored beats and time."""
 
     def __init__(self, reward: EnsembleReward) -> None:
         self.reward = reward
         self.seconds = 0.0
         self.batches: list[int] = []
+        self.beats = 0
 
     def __call__(self, episodes):
         began = time.perf_counter()
         out = self.reward(episodes)
         self.seconds += time.perf_counter() - began
         self.batches.append(len(episodes))
+        self.beats += sum(ep.edit.n_output_beats for ep in episodes)
         return out
+
+
+def linear_flops_per_beat(config: RewardModelConfig) -> int:
+    """Floating-point operations (2 per multiply-add) of one member's linear layers for one output beat.
+
+    Input projection, per encoder layer the q/k/v and output projections and the feed-forward
+    pair, and the head; attention scores, softmax and norms come on top (they grow with the
+    edit's length but are small next to these at the default size).
+    """
+    d, ff = config.d_model, config.ff_dim
+    per_layer = 4 * d * d + 2 * d * ff
+    return 2 * (config.n_features * d + config.n_layers * per_layer + d * d + d)
+
+
+def matmul_gflops(config: RewardModelConfig, device: torch.device, bf16: bool) -> float:
+    """Best rate of one large feed-forward matmul (2048 beats x d_model -> ff_dim) in the scoring dtype, GFLOP/s."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    x = torch.randn(2048, config.d_model, dtype=dtype, device=device)
+    w = torch.randn(config.ff_dim, config.d_model, dtype=dtype, device=device)
+    best = math.inf
+    with torch.inference_mode():
+        for _ in range(20):
+            began = time.perf_counter()
+            torch.nn.functional.linear(x, w)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - began)
+    return 2 * x.shape[0] * config.d_model * config.ff_dim / best / 1e9
 
 
 def ppo_trivial_speed(episode_steps: int, config: PolicyConfig, total: int) -> float:
@@ -150,7 +189,7 @@ def main() -> None:
     members = [RewardNet(rm_config, np.zeros(rm_config.n_features), np.ones(rm_config.n_features)) for _ in range(args.members)]
     ensemble = RewardEnsemble(members=members, config=rm_config).to(device)
     trivial = dense_speed = learned_speed = 0.0
-    reward_ms_per_edit, reward_share, batches = math.inf, 0.0, []
+    reward_ms_per_edit, reward_share, batches, reward_us_per_step, beats_per_edit = math.inf, 0.0, [], math.inf, 0.0
     for _ in range(args.rounds):
         trivial = max(trivial, ppo_trivial_speed(round(episode_steps), config, args.steps))
         dense_only = train_policy(tracks, total_timesteps=args.steps, learned_reward=None,
@@ -162,6 +201,8 @@ def main() -> None:
             learned_speed = args.steps / learned.seconds
             reward_share, batches = reward.seconds / learned.seconds, reward.batches
         reward_ms_per_edit = min(reward_ms_per_edit, 1000 * reward.seconds / sum(reward.batches))
+        reward_us_per_step = min(reward_us_per_step, 1e6 * reward.seconds / args.steps)
+        beats_per_edit = reward.beats / sum(reward.batches)
     print(f"PPO, trivial env:             {trivial:9.0f} steps/s")
     print(f"PPO, editing env, dense only: {dense_speed:9.0f} steps/s   overhead {trivial / dense_speed - 1:+.0%}")
     print(f"PPO, editing env, learned:    {learned_speed:9.0f} steps/s   overhead {trivial / learned_speed - 1:+.0%} "
@@ -169,8 +210,20 @@ def main() -> None:
     n_rollouts = math.ceil(args.steps / (config.n_envs * config.n_steps))
     print(f"  learned reward: {len(batches)} calls over {n_rollouts} rollouts (background chunks of {config.reward_chunk}), "
           f"mean batch {np.mean(batches):.1f} edits, "
-          f"{reward_ms_per_edit:.2f} ms per edit (features + ensemble), scorer busy {reward_share:.0%} of training time (overlapped with the rollout); "
+          f"{reward_ms_per_edit:.2f} ms per edit (features + ensemble), scorer busy {reward_share:.0%} of training time "
+          f"({'overlapped with the rollout' if config.reward_chunk else 'at rollout ends, PPO waiting'}); "
           f"ensemble {args.members} x {count_parameters(rm_config) / 1e6:.1f} M parameters, bf16 {ensemble.use_bf16}")
+    ppo_us, env_us, learned_us = 1e6 / trivial, 1e6 / dense_speed - 1e6 / trivial, 1e6 / learned_speed
+    print(f"  per env step: PPO {ppo_us:.0f} us + env and SB3 {env_us:.0f} us + learned reward {reward_us_per_step:.0f} us "
+          f"+ rest {learned_us - ppo_us - env_us - reward_us_per_step:.0f} us = {learned_us:.0f} us; "
+          f"a +30 % budget leaves {0.3 * ppo_us:.0f} us for env and reward together")
+    gflop_per_edit = args.members * beats_per_edit * linear_flops_per_beat(rm_config) / 1e9
+    peak = matmul_gflops(rm_config, device, ensemble.use_bf16)
+    edits_per_step = sum(batches) / args.steps
+    print(f"  reward model arithmetic: {beats_per_edit:.1f} output beats per edit x {args.members} members = "
+          f"{gflop_per_edit:.2f} GFLOP per edit in its linear layers, scored at {gflop_per_edit / (reward_ms_per_edit / 1000):.0f} GFLOP/s; "
+          f"a large feed-forward matmul runs at {peak:.0f} GFLOP/s here, so the linear layers alone need "
+          f"{1e6 * gflop_per_edit * edits_per_step / peak:.0f} us per env step ({edits_per_step * 1000:.0f} edits per 1000 steps)")
 
 
 if __name__ == "__main__":

@@ -265,7 +265,7 @@ def dense_rewards(
 
     beats = edit.track_beats()
     transitions = edit.transitions()
-    seam = np.flatnonzero(np.isin(transitions, [Transition.CUT, Transition.CROSSFADE]))
+    seam = np.flatnonzero((transitions == Transition.CUT) | (transitions == Transition.CROSSFADE))
     a, b = beats[seam - 1], beats[seam]
 
     tempo_change = np.abs(np.diff(context.log_intervals[beats]))

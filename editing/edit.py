@@ -63,6 +63,7 @@ by :data:`MODEL_FEATURE_VERSION`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -180,14 +181,29 @@ class Edit:
 
     def __post_init__(self) -> None:
         _check_structure(self)
+        # Frozen, so the structure stays checked: validate_edit need not walk the entries again.
+        object.__setattr__(self, "_structure_checked", True)
 
     @property
     def n_output_beats(self) -> int:
         return len(self.entries)
 
+    def _column(self, name: str) -> np.ndarray:
+        # Each column of the entries is read from them once (an Edit is frozen): the dense rewards
+        # and the reward model's input both read them for every edit.  Callers get a copy.
+        cache = self.__dict__.get("_columns")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_columns", cache)
+        column = cache.get(name)
+        if column is None:
+            column = np.fromiter((getattr(e, name) for e in self.entries), dtype=np.int64, count=len(self.entries))
+            cache[name] = column
+        return column.copy()
+
     def source_beats(self) -> np.ndarray:
         """Excerpt beat index of each output beat, int64 (n_output_beats,)."""
-        return np.fromiter((e.source_beat for e in self.entries), dtype=np.int64, count=len(self.entries))
+        return self._column("source_beat")
 
     def track_beats(self) -> np.ndarray:
         """Absolute track beat index of each output beat, int64 (n_output_beats,)."""
@@ -195,11 +211,11 @@ class Edit:
 
     def transitions(self) -> np.ndarray:
         """Transition id of each output beat, int64 (n_output_beats,)."""
-        return np.fromiter((e.transition for e in self.entries), dtype=np.int64, count=len(self.entries))
+        return self._column("transition")
 
     def output_actions(self) -> np.ndarray:
         """Id of the action that produced each output beat, int64 (n_output_beats,)."""
-        return np.fromiter((e.action for e in self.entries), dtype=np.int64, count=len(self.entries))
+        return self._column("action")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; entries are ``[source_beat, transition, action]`` triples of ints."""
@@ -292,7 +308,9 @@ def _check_structure(edit: Edit) -> None:
             raise EditError(f"output beat {i}: source beat {entry.source_beat} is outside the excerpt 0..{n - 1}")
         if entry.action in _SILENT_ACTIONS:
             raise EditError(f"output beat {i}: action {Action(entry.action).name} never produces an output beat")
-        transition = Transition(entry.transition)
+        transition = entry.transition
+        if type(transition) is not Transition:
+            transition = Transition(transition)
         if i == 0:
             if transition is not Transition.START:
                 raise EditError(f"output beat 0: transition must be START, got {transition.name}")
@@ -309,6 +327,31 @@ def _check_structure(edit: Edit) -> None:
                 f"{previous} and {entry.source_beat}; the source continues there"
             )
         previous = entry.source_beat
+
+
+_ACTIONS = tuple(Action)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bar_tables(downbeats: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Per excerpt beat p: the bar start LOOP_BAR replays from, and the next downbeat after p (-1: none).
+
+    ``downbeats`` is the excerpt's ``bar_positions == 0`` as bytes (the cache key: excerpts
+    of one track share a handful of bar patterns).  The bar start is the latest downbeat at
+    or before p within the last 3 beats, else ``max(0, p - 3)``.  Tuples of ints, because
+    the builder reads one entry per step.
+    """
+    downbeat = np.frombuffer(downbeats, dtype=bool)
+    n = downbeat.size
+    index = np.arange(n)
+    latest = np.maximum.accumulate(np.where(downbeat, index, -1))
+    in_bar = (latest >= 0) & (latest >= index - (BEATS_PER_BAR - 1))
+    bar_starts = np.where(in_bar, latest, np.maximum(0, index - (BEATS_PER_BAR - 1)))
+    # First downbeat at or after q, for q = 0..n (n: none), then shifted to "after p".
+    first_from = np.minimum.accumulate(np.where(downbeat, index, n)[::-1])[::-1]
+    following = np.append(first_from[1:], n)
+    next_downbeats = np.where(following < n, following, -1)
+    return tuple(bar_starts.tolist()), tuple(next_downbeats.tolist())
 
 
 class EditBuilder:
@@ -335,7 +378,7 @@ class EditBuilder:
             raise EditError(f"excerpt start beat {excerpt_start}: must be >= 0")
         self.n_source_beats = int(n_source_beats)
         self.excerpt_start = int(excerpt_start)
-        self._downbeat = bar_positions == 0
+        self._bar_starts, self._next_downbeats = _bar_tables((bar_positions == 0).tobytes())
         self._cap = 2 * self.n_source_beats
         self._position = 0
         self._actions: list[int] = []
@@ -359,47 +402,51 @@ class EditBuilder:
     def entries(self) -> tuple[EditEntry, ...]:
         return tuple(self._entries)
 
-    def _bar_start(self, p: int) -> int:
-        """Latest downbeat at or before p within the last 3 beats, else max(0, p - 3)."""
-        for back in range(BEATS_PER_BAR):
-            if p - back < 0:
-                break
-            if self._downbeat[p - back]:
-                return p - back
-        return max(0, p - (BEATS_PER_BAR - 1))
+    def _effects(self) -> list[tuple[int, int] | None]:
+        """What each action would do at the current position: (output beats added, source beats consumed), or None.
 
-    def _next_downbeat(self, p: int) -> int | None:
-        later = np.flatnonzero(self._downbeat[p + 1 :])
-        return int(p + 1 + later[0]) if later.size else None
-
-    def _plan(self, action: Action) -> tuple[list[int], int] | None:
-        """(output source beats, beats consumed) for the action at the current position, or None if invalid."""
+        None means the action is not possible here whatever the output length; the cap is
+        applied by the callers.  This table is the one statement of validity: the mask and
+        :meth:`step` both read it, and :meth:`_outputs` plays exactly ``added`` beats.
+        """
         p, n = self._position, self.n_source_beats
         has_output = bool(self._entries)
         has_next = p + 1 < n
+        start = self._bar_starts[p]
+        downbeat = self._next_downbeats[p]
+        return [
+            (1, 1),  # KEEP
+            (0, 1) if has_output or has_next else None,  # CUT
+            (2, 1),  # LOOP
+            (p - start + 2, 1) if start < p else None,  # LOOP_BAR: p, then start..p
+            (0, 1) if has_output and has_next else None,  # CROSSFADE
+            (2, 2) if has_next else None,  # REORDER
+            (0, downbeat - p) if downbeat >= 0 else None,  # SKIP_TO_BAR
+            (3, 1) if p >= 1 else None,  # REPEAT_2
+            (0, n - p) if has_output else None,  # STOP
+        ]
+
+    def _outputs(self, action: Action) -> list[int]:
+        """The source beats ``action`` plays at the current position (valid or not: see :meth:`_effects`)."""
+        p = self._position
         if action is Action.KEEP:
-            plan = ([p], 1)
-        elif action is Action.CUT:
-            plan = ([], 1) if (has_output or has_next) else None
-        elif action is Action.LOOP:
-            plan = ([p, p], 1)
-        elif action is Action.LOOP_BAR:
-            start = self._bar_start(p)
-            plan = ([p, *range(start, p + 1)], 1) if start < p else None
-        elif action is Action.CROSSFADE:
-            plan = ([], 1) if (has_output and has_next) else None
-        elif action is Action.REORDER:
-            plan = ([p + 1, p], 2) if has_next else None
-        elif action is Action.SKIP_TO_BAR:
-            downbeat = self._next_downbeat(p)
-            plan = ([], downbeat - p) if downbeat is not None else None
-        elif action is Action.REPEAT_2:
-            plan = ([p, p - 1, p], 1) if p >= 1 else None
-        else:  # Action.STOP
-            plan = ([], n - p) if has_output else None
-        if plan is not None and len(self._entries) + len(plan[0]) > self._cap:
+            return [p]
+        if action is Action.LOOP:
+            return [p, p]
+        if action is Action.LOOP_BAR:
+            return [p, *range(self._bar_starts[p], p + 1)]
+        if action is Action.REORDER:
+            return [p + 1, p]
+        if action is Action.REPEAT_2:
+            return [p, p - 1, p]
+        return []  # CUT, CROSSFADE, SKIP_TO_BAR, STOP
+
+    def _plan(self, action: Action) -> tuple[list[int], int] | None:
+        """(output source beats, beats consumed) for the action at the current position, or None if invalid."""
+        effect = self._effects()[action]
+        if effect is None or len(self._entries) + effect[0] > self._cap:
             return None
-        return plan
+        return self._outputs(action), effect[1]
 
     def action_mask(self, *, min_output_beats: int = 0) -> np.ndarray:
         """Which actions are valid now, bool (N_ACTIONS,); all False once done.
@@ -411,16 +458,18 @@ class EditBuilder:
         """
         if self.done:
             return np.zeros(N_ACTIONS, dtype=bool)
-        mask = np.zeros(N_ACTIONS, dtype=bool)
-        remaining = self.n_source_beats - self._position
-        for action in Action:
-            plan = self._plan(action)
-            if plan is None:
-                continue
-            output, consumed = plan
-            reachable = len(self._entries) + len(output) + remaining - consumed
-            mask[action] = reachable >= min_output_beats
-        return mask
+        n_output = len(self._entries)
+        room = self._cap - n_output
+        # Output beats reachable after an action that adds `added` and consumes `consumed`:
+        # n_output + added + (remaining - consumed); shortfall is what that must reach.
+        shortfall = min_output_beats - n_output - (self.n_source_beats - self._position)
+        return np.array(
+            [
+                effect is not None and effect[0] <= room and effect[0] - effect[1] >= shortfall
+                for effect in self._effects()
+            ],
+            dtype=bool,
+        )
 
     def step(self, action: int) -> int:
         """Apply one action at the current position; returns how many output beats it added.
@@ -433,9 +482,12 @@ class EditBuilder:
         if self.done:
             raise EditError(f"action {action} after the edit is finished (all {self.n_source_beats} beats used)")
         try:
-            act = Action(int(action))
+            index = int(action)
         except ValueError:
-            raise EditError(f"action id {action}: action ids are 0..{N_ACTIONS - 1}") from None
+            index = -1
+        if not 0 <= index < N_ACTIONS:
+            raise EditError(f"action id {action}: action ids are 0..{N_ACTIONS - 1}")
+        act = _ACTIONS[index]
         plan = self._plan(act)
         if plan is None:
             raise EditError(f"{act.name} is not valid at source beat {self._position}: {self._why_invalid(act)}")
@@ -452,7 +504,7 @@ class EditBuilder:
         p, n = self._position, self.n_source_beats
         added = {Action.KEEP: 1, Action.LOOP: 2, Action.REORDER: 2, Action.REPEAT_2: 3}.get(act, 0)
         if act is Action.LOOP_BAR:
-            start = self._bar_start(p)
+            start = self._bar_starts[p]
             if start >= p:
                 return "no earlier beat of this bar to loop back to (it is a downbeat or the excerpt's first beat)"
             added = p - start + 2
@@ -533,7 +585,8 @@ def validate_edit(edit: Edit, *, n_track_beats: int, bar_positions: np.ndarray |
     ------
     EditError
     """
-    _check_structure(edit)
+    if not edit.__dict__.get("_structure_checked", False):
+        _check_structure(edit)
     end = edit.excerpt_start + edit.n_source_beats
     if end > n_track_beats:
         raise EditError(
@@ -565,7 +618,7 @@ def edit_features(edit: Edit) -> np.ndarray:
         transitions == Transition.CUT, 1.0, np.where(transitions == Transition.CROSSFADE, _CROSSFADE_SEAM_STRENGTH, 0.0)
     )
     previous = np.concatenate([[-1], sources[:-1]])
-    is_seam = np.isin(transitions, [Transition.CUT, Transition.CROSSFADE])
+    is_seam = (transitions == Transition.CUT) | (transitions == Transition.CROSSFADE)
     jump = np.where(is_seam, np.tanh((sources - previous - 1) / _JUMP_SCALE_BEATS), 0.0)
     # Earlier plays of the same source beat: rank of this occurrence among equal sources.
     order = np.argsort(sources, kind="stable")

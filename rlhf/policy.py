@@ -109,7 +109,9 @@ class PolicyConfig:
     # rollout, at its end, with every core).  On a 2-core CPU the background thread competes
     # with PPO for the cores and scores smaller batches: bench/bench_policy.py measured +64 %
     # overhead with 0 against +105 % with 32, so 0 is the default; try 32 or more where the
-    # reward model has cores (or a GPU) of its own.
+    # reward model has cores (or a GPU) of its own.  Re-measured with the scorer on one torch
+    # thread during the rollout and a 0.2 ms GIL switch interval: still slower than 0 (the
+    # rollout is Python-bound, and the scorer takes the GIL back after each of its kernels).
     reward_chunk: int = 0
 
     def __post_init__(self) -> None:

@@ -1,6 +1,7 @@
 """editing/edit.py: action semantics, validity masks, validation, JSON, edit-aware features."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -132,6 +133,85 @@ def test_random_rollouts_over_the_mask_never_raise(seed):
     assert 1 <= edit.n_output_beats <= 2 * n
     validate_edit(edit, n_track_beats=edit.excerpt_start + n, bar_positions=np.concatenate([np.zeros(edit.excerpt_start, np.int8), bar_positions]))
     assert not builder.action_mask().any()
+
+
+def documented_plan(bar_positions: np.ndarray, position: int, n_output: int, action: Action) -> tuple[list[int], int] | None:
+    """(output source beats, beats consumed) of ``action`` as the module docstring's table states it; None if invalid.
+
+    Written from the table alone, independently of EditBuilder, as the reference the builder is checked against.
+    """
+    p, n = position, len(bar_positions)
+    d = next((q for q in range(p, p - 4, -1) if q >= 0 and bar_positions[q] == 0), max(0, p - 3))
+    later = [q for q in range(p + 1, n) if bar_positions[q] == 0]
+    has_next = p + 1 < n
+    plan = {
+        A.KEEP: ([p], 1),
+        A.CUT: ([], 1) if n_output > 0 or has_next else None,
+        A.LOOP: ([p, p], 1),
+        A.LOOP_BAR: ([p, *range(d, p + 1)], 1) if p > d else None,
+        A.CROSSFADE: ([], 1) if n_output > 0 and has_next else None,
+        A.REORDER: ([p + 1, p], 2) if has_next else None,
+        A.SKIP_TO_BAR: ([], later[0] - p) if later else None,
+        A.REPEAT_2: ([p, p - 1, p], 1) if p >= 1 else None,
+        A.STOP: ([], n - p) if n_output > 0 else None,
+    }[action]
+    if plan is not None and n_output + len(plan[0]) > 2 * n:
+        return None
+    return plan
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_the_mask_is_exactly_what_applying_each_action_allows(seed):
+    # Property: at every step of random episodes, with a random minimum length, each action is unmasked
+    # exactly when the documented table allows it and, applied, it leaves the minimum reachable; applying
+    # it plays the documented beats and consumes the documented source beats.
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(16, 65))
+    kind = seed % 4
+    if kind == 0:
+        bar_positions = bars(n, int(rng.integers(4)))
+    elif kind == 1:
+        bar_positions = rng.integers(0, 4, n).astype(np.int8)  # an irregular beat tracker
+    elif kind == 2:
+        bar_positions = np.where(rng.random(n) < 0.05, 0, 1 + rng.integers(0, 3, n)).astype(np.int8)  # rare downbeats
+    else:
+        bar_positions = np.ones(n, dtype=np.int8)  # no downbeat at all
+    min_output = 0 if seed % 5 == 0 else int(rng.integers(1, n + 1))
+    # Half the episodes favour the looping actions, to reach the output cap.
+    loopy = seed % 2 == 1
+    builder = EditBuilder(n, bar_positions, excerpt_start=int(rng.integers(0, 5)))
+    while not builder.done:
+        mask = builder.action_mask(min_output_beats=min_output)
+        assert mask.shape == (N_ACTIONS,) and mask.dtype == bool and mask.any()
+        for action in Action:
+            plan = documented_plan(bar_positions, builder.position, builder.n_output_beats, action)
+            probe = copy.deepcopy(builder)
+            if plan is None:
+                assert not mask[action], f"{action.name} unmasked at beat {builder.position}"
+                with pytest.raises(EditError):
+                    probe.step(action)
+                continue
+            before = probe.n_output_beats
+            assert probe.step(action) == len(plan[0])
+            assert [e.source_beat for e in probe.entries[before:]] == plan[0]
+            assert probe.position == builder.position + plan[1]
+            reachable = probe.n_output_beats + (n - probe.position)
+            assert mask[action] == (reachable >= min_output), f"{action.name} at beat {builder.position}"
+        valid = np.flatnonzero(mask)
+        looping = [a for a in (A.REPEAT_2, A.LOOP_BAR, A.LOOP) if mask[a]]
+        builder.step(looping[0] if loopy and looping and rng.random() < 0.7 else int(rng.choice(valid)))
+    assert builder.build().n_output_beats >= min(min_output, n) or min_output == 0
+    assert not builder.action_mask(min_output_beats=min_output).any()
+
+
+def test_edit_columns_are_fresh_arrays_each_call():
+    edit = apply_actions(keep_all_but(16, [A.KEEP, A.REORDER]), excerpt_start=5, bar_positions=bars(16))
+    sources = edit.source_beats()
+    sources[:] = -1
+    assert edit.source_beats().tolist() == [e.source_beat for e in edit.entries]
+    assert edit.track_beats().tolist() == [e.source_beat + 5 for e in edit.entries]
+    assert edit.transitions().tolist() == [int(e.transition) for e in edit.entries]
+    assert edit.output_actions().tolist() == [int(e.action) for e in edit.entries]
 
 
 def test_every_masked_action_raises_and_every_unmasked_one_steps():

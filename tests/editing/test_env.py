@@ -1,10 +1,13 @@
 """The editing environment: spaces, masking, episodes, the deferred reward, the spaces spec."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
 from editing.dense import dense_rewards
@@ -328,3 +331,20 @@ def test_builder_mask_with_a_minimum_keeps_keep_and_forbids_an_early_stop():
     assert mask[Action.KEEP] and not mask[Action.STOP]
     builder.step(Action.KEEP)
     assert builder.action_mask()[Action.STOP]  # without a minimum STOP is fine after one beat
+
+
+def test_a_finished_episode_is_handed_on_without_copying_its_track(tracks):
+    # DummyVecEnv deep-copies every step's infos: the finished episode (and its track arrays) is shared, not copied.
+    venv = DummyVecEnv([lambda: EditingEnv(tracks, EnvConfig(learned_weight=0.0))])
+    venv.seed(0)
+    venv.reset()
+    finished = None
+    while finished is None:
+        _, _, _, infos = venv.step(np.array([int(np.flatnonzero(venv.env_method("action_masks")[0])[0])]))
+        finished = infos[0].get("finished_episode")
+    assert finished.track is tracks[finished.excerpt.track_index]
+    assert copy.deepcopy({"episode": finished})["episode"] is finished
+    assert finished.edit == apply_actions(
+        finished.edit.actions, excerpt_start=finished.excerpt.start,
+        bar_positions=finished.track.bar_positions[finished.excerpt.start : finished.excerpt.start + finished.excerpt.n_beats],
+    )

@@ -197,3 +197,38 @@ def test_scoring_follows_weight_changes_and_matches_the_training_forward_pass():
     torch.manual_seed(1)
     net.load_state_dict(rm.RewardNet(TINY, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).state_dict())
     assert not np.allclose(ens.member_rewards(edits), before)  # new weights are scored, not a stale copy
+
+
+def test_concurrent_scoring_forwards_give_the_same_bits_as_one_at_a_time(monkeypatch):
+    # Rollout-like lengths (several batches, padded and unpadded) and three members of the default size
+    # (whose kernels' results depend on the thread count, unlike TINY's): with two torch threads the
+    # (batch, member) forwards run two at a time, each exactly as it would run alone.
+    edits, _ = synthetic_edits(np.random.default_rng(5), 40, min_beats=1, max_beats=64)
+    config = rm.RewardModelConfig()
+    torch.manual_seed(0)
+    members = [rm.RewardNet(config, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).eval() for _ in range(3)]
+    ens = rm.RewardEnsemble(members=members, config=config)
+    threads_seen = []
+    score = rm._ScoringCopies.score
+
+    def recording_score(self, *args, **kwargs):
+        threads_seen.append(torch.get_num_threads())
+        return score(self, *args, **kwargs)
+
+    monkeypatch.setattr(rm._ScoringCopies, "score", recording_score)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert rm._concurrent_forwards(torch.device("cpu"), torch.get_num_threads(), 9) == 2
+        together = ens.member_rewards(edits, batch_size=16)
+        assert torch.get_num_threads() == 2  # the caller's setting is left as it was
+        monkeypatch.setattr(rm, "_concurrent_forwards", lambda *args: 1)
+        one_by_one = ens.member_rewards(edits, batch_size=16)
+    finally:
+        torch.set_num_threads(before)
+    assert together.shape == (3, 40) and np.isfinite(together).all()
+    np.testing.assert_array_equal(together, one_by_one)
+    # Every forward, in a worker thread or not, ran with the caller's two threads (the kernels' bits can
+    # depend on the thread count, so a worker left at its default would score differently elsewhere).
+    assert len(threads_seen) > 6 and set(threads_seen) == {2}
+    assert rm._concurrent_forwards(torch.device("cpu"), 1, 9) == 1  # one thread asked for: one forward at a time
