@@ -502,22 +502,17 @@ class EditBuilder:
 
     def _why_invalid(self, act: Action) -> str:
         p, n = self._position, self.n_source_beats
-        added = {Action.KEEP: 1, Action.LOOP: 2, Action.REORDER: 2, Action.REPEAT_2: 3}.get(act, 0)
-        if act is Action.LOOP_BAR:
-            start = self._bar_starts[p]
-            if start >= p:
-                return "no earlier beat of this bar to loop back to (it is a downbeat or the excerpt's first beat)"
-            added = p - start + 2
-        if added and len(self._entries) + added > self._cap:
+        if self._effects()[act] is not None:  # possible here, but not within the output cap
             return f"output would exceed {self._cap} beats (twice the excerpt)"
         return {
             Action.CUT: "it would leave the edit empty",
+            Action.LOOP_BAR: "no earlier beat of this bar to loop back to (it is a downbeat or the excerpt's first beat)",
             Action.CROSSFADE: "it needs an output beat before and a source beat after",
             Action.REORDER: f"there is no next beat after {p} (excerpt has {n})",
             Action.SKIP_TO_BAR: "there is no later downbeat in the excerpt",
             Action.REPEAT_2: "there is no previous beat to repeat",
             Action.STOP: "the output is still empty",
-        }.get(act, "not allowed here")
+        }[act]
 
     def _append(self, source: int, act: Action) -> None:
         if not self._entries:

@@ -200,10 +200,12 @@ class _PausedLockingStatement:
         return execute(sql, params, many, context)
 
 
-def _claim_in_thread(user, paused: _PausedLockingStatement, out: dict) -> threading.Thread:
+def _claim_in_thread(user, wrapper, out: dict) -> threading.Thread:
+    """``assignment_next`` for ``user`` in a thread of its own, its SQL passed through ``wrapper``."""
+
     def work():
         try:
-            with connection.execute_wrapper(paused):
+            with connection.execute_wrapper(wrapper):
                 out["assignment"] = assignment_next(annotator=user, rng=random.Random(1))
         except BaseException as err:  # surfaced by the test
             out["error"] = err
@@ -271,17 +273,7 @@ def test_two_judges_asking_for_a_repeat_at_once_share_one_repeat(settings):
             go_on.wait(10)
         return result
 
-    def work():
-        try:
-            with connection.execute_wrapper(hold_after_finding_the_original):
-                out["assignment"] = assignment_next(annotator=first, rng=random.Random(1))
-        except BaseException as err:  # surfaced by the test
-            out["error"] = err
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work)
-    thread.start()
+    thread = _claim_in_thread(first, hold_after_finding_the_original, out)
     assert found.wait(10)
     theirs = assignment_next(annotator=second)
     go_on.set()
