@@ -1,8 +1,12 @@
-"""Admin: the back office for tracks (upload), edits, comparisons and judgements."""
-import tempfile
-from pathlib import Path
+"""Admin: the back office for tracks (upload), edits, comparisons and judgements.
+
+Judgements are read-only here: they come only from annotators through the annotation
+service (with its listening checks), so a hand-made or edited one would fake the data.
+"""
+import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin
@@ -11,11 +15,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from editing.audio import SUPPORTED_EXTENSIONS, AudioError
+from editing.audio import SUPPORTED_EXTENSIONS
 
+from .errors import DomainError
 from .invites import annotator_invite
-from .models import Comparison, Edit, ExportJob, Judgement, Track
-from .services import track_ingest
+from .models import Comparison, Edit, ExportJob, Judgement, Track, TrackUpload
+from .uploads import track_upload_start
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -30,6 +35,17 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)]
 
 
+def minutes_seconds(seconds: float | None, *, tenths: bool = False) -> str:
+    """``82.785`` -> ``"1:23"`` (``"1:22.8"`` with tenths): durations as people read them."""
+    if seconds is None:
+        return "–"
+    if tenths:
+        minutes, rest = divmod(round(seconds, 1), 60)
+        return f"{int(minutes)}:{rest:04.1f}"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{int(minutes)}:{int(rest):02d}"
+
+
 class TrackUploadForm(forms.Form):
     files = MultipleFileField(
         widget=MultipleFileInput(attrs={"accept": ",".join(sorted(SUPPORTED_EXTENSIONS))}),
@@ -40,10 +56,18 @@ class TrackUploadForm(forms.Form):
 
 @admin.register(Track)
 class TrackAdmin(admin.ModelAdmin):
-    list_display = ("title", "duration_seconds", "tempo_bpm", "n_beats", "feature_version", "created_at")
+    list_display = ("title", "duration", "tempo", "n_beats", "feature_version", "created_at")
     search_fields = ("title", "original_name", "content_hash")
-    readonly_fields = [f.name for f in Track._meta.fields]
+    readonly_fields = [f.name if f.name != "duration_seconds" else "duration" for f in Track._meta.fields]
     change_list_template = "admin/annotations/track/change_list.html"
+
+    @admin.display(description="duration (m:ss)", ordering="duration_seconds")
+    def duration(self, track: Track) -> str:
+        return minutes_seconds(track.duration_seconds)
+
+    @admin.display(description="tempo (BPM)", ordering="tempo_bpm")
+    def tempo(self, track: Track) -> str:
+        return f"{track.tempo_bpm:.1f}"
 
     def has_add_permission(self, request):
         # Tracks are only created by analysing an upload (see upload_view).
@@ -57,34 +81,53 @@ class TrackAdmin(admin.ModelAdmin):
     def upload_view(self, request):
         if not self.has_view_permission(request) or not request.user.has_perm("annotations.change_track"):
             return redirect("admin:index")
+        # The request's size was checked before its body was read (feedback_site.limits).
         form = TrackUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
+            queued = 0
             for upload in form.cleaned_data["files"]:
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = Path(tmp) / Path(upload.name).name
-                    with open(local, "wb") as out:
-                        for chunk in upload.chunks():
-                            out.write(chunk)
-                    try:
-                        track, created = track_ingest(path=local, title=form.cleaned_data["title"] or None)
-                    except AudioError as err:
-                        self.message_user(request, f"Refused: {err}", messages.ERROR)
-                        continue
-                if created:
-                    self.message_user(request, f"Ingested {track.title}: {track.n_beats} beats at {track.tempo_bpm:.1f} BPM")
-                else:
-                    self.message_user(request, f"{upload.name}: same content as track '{track.title}', nothing added",
-                                      messages.WARNING)
-            return redirect(reverse("admin:annotations_track_changelist"))
+                try:
+                    track_upload_start(uploaded_by=request.user, upload=upload, title=form.cleaned_data["title"])
+                except DomainError as err:
+                    self.message_user(request, f"Refused: {err}", messages.ERROR)
+                    continue
+                queued += 1
+            if queued:
+                self.message_user(request, f"{queued} file(s) stored and queued for analysis; "
+                                           "this list shows their progress and outcome.")
+            return redirect(reverse("admin:annotations_trackupload_changelist"))
         context = {**self.admin_site.each_context(request), "form": form, "title": "Upload audio",
-                   "opts": self.model._meta}
+                   "opts": self.model._meta, "max_upload_mb": round(settings.MAX_UPLOAD_BYTES / 1_000_000)}
         return TemplateResponse(request, "admin/annotations/track/upload.html", context)
+
+
+@admin.register(TrackUpload)
+class TrackUploadAdmin(admin.ModelAdmin):
+    """Uploads and their analysis: progress, the track made, or the reason a file was refused."""
+
+    list_display = ("original_name", "status", "progress_percent", "message", "track", "uploaded_by", "created_at")
+    list_filter = ("status",)
+    readonly_fields = ("uploaded_by", "original_name", "title", "size_bytes", "status", "progress", "message",
+                       "track", "created_at", "finished_at")
+    exclude = ("file",)
+
+    def has_add_permission(self, request):
+        # Uploads come from Tracks -> Upload audio.
+        return False
+
+    @admin.display(description="progress")
+    def progress_percent(self, upload: TrackUpload) -> str:
+        return f"{upload.progress:.0%}"
 
 
 @admin.register(Edit)
 class EditAdmin(admin.ModelAdmin):
-    list_display = ("id", "track", "source", "excerpt_start_beat", "n_source_beats", "duration_seconds")
+    list_display = ("id", "track", "source", "excerpt_start_beat", "n_source_beats", "duration")
     list_filter = ("source",)
+
+    @admin.display(description="duration (m:ss)", ordering="duration_seconds")
+    def duration(self, edit: Edit) -> str:
+        return minutes_seconds(edit.duration_seconds, tenths=True)
 
 
 @admin.register(Comparison)
@@ -99,16 +142,23 @@ class JudgementAdmin(admin.ModelAdmin):
     list_filter = ("choice", "confidence")
     actions = ["export_jsonl", "export_csv", "export_parquet"]
 
+    # View only (see the module docstring); the export actions need no change permission.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
     # --- export actions: the selection (or everything filtered) becomes a background export job
     MAX_EXPORT_SELECTION = 100_000
 
     def _export(self, request, queryset, fmt: str) -> None:
-        from feedback_site.background import enqueue
-
-        from .export import export_job_create
+        from .export import export_job_start
         from .roles import is_admin
         from .selectors import ExportFilters
-        from .tasks import export_run
 
         if not is_admin(request.user):
             self.message_user(request, "Exports are for admins.", messages.ERROR)
@@ -122,8 +172,7 @@ class JudgementAdmin(admin.ModelAdmin):
                 messages.ERROR,
             )
             return
-        job = export_job_create(requested_by=request.user, fmt=fmt, filters=ExportFilters(judgement_ids=tuple(ids)))
-        enqueue(export_run.si(job.pk))
+        job = export_job_start(requested_by=request.user, fmt=fmt, filters=ExportFilters(judgement_ids=tuple(ids)))
         url = reverse("admin:annotations_exportjob_change", args=[job.pk])
         self.message_user(request, format_html('Export {} of {} judgements queued: <a href="{}">status and download</a>.',
                                                job.pk, len(ids), url))
@@ -145,19 +194,42 @@ class JudgementAdmin(admin.ModelAdmin):
 class ExportJobAdmin(admin.ModelAdmin):
     list_display = ("id", "requested_by", "format", "status", "n_rows", "created_at", "finished_at", "download")
     list_filter = ("status", "format")
-    readonly_fields = ("requested_by", "format", "filters", "status", "n_rows", "download", "card", "error",
-                       "created_at", "finished_at")
-    exclude = ("file",)
+    readonly_fields = ("requested_by", "format", "filters_summary", "status", "n_rows", "download", "card_summary",
+                       "error", "created_at", "finished_at")
+    exclude = ("file", "filters", "card")
 
     def has_add_permission(self, request):
         # Jobs come from the judgement export actions, the API or the command.
         return False
+
+    @admin.display(description="filters")
+    def filters_summary(self, job) -> str:
+        """The filters, a selection of judgements as its count and id range instead of every id."""
+        return _filters_summary(job.filters) or "none: every judgement"
+
+    @admin.display(description="dataset card")
+    def card_summary(self, job) -> str:
+        """The card without its copy of the filters (shown above), as indented JSON."""
+        card = {k: v for k, v in job.card.items() if k != "filters"}
+        return format_html("<pre>{}</pre>", json.dumps(card, indent=2)) if card else "–"
 
     @admin.display(description="file")
     def download(self, job):
         if job.status != ExportJob.Status.DONE or not job.file:
             return "–"
         return format_html('<a href="{}">download {}</a>', reverse("api-export-download", args=[job.pk]), job.format)
+
+
+def _filters_summary(filters: dict) -> str:
+    """Export filters on one line; a selection of judgements as its count and id range."""
+    parts = []
+    for name, value in filters.items():
+        if value in (None, "", [], (), False):
+            continue
+        if name == "judgement_ids":
+            value = f"{len(value)} selected (ids {min(value)} to {max(value)})"
+        parts.append(f"{name}: {value}")
+    return "; ".join(parts)
 
 
 # --- Users: invite annotators from the admin (the same service as `manage.py invite_annotator`) ---

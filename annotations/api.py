@@ -1,7 +1,7 @@
 """REST API of the annotation side (DRF, session auth, CSRF enforced by SessionAuthentication).
 
 Each view parses input, calls one service or selector, and serialises; domain
-errors become HTTP responses in ``annotations.errors.exception_handler``.
+errors become HTTP responses in ``feedback_site.errors.api_exception_handler``.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import roles
-from .assignment import assignment_next, shown_comparison
+from .assignment import assignment_ahead, assignment_next, shown_comparison
 from .judgements import assignment_skip, judgement_submit, judgements_visible, progress_get
 from .serializers import (
     JudgementFilterSerializer,
     JudgementInputSerializer,
     JudgementSerializer,
     NextComparisonSerializer,
+    NextQuerySerializer,
     ProgressSerializer,
     SkipInputSerializer,
     SkipResultSerializer,
@@ -41,15 +42,25 @@ class IsAnnotatorOrResearcher(BasePermission):
 
 
 class NextComparisonView(APIView):
-    """The comparison to judge now (the open assignment, or a newly assigned one) and progress counts."""
+    """The comparison to judge now (the open assignment, or a newly assigned one) and progress counts.
+
+    ``?ahead=1`` also assigns and returns the one after it, so the page fetches its audio in advance.
+    """
 
     permission_classes = [IsAnnotator]
 
-    @extend_schema(responses=NextComparisonSerializer, operation_id="comparisons_next")
+    @extend_schema(parameters=[NextQuerySerializer], responses=NextComparisonSerializer,
+                   operation_id="comparisons_next")
     def get(self, request: Request) -> Response:
+        query = NextQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         assignment = assignment_next(annotator=request.user)
+        upcoming = None
+        if assignment is not None and query.validated_data["ahead"]:
+            upcoming = assignment_ahead(annotator=request.user, current=assignment)
         payload = {
             "comparison": shown_comparison(assignment) if assignment is not None else None,
+            "upcoming": shown_comparison(upcoming) if upcoming is not None else None,
             "progress": progress_get(annotator=request.user),
         }
         return Response(NextComparisonSerializer(payload).data)
@@ -65,6 +76,7 @@ class ComparisonSkipView(APIView):
         body = SkipInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         assignment = assignment_skip(annotator=request.user, comparison_id=comparison_id,
+                                     reason_choice=body.validated_data["reason_choice"],
                                      reason=body.validated_data["reason"])
         return Response(SkipResultSerializer(assignment).data)
 
@@ -74,6 +86,7 @@ class JudgementListCreateView(generics.GenericAPIView):
     POST: submit a judgement (idempotent: the same answer again returns 200 and the stored judgement)."""
 
     serializer_class = JudgementSerializer
+    throttle_scope = "judgements"  # rate in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 
     def get_permissions(self):
         if self.request.method == "POST":

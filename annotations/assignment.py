@@ -37,11 +37,17 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from editing.audio import BEATS_PER_BAR
+
 from .models import Assignment, Comparison, Judgement
 from .playhead import BeatMap, difference_region
 
 Kind = Literal["regular", "gold", "repeat"]
 KINDS: tuple[Kind, ...] = ("regular", "gold", "repeat")
+# A difference region covering this share of both edits is "the whole clip": the page offers no loop.
+LOOP_USEFUL_MAX_SHARE = 0.8
+# One full listen counts when the audio clock reached the end within this much (its tick granularity).
+FULL_LISTEN_SLACK_SECONDS = 0.1
 # Candidates fetched per attempt; more than one so that losing a race for the
 # top comparison falls through to the next one instead of another query.
 _CANDIDATES_PER_TRY = 8
@@ -245,6 +251,10 @@ def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignmen
     current = assignment_current(annotator=annotator, now=now)
     if current is not None:
         return current
+    return _assign_new(annotator=annotator, rng=rng, now=now)
+
+
+def _assign_new(*, annotator, rng: random.Random, now: datetime) -> Assignment | None:
     first = _draw_kind(rng)
     # Repeats are made on demand, so they are never a fallback: that would
     # turn an empty queue into a stream of repeats.
@@ -255,9 +265,34 @@ def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignmen
     return None
 
 
+def assignment_ahead(*, annotator, current: Assignment, rng: random.Random | None = None) -> Assignment | None:
+    """The comparison after ``current``, assigned now so the page can fetch its audio while ``current`` is judged.
+
+    The annotator's second open assignment when there is one (a reload asks
+    again), else a newly claimed one: it holds its slot like any assignment,
+    and ``assignment_next`` hands it out once ``current`` is judged or skipped.
+    None when nothing else is left.
+    """
+    rng = rng or random.SystemRandom()
+    now = timezone.now()
+    waiting = (
+        open_assignments(now).filter(annotator=annotator).exclude(pk=current.pk)
+        .select_related("comparison", "comparison__edit_a", "comparison__edit_b")
+        .order_by("created_at", "pk").first()
+    )
+    if waiting is not None:
+        return waiting
+    return _assign_new(annotator=annotator, rng=rng, now=now)
+
+
 def queue_length(*, annotator) -> int:
-    """How many comparisons (regular and gold) this annotator could still be given."""
-    return available_comparisons(annotator=annotator).count()
+    """How many comparisons (regular and gold) wait for this annotator after the one being judged.
+
+    Those that could still be given, plus any already assigned ahead (``assignment_ahead``), which
+    are no longer available to anyone else but are still work left.
+    """
+    ahead = max(open_assignments().filter(annotator=annotator).count() - 1, 0)
+    return available_comparisons(annotator=annotator).count() + ahead
 
 
 @dataclass(frozen=True)
@@ -267,6 +302,7 @@ class ShownSide:
     edit_id: int
     choice: str  # "a" or "b": the comparison's edit this side plays
     duration_seconds: float
+    min_listen_seconds: float  # min(setting, the whole edit once): see min_listen_seconds()
     beat_starts_seconds: list[float]
     track_beats: list[int]
     seam_seconds: list[float]
@@ -283,12 +319,24 @@ class ShownComparison:
     right: ShownSide
     difference_left: tuple[float, float] | None
     difference_right: tuple[float, float] | None
+    loop_useful: bool  # False when the difference region is about the whole of both edits
+
+
+def min_listen_seconds(duration_seconds: float) -> float:
+    """Seconds an edit must be heard before a judgement counts: the setting, or the whole edit once if shorter.
+
+    A 1.7 s edit needs one full listen, not three; the small slack forgives the
+    audio clock stopping a tick before the very end.
+    """
+    setting = float(settings.ANNOTATION_MIN_LISTEN_SECONDS)
+    return round(max(0.0, min(setting, float(duration_seconds) - FULL_LISTEN_SLACK_SECONDS)), 3)
 
 
 def _shown_side(edit, choice: str) -> ShownSide:
     render = edit.render or {}
     return ShownSide(
         edit_id=edit.pk, choice=choice, duration_seconds=float(edit.duration_seconds),
+        min_listen_seconds=min_listen_seconds(edit.duration_seconds),
         beat_starts_seconds=[float(t) for t in render.get("beat_starts_seconds", [])],
         track_beats=[int(b) for b in render.get("track_beats", [])],
         seam_seconds=[float(t) for t in render.get("seam_seconds", [])],
@@ -302,17 +350,24 @@ def shown_comparison(assignment: Assignment) -> ShownComparison:
     left, right = (a, b) if assignment.left_is_a else (b, a)
     region = None
     if left.track_beats and right.track_beats:
+        # One bar either side of where the edits part: the seam and the music around it.
         region = difference_region(BeatMap(np.asarray(left.beat_starts_seconds), np.asarray(left.track_beats)),
-                                   BeatMap(np.asarray(right.beat_starts_seconds), np.asarray(right.track_beats)))
+                                   BeatMap(np.asarray(right.beat_starts_seconds), np.asarray(right.track_beats)),
+                                   context_beats=BEATS_PER_BAR)
+    loop_useful = region is not None and not all(
+        (end - start) >= LOOP_USEFUL_MAX_SHARE * side.duration_seconds
+        for (start, end), side in ((region.a_seconds, left), (region.b_seconds, right))
+    )
     return ShownComparison(
         id=comparison.pk, expires_at=assignment.expires_at,
         min_listen_seconds=float(settings.ANNOTATION_MIN_LISTEN_SECONDS), left=left, right=right,
         difference_left=region.a_seconds if region else None,
         difference_right=region.b_seconds if region else None,
+        loop_useful=loop_useful,
     )
 
 
 __all__ = [
-    "KINDS", "assignment_current", "assignment_next", "available_comparisons", "open_assignments",
+    "KINDS", "assignment_ahead", "assignment_current", "assignment_next", "min_listen_seconds", "available_comparisons", "open_assignments",
     "queue_length", "shown_comparison",
 ]

@@ -1,19 +1,28 @@
-"""Domain errors of the annotation side, and the ONE place that turns them into HTTP responses.
+"""Domain errors: the one base class every app's refusals derive from, and the annotation side's own.
 
-Services raise these; the DRF exception handler below maps each to its status
-code, so the browser page, the API and tests see the same message.
+A service raises a :class:`DomainError` subclass whose message names the thing
+and the reason; ``status_code`` and ``code`` say how the site answers it.  The
+site turns them into HTTP answers in ONE place (``feedback_site.errors``): JSON
+for the API, the ``refused.html`` page for pages.  This module imports nothing
+from Django, so pure modules and every app (``rlhf -> annotations`` is allowed)
+can derive from it.
 """
 from __future__ import annotations
 
-from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
+class DomainError(Exception):
+    """Base class: ``status_code`` is the HTTP status, ``code`` a stable machine-readable name.
 
-class AnnotationError(Exception):
-    """Base class: ``status_code`` is the HTTP status, ``code`` a stable machine-readable name."""
+    Messages are shown to the user as they are, so they must never carry a
+    server path (a temporary upload file, the storage root).
+    """
 
     status_code = 400
     code = "invalid"
+
+
+class AnnotationError(DomainError):
+    """A refusal of the annotation side (judgements, assignments, exports)."""
 
 
 class InvalidJudgement(AnnotationError):
@@ -23,8 +32,9 @@ class InvalidJudgement(AnnotationError):
 
 
 class NotListenedEnough(AnnotationError):
-    """A side was not heard for the configured minimum before submitting."""
+    """The server has not served a side for the minimum listen, or not that much time has passed."""
 
+    status_code = 409
     code = "not_listened_enough"
 
 
@@ -52,10 +62,3 @@ class AssignmentClosed(AnnotationError):
 
     status_code = 409
     code = "assignment_closed"
-
-
-def exception_handler(exc, context):
-    """DRF exception handler: domain errors become ``{"detail", "code"}`` with their status."""
-    if isinstance(exc, AnnotationError):
-        return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
-    return drf_exception_handler(exc, context)

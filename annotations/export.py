@@ -11,6 +11,11 @@ through a bounded cache, so memory stays flat however many rows there are
 ``rejected_edit_id`` are the preferred and the other edit; for a tie,
 ``tie`` is true and they are edit A and edit B, in that order.
 ``left_side`` says which of A and B was shown on the left.
+``seconds_a``, ``seconds_b``, ``switches`` and ``decision_seconds`` are what
+the annotator's client reported (seconds capped at the wall time the server
+measured); ``served_seconds_a`` / ``served_seconds_b`` (audio the server sent
+of each edit) and ``wall_seconds`` (assignment to submit) are measured by the
+server, and empty for judgements stored before it measured them.
 
 The dataset card (``card``: counts, Krippendorff's alpha over the exported
 rows, filters, schema version, creation time) is written next to every file
@@ -44,13 +49,13 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import quality
-from .errors import AnnotationError
+from .errors import AnnotationError, DomainError
 from .models import Edit, ExportJob, Judgement
 from .selectors import ExportFilters, judgements_for_export
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "preferences-v1"
+SCHEMA_VERSION = "preferences-v2"  # v2: the server-measured listening columns
 DEFAULT_CHUNK_SIZE = 5000
 PARQUET_ROW_GROUP_SIZE = 5000
 EDIT_CACHE_SIZE = 20_000  # edits kept between chunks
@@ -85,6 +90,9 @@ COLUMN_KINDS: dict[str, str] = {
     "seconds_b": "float",
     "switches": "int",
     "decision_seconds": "float",
+    "served_seconds_a": "optional_float",
+    "served_seconds_b": "optional_float",
+    "wall_seconds": "optional_float",
     "created_at": "datetime",
     "predicted_preference": "optional_float",
     "is_gold": "bool",
@@ -108,7 +116,7 @@ _JUDGEMENT_FIELDS = (
     "id", "comparison_id", "comparison__track_id", "comparison__track__title", "comparison__proposed_by",
     "comparison__edit_a_id", "comparison__edit_b_id", "comparison__predicted_preference", "comparison__is_gold",
     "choice", "confidence", "annotator_id", "left_edit_id", "seconds_a", "seconds_b", "switches",
-    "decision_seconds", "created_at",
+    "decision_seconds", "served_seconds_a", "served_seconds_b", "wall_seconds", "created_at",
 )
 
 
@@ -168,7 +176,8 @@ def iter_records(queryset: QuerySet[Judgement], *, chunk_size: int = DEFAULT_CHU
         )
         for (
             jid, cid, track_id, title, proposed_by, a_id, b_id, predicted, is_gold,
-            choice, confidence, annotator_id, left_id, seconds_a, seconds_b, switches, decision, created_at,
+            choice, confidence, annotator_id, left_id, seconds_a, seconds_b, switches, decision,
+            served_a, served_b, wall, created_at,
         ) in batch:
             a_source, a_actions, a_audio = edits[a_id]
             b_source, b_actions, b_audio = edits[b_id]
@@ -184,7 +193,7 @@ def iter_records(queryset: QuerySet[Judgement], *, chunk_size: int = DEFAULT_CHU
                 b_id, b_source, b_actions, b_audio,
                 choice, choice == quality.CHOICE_TIE, chosen, rejected, confidence, annotator_id,
                 left_id, "a" if left_id == a_id else "b",
-                seconds_a, seconds_b, switches, decision, created_at, predicted, is_gold,
+                seconds_a, seconds_b, switches, decision, served_a, served_b, wall, created_at, predicted, is_gold,
             )
 
 
@@ -438,6 +447,22 @@ def export_job_create(*, requested_by, fmt: str, filters: ExportFilters) -> Expo
     return ExportJob.objects.create(requested_by=requested_by, format=fmt, filters=filters.to_json())
 
 
+def export_job_start(*, requested_by, fmt: str, filters: ExportFilters) -> ExportJob:
+    """Record an export request and queue it once the row is committed.
+
+    The API, the admin action and any script start exports here.  Queuing on
+    commit means a worker (or the site's thread) never looks for a job row that
+    its transaction has not yet made visible, and a rolled-back request queues
+    nothing.
+    """
+    from .tasks import export_run  # the tasks module imports this one
+
+    with transaction.atomic():
+        job = export_job_create(requested_by=requested_by, fmt=fmt, filters=filters)
+        transaction.on_commit(lambda: export_run.delay(job.pk))
+    return job
+
+
 def export_job_run(*, job_id: int) -> ExportJob:
     """Run a queued export job: write the file and its card into storage, mark it done.
 
@@ -469,7 +494,8 @@ def export_job_run(*, job_id: int) -> ExportJob:
     except Exception as exc:
         logger.exception("export %s failed", job.pk)
         job.status = ExportJob.Status.FAILED
-        job.error = f"{type(exc).__name__}: {exc}"
+        # Shown to the requester: a refusal says why, anything else may name server paths.
+        job.error = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__} (details in the server log)"
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
     return job

@@ -25,12 +25,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from feedback_site.background import enqueue
-
 from . import export, roles
 from .models import ExportJob
 from .selectors import ExportFilters
-from .tasks import export_run
 
 
 class IsExportAdmin(BasePermission):
@@ -73,6 +70,11 @@ class ExportRequestSerializer(serializers.Serializer):
     filters = serializers.DictField(required=False, default=dict)
 
 
+def _file_responses(formats) -> dict:
+    """The schema of a file answer: one binary body per format, under the media type it is sent with."""
+    return {(200, export.CONTENT_TYPES[fmt]): OpenApiResponse(OpenApiTypes.BINARY) for fmt in formats}
+
+
 def _query_filters(request: Request) -> ExportFilters:
     params = {key: request.query_params.getlist(key) for key in request.query_params if key != "format"}
     return ExportFilters.parse(params)
@@ -80,6 +82,7 @@ def _query_filters(request: Request) -> ExportFilters:
 
 class ExportJobListView(APIView):
     permission_classes = [IsExportAdmin]
+    throttle_scope = "export_create"  # each job reads every judgement: rate in settings
 
     @extend_schema(request=ExportRequestSerializer, responses={201: ExportJobSerializer},
                    summary="Start a background export of the preference dataset")
@@ -87,8 +90,7 @@ class ExportJobListView(APIView):
         data = ExportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         filters = ExportFilters.parse(data.validated_data["filters"])
-        job = export.export_job_create(requested_by=request.user, fmt=data.validated_data["format"], filters=filters)
-        enqueue(export_run.si(job.pk))
+        job = export.export_job_start(requested_by=request.user, fmt=data.validated_data["format"], filters=filters)
         job.refresh_from_db()
         return Response(ExportJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -104,8 +106,7 @@ class ExportJobDetailView(APIView):
 class ExportJobDownloadView(APIView):
     permission_classes = [IsExportAdmin]
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
-                   summary="Download a finished export file")
+    @extend_schema(responses=_file_responses(export.FORMATS), summary="Download a finished export file")
     def get(self, request: Request, pk: int) -> FileResponse:
         job = get_object_or_404(ExportJob, pk=pk)
         if job.status != ExportJob.Status.DONE or not job.file:
@@ -120,7 +121,7 @@ class ExportStreamView(APIView):
     permission_classes = [IsExportAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
+    @extend_schema(responses=_file_responses(export.STREAMABLE_FORMATS),
                    summary="Stream the filtered preference dataset as JSONL or CSV")
     def get(self, request: Request) -> StreamingHttpResponse:
         fmt = export.check_format(request.query_params.get("format", "jsonl"), streamed=True)

@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
@@ -21,14 +20,19 @@ from .errors import (
     InvalidJudgement,
     JudgementConflict,
     NotAssigned,
-    NotListenedEnough,
 )
+from .listening import listening_check
 from .models import Assignment, Comparison, Judgement
 from .roles import is_researcher
 
 CHOICES = tuple(Judgement.Choice.values)  # ("a", "b", "tie")
 MIN_CONFIDENCE, MAX_CONFIDENCE = 1, 5
 MAX_SKIP_REASON = 200
+# Sane caps on what a client reports, refused above (400): a day of listening, and switches
+# far beyond any keyboard, well inside the 32-bit column.  Below them, seconds are further
+# bounded by the wall time the server measured.
+MAX_REPORTED_SECONDS = 24 * 3600.0
+MAX_SWITCHES = 100_000
 
 
 def _check_fields(*, choice, confidence, seconds_a, seconds_b, switches, decision_seconds) -> None:
@@ -39,10 +43,11 @@ def _check_fields(*, choice, confidence, seconds_a, seconds_b, switches, decisio
     if not MIN_CONFIDENCE <= confidence <= MAX_CONFIDENCE:
         raise InvalidJudgement(f"confidence {confidence} is outside {MIN_CONFIDENCE}..{MAX_CONFIDENCE}")
     for name, value in (("seconds_a", seconds_a), ("seconds_b", seconds_b), ("decision_seconds", decision_seconds)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            raise InvalidJudgement(f"{name} {value!r} must be a non-negative number of seconds")
-    if isinstance(switches, bool) or not isinstance(switches, int) or switches < 0:
-        raise InvalidJudgement(f"switches {switches!r} must be a non-negative whole number")
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or not 0 <= value <= MAX_REPORTED_SECONDS):
+            raise InvalidJudgement(f"{name} {value!r} must be a number of seconds in 0..{MAX_REPORTED_SECONDS:g}")
+    if isinstance(switches, bool) or not isinstance(switches, int) or not 0 <= switches <= MAX_SWITCHES:
+        raise InvalidJudgement(f"switches {switches!r} must be a whole number in 0..{MAX_SWITCHES}")
 
 
 def _same_answer(judgement: Judgement, *, choice: str, confidence: int, left_edit_id: int) -> bool:
@@ -68,10 +73,12 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
     choice : ``"a"``, ``"b"`` or ``"tie"`` -- edit A / edit B of the comparison (not left/right)
     confidence : 1..5
     left_edit_id : the edit shown on the left; must match the assignment
-    seconds_a, seconds_b : seconds listened to edit A and edit B; each at least
-        ``settings.ANNOTATION_MIN_LISTEN_SECONDS``
-    switches : number of A<->B switches
-    decision_seconds : seconds from the comparison appearing to submit
+    seconds_a, seconds_b : seconds listened to edit A and edit B, as the client counted them
+        (stored at most the wall time since the assignment; the listening rule
+        itself reads what the audio view served, see ``annotations.listening``)
+    switches : number of A<->B switches (0..``MAX_SWITCHES``)
+    decision_seconds : seconds from the comparison appearing to submit (stored at
+        most the wall time since the assignment)
 
     Returns
     -------
@@ -80,10 +87,12 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
 
     Raises
     ------
-    InvalidJudgement, NotListenedEnough : 400
+    InvalidJudgement : 400
     NotAssigned : 403 -- the comparison was never assigned to this annotator
     ComparisonNotFound : 404
     JudgementConflict, AssignmentClosed : 409
+    NotListenedEnough : 409 -- the server has not served both sides for the minimum
+        listen, or less than that has passed since the assignment was given
     """
     _check_fields(choice=choice, confidence=confidence, seconds_a=seconds_a, seconds_b=seconds_b,
                   switches=switches, decision_seconds=decision_seconds)
@@ -91,7 +100,8 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
     try:
         with transaction.atomic():
             # The comparison lock orders this submit against assignment_next's quota check.
-            comparison = Comparison.objects.select_for_update().filter(pk=comparison_id).first()
+            comparison = (Comparison.objects.select_for_update(of=("self",))
+                          .select_related("edit_a", "edit_b").filter(pk=comparison_id).first())
             if comparison is None:
                 raise ComparisonNotFound(f"comparison {comparison_id} does not exist")
             existing = Judgement.objects.filter(annotator=annotator, comparison=comparison).first()
@@ -109,14 +119,8 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
                     f"left_edit {left_edit_id} is not the edit shown on the left for comparison "
                     f"{comparison_id} (edit {shown_left})"
                 )
-            minimum = float(settings.ANNOTATION_MIN_LISTEN_SECONDS)
-            for label, heard in (("A", seconds_a), ("B", seconds_b)):
-                if heard < minimum:
-                    raise NotListenedEnough(
-                        f"edit {label} of comparison {comparison_id} was heard for {heard:.1f} s; "
-                        f"at least {minimum:g} s needed"
-                    )
             now = timezone.now()
+            heard, wall_seconds = listening_check(assignment=assignment, comparison=comparison, now=now)
             if assignment.expires_at <= now:
                 # Late but welcome while the comparison still has a free slot.
                 taken = (Judgement.objects.filter(comparison=comparison).count()
@@ -127,8 +131,10 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
                     )
             judgement = Judgement.objects.create(
                 annotator=annotator, comparison=comparison, choice=choice, confidence=confidence,
-                left_edit_id=left_edit_id, seconds_a=float(seconds_a), seconds_b=float(seconds_b),
-                switches=switches, decision_seconds=float(decision_seconds), comment=comment,
+                left_edit_id=left_edit_id, seconds_a=min(float(seconds_a), wall_seconds),
+                seconds_b=min(float(seconds_b), wall_seconds), switches=switches,
+                decision_seconds=min(float(decision_seconds), wall_seconds), comment=comment,
+                served_seconds_a=heard.seconds_a, served_seconds_b=heard.seconds_b, wall_seconds=wall_seconds,
             )
             assignment.completed_at = now
             assignment.save(update_fields=["completed_at"])
@@ -146,19 +152,29 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
         return _repeat_or_conflict(existing, **answer), False
 
 
-def assignment_skip(*, annotator, comparison_id: int, reason: str) -> Assignment:
+def assignment_skip(*, annotator, comparison_id: int, reason_choice: str = Assignment.SkipReason.OTHER,
+                    reason: str = "") -> Assignment:
     """Give back an assignment without judging it, with a reason; its slot goes to someone else.
+
+    Parameters
+    ----------
+    reason_choice : one of ``Assignment.SkipReason`` (broken audio, identical, cannot decide, other);
+        stored as given, so the quality page can count skips per reason
+    reason : the annotator's own words; required for "other", optional otherwise
 
     Skipping again returns the skipped assignment unchanged.
 
     Raises
     ------
-    InvalidJudgement : 400 -- empty or over-long reason
+    InvalidJudgement : 400 -- unknown preset, "other" without words, or an over-long reason
     NotAssigned : 403 -- ComparisonNotFound : 404 -- AssignmentClosed : 409 (already judged)
     """
     reason = (reason or "").strip()
-    if not reason:
-        raise InvalidJudgement("a skip needs a reason")
+    if reason_choice not in Assignment.SkipReason.values:
+        raise InvalidJudgement(
+            f"skip reason {reason_choice!r} is not one of {', '.join(Assignment.SkipReason.values)}")
+    if reason_choice == Assignment.SkipReason.OTHER and not reason:
+        raise InvalidJudgement("a skip for another reason needs that reason in words")
     if len(reason) > MAX_SKIP_REASON:
         raise InvalidJudgement(f"skip reason is {len(reason)} characters; at most {MAX_SKIP_REASON}")
     with transaction.atomic():
@@ -171,8 +187,10 @@ def assignment_skip(*, annotator, comparison_id: int, reason: str) -> Assignment
         if assignment.completed_at is not None:
             raise AssignmentClosed(f"comparison {comparison_id} is already judged; it cannot be skipped")
         if not assignment.skipped_reason:
-            assignment.skipped_reason = reason
-            assignment.save(update_fields=["skipped_reason"])
+            # skipped_reason is what closes an assignment, so it is never left empty.
+            assignment.skipped_reason = reason or Assignment.SkipReason(reason_choice).label
+            assignment.skip_reason_choice = reason_choice
+            assignment.save(update_fields=["skipped_reason", "skip_reason_choice"])
         return assignment
 
 

@@ -59,7 +59,12 @@ class Edit(models.Model):
     actions = models.JSONField(help_text="action id per source step")
     entries = models.JSONField(help_text="the edit as (source beat, transition, action) entries")
     actions_key = models.CharField(max_length=64, help_text="hash of excerpt + entries, for de-duplication")
-    audio = models.FileField(upload_to="edits/", max_length=500)
+    audio = models.FileField(upload_to="edits/", max_length=500, help_text="the rendered WAV (export, download)")
+    listening_audio = models.FileField(
+        upload_to="edits/", max_length=500, blank=True,
+        help_text="compressed (MP3) copy streamed to the annotation page; made when the edit is stored, "
+                  "or on first request for edits stored before it existed",
+    )
     duration_seconds = models.FloatField()
     render = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -127,10 +132,20 @@ class Judgement(models.Model):
     choice = models.CharField(max_length=3, choices=Choice.choices)
     confidence = models.PositiveSmallIntegerField()
     left_edit = models.ForeignKey(Edit, on_delete=models.PROTECT, related_name="+", help_text="edit shown on the left")
-    seconds_a = models.FloatField(default=0.0, help_text="seconds listened to edit A")
-    seconds_b = models.FloatField(default=0.0, help_text="seconds listened to edit B")
+    seconds_a = models.FloatField(default=0.0, help_text="seconds listened to edit A, as the client reported "
+                                                         "(at most the wall time since the assignment)")
+    seconds_b = models.FloatField(default=0.0, help_text="seconds listened to edit B, as the client reported "
+                                                         "(at most the wall time since the assignment)")
     switches = models.PositiveIntegerField(default=0)
-    decision_seconds = models.FloatField(default=0.0, help_text="time from page load to submit")
+    decision_seconds = models.FloatField(default=0.0, help_text="time from page load to submit, as the client "
+                                                                "reported (at most the wall time since the assignment)")
+    # Measured by the server, not reported: null on judgements stored before listening was measured.
+    served_seconds_a = models.FloatField(null=True, blank=True,
+                                         help_text="seconds of edit A's audio the audio view served to the annotator")
+    served_seconds_b = models.FloatField(null=True, blank=True,
+                                         help_text="seconds of edit B's audio the audio view served to the annotator")
+    wall_seconds = models.FloatField(null=True, blank=True,
+                                     help_text="server time from the assignment being given to the submit")
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -152,13 +167,22 @@ class Assignment(models.Model):
     completed, skipped or expires.
     """
 
+    class SkipReason(models.TextChoices):
+        BROKEN_AUDIO = "broken_audio", "Broken audio"
+        IDENTICAL = "identical", "They sound identical"
+        CANNOT_DECIDE = "cannot_decide", "Cannot decide"
+        OTHER = "other", "Other"
+
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     left_is_a = models.BooleanField(help_text="True when edit A is shown on the left")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    skipped_reason = models.CharField(max_length=200, blank=True)
+    skipped_reason = models.CharField(max_length=200, blank=True,
+                                      help_text="non-empty once skipped: the preset's label or the annotator's words")
+    skip_reason_choice = models.CharField(max_length=20, blank=True, choices=SkipReason.choices,
+                                          help_text="the preset reason picked when skipping")
 
     class Meta:
         constraints = [
@@ -172,6 +196,35 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} <- comparison {self.comparison_id}"
+
+
+class ListeningRecord(models.Model):
+    """Audio of one side of an assignment actually served to its annotator: which bytes, and when.
+
+    The audio view writes one per response (``annotations.listening``), after
+    streaming, with the bytes that left the server; a judgement is accepted
+    only when these cover enough of both sides.  The server, not the page,
+    decides what was heard.
+    """
+
+    class Side(models.TextChoices):
+        A = "a", "A"
+        B = "b", "B"
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="listening")
+    side = models.CharField(max_length=1, choices=Side.choices)
+    first_byte = models.PositiveBigIntegerField(help_text="offset of the first byte served")
+    n_bytes = models.PositiveBigIntegerField(help_text="bytes streamed from first_byte on")
+    file_bytes = models.PositiveBigIntegerField(help_text="size of the whole audio file")
+    started_at = models.DateTimeField(help_text="when the request arrived")
+    finished_at = models.DateTimeField(help_text="when the last byte was handed over (or the client went away)")
+
+    class Meta:
+        indexes = [models.Index(fields=["assignment", "side"], name="listening_by_assignment")]
+
+    def __str__(self) -> str:
+        return (f"assignment {self.assignment_id} side {self.side}: bytes {self.first_byte}+{self.n_bytes}"
+                f" of {self.file_bytes}")
 
 
 @receiver(post_delete, sender=Judgement)
@@ -208,3 +261,38 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.format}, {self.status})"
+
+
+class TrackUpload(models.Model):
+    """An audio file uploaded in the admin, analysed by a task (``annotations.tasks.track_upload_analyse``).
+
+    The request only stores the file and queues the analysis, so a long or
+    slow file never holds a web worker; the row reports the analysis's progress
+    and its outcome (the track, or the reason it was refused).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        ANALYSING = "analysing"
+        DONE = "done"
+        DUPLICATE = "duplicate", "same content as an existing track"
+        REFUSED = "refused"
+
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    original_name = models.CharField(max_length=255)
+    title = models.CharField(max_length=255, blank=True)
+    file = models.FileField(upload_to="uploads/", max_length=500, blank=True,
+                            help_text="the uploaded file until it is analysed (then removed: the track keeps its copy)")
+    size_bytes = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0 to 1")
+    message = models.TextField(blank=True, help_text="the outcome, or the reason the file was refused")
+    track = models.ForeignKey(Track, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"upload {self.pk} ({self.original_name}, {self.status})"

@@ -131,12 +131,15 @@ class DifferenceRegion:
 
 
 def difference_region(a: BeatMap, b: BeatMap, *, context_beats: int = 1) -> DifferenceRegion | None:
-    """The stretch where the two edits play different track beats, padded by ``context_beats`` each side.
+    """Where the two edits first part ways, with ``context_beats`` either side, in each edit's seconds.
 
-    The common prefix and suffix of the two track-beat lists are the same
-    music; what lies between differs.  The padding lets a listener hear the
-    way in and out of the change (and gives a cut, empty on one side, a
-    region to loop).  None when both edits play the same beats.
+    The common prefix of the two track-beat lists is the same music; the first
+    output beat after it is where a listener can first hear them differ.  The
+    region spans ``context_beats`` before and after that beat in each edit
+    (clamped to the edit), so the way into the change and its first moments
+    are heard.  It deliberately ignores everything after: two edits that part
+    early and never meet again would otherwise loop almost whole, which tells
+    the listener nothing.  None when both edits play the same beats.
     """
     x, y = a.track_beats, b.track_beats
     limit = min(x.size, y.size)
@@ -145,13 +148,10 @@ def difference_region(a: BeatMap, b: BeatMap, *, context_beats: int = 1) -> Diff
         prefix += 1
     if prefix == x.size == y.size:
         return None
-    suffix = 0
-    while suffix < limit - prefix and x[x.size - 1 - suffix] == y[y.size - 1 - suffix]:
-        suffix += 1
 
     def span(m: BeatMap) -> tuple[float, float]:
-        first = max(prefix - context_beats, 0)
-        last = min(m.n_output_beats - suffix + context_beats, m.n_output_beats)
+        first = min(max(prefix - context_beats, 0), m.n_output_beats - 1)
+        last = max(min(prefix + context_beats, m.n_output_beats), first + 1)
         return float(m.beat_starts_seconds[first]), float(m.beat_starts_seconds[last])
 
     return DifferenceRegion(a_seconds=span(a), b_seconds=span(b))

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import krippendorff
 import numpy as np
 
+from .errors import AnnotationError
+
 CHOICE_A = "a"
 CHOICE_B = "b"
 CHOICE_TIE = "tie"
@@ -58,8 +60,11 @@ ALPHA_VALUES = (CHOICE_A, CHOICE_TIE, CHOICE_B)
 Z_95 = 1.959963984540054
 
 
-class QualityError(ValueError):
+class QualityError(AnnotationError, ValueError):
     """A quality computation got input it cannot use; the message says which and why."""
+
+    status_code = 409
+    code = "quality_unavailable"
 
 
 @dataclass(frozen=True)

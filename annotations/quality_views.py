@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -30,10 +31,18 @@ def _report_for(request: HttpRequest) -> quality.QualityReport:
 
 @login_required
 def quality_page(request: HttpRequest) -> HttpResponse:
+    """Quality figures; annotators below the gold threshold (left out of reward-model training) are flagged."""
     report = _report_for(request)
     names = selectors.annotator_names(a.annotator_id for a in report.annotators)
-    annotators = [{"q": a, "name": names.get(a.annotator_id, str(a.annotator_id))} for a in report.annotators]
-    return render(request, "annotations/quality.html", {"report": report, "annotators": annotators})
+    threshold = settings.REWARD_MIN_GOLD_ACCURACY
+    annotators = [{"q": a, "name": names.get(a.annotator_id, str(a.annotator_id)),
+                   "below_threshold": a.gold_accuracy is not None and a.gold_accuracy < threshold}
+                  for a in report.annotators]
+    return render(request, "annotations/quality.html", {
+        "report": report, "annotators": annotators, "gold_threshold": threshold,
+        "n_below_threshold": sum(row["below_threshold"] for row in annotators),
+        "skips": selectors.skip_reason_counts(),
+    })
 
 
 def _sources_figure(report: quality.QualityReport) -> Figure:
@@ -61,8 +70,9 @@ def _annotators_figure(report: quality.QualityReport, names: dict[int, str]) -> 
     ax.barh([v - 0.2 for v in y], gold, height=0.4, label="gold accuracy")
     ax.barh([v + 0.2 for v in y], left, height=0.4, label="share chosen on the left")
     ax.axvline(0.5, color="grey", linewidth=0.8, linestyle="--")
+    ax.axvline(settings.REWARD_MIN_GOLD_ACCURACY, color="#b00020", linewidth=0.8, label="gold threshold")
     ax.set_yticks(y, [names.get(a.annotator_id, str(a.annotator_id)) for a in rows])
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.05)  # a share of 1.0 stays inside the frame
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     return fig

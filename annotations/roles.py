@@ -1,6 +1,11 @@
 """The three roles, as Django groups, and the checks that pages and endpoints use."""
 from __future__ import annotations
 
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
 ADMIN = "admin"
@@ -26,3 +31,20 @@ def is_researcher(user) -> bool:
 
 def is_admin(user) -> bool:
     return has_role(user, ADMIN)
+
+
+def researcher_required(view):
+    """Page decorator: log in first, then researchers (and admins) only, BEFORE the view looks anything up.
+
+    Checking the role before any object lookup means an id answers the same to
+    a non-researcher whether or not it exists (no probing of version ids).
+    """
+
+    @login_required
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if not is_researcher(request.user):
+            raise PermissionDenied("researchers only")
+        return view(request, *args, **kwargs)
+
+    return checked

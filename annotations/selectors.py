@@ -10,13 +10,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from . import quality
+from .converters import MAX_ID
 from .errors import AnnotationError
-from .models import Judgement
+from .models import Assignment, Judgement
+
+MAX_USER_ID = 2**31 - 1  # django.contrib.auth's users have a 32-bit AutoField
 
 
 class ExportFilterError(AnnotationError, ValueError):
@@ -81,7 +84,8 @@ class ExportFilters:
         return cls(
             created_from=_parse_bound(data.get("date_from"), "date_from", end=False),
             created_before=_parse_bound(data.get("date_to"), "date_to", end=True),
-            annotator_ids=tuple(_parse_int(v, "annotators") for v in _parse_list(data.get("annotators"))),
+            annotator_ids=tuple(_parse_int(v, "annotators", high=MAX_USER_ID)
+                                for v in _parse_list(data.get("annotators"))),
             proposed_by=tuple(_parse_list(data.get("proposed_by"))),
             edit_sources=tuple(_parse_list(data.get("edit_sources"))),
             min_confidence=_parse_confidence(data.get("min_confidence")),
@@ -122,11 +126,15 @@ def _parse_list(value: Any) -> list[str]:
     return out
 
 
-def _parse_int(value: Any, name: str) -> int:
+def _parse_int(value: Any, name: str, *, high: int = MAX_ID) -> int:
+    """A whole number in 1..``high`` (the id column's range): beyond it a filter would overflow the query."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise ExportFilterError(f"filter {name}: {value!r} is not an integer id") from None
+    if not 1 <= number <= high:
+        raise ExportFilterError(f"filter {name}: {number} is outside 1..{high}")
+    return number
 
 
 def _parse_bound(value: Any, name: str, *, end: bool) -> dt.datetime | None:
@@ -245,6 +253,32 @@ def judgements_for_export(filters: ExportFilters) -> tuple[QuerySet[Judgement], 
         if dropped:
             qs = qs.exclude(annotator_id__in=dropped)
     return qs.order_by("id"), dropped
+
+
+@dataclass(frozen=True)
+class SkipReasonCount:
+    """How often annotators skipped for one preset reason."""
+
+    choice: str
+    label: str
+    n_skips: int
+
+
+def skip_reason_counts() -> tuple[SkipReasonCount, ...]:
+    """Skips per preset reason, every preset listed (zero included), then skips made before presets existed.
+
+    Many "broken audio" skips point at the renderer; many "identical" ones at
+    pairs not worth asking about; many "cannot decide" at a hard or unclear task.
+    """
+    counts = dict(
+        Assignment.objects.exclude(skipped_reason="").values_list("skip_reason_choice")
+        .annotate(n=Count("pk")).order_by().values_list("skip_reason_choice", "n")
+    )
+    rows = [SkipReasonCount(choice=value, label=label, n_skips=counts.get(value, 0))
+            for value, label in Assignment.SkipReason.choices]
+    if counts.get(""):
+        rows.append(SkipReasonCount(choice="", label="Free text (before presets)", n_skips=counts[""]))
+    return tuple(rows)
 
 
 def annotator_names(ids: Iterable[int]) -> dict[int, str]:

@@ -12,21 +12,26 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from editing import audio as audio_lib
+from editing.demo import read_beats
 from editing.edit import EditError, apply_actions, validate_edit
 
+from .errors import AnnotationError
 from .models import Comparison, Edit, Track
 
 logger = logging.getLogger(__name__)
 
 
-class ComparisonError(ValueError):
+class ComparisonError(AnnotationError, ValueError):
     """A comparison that cannot be made (edits of different tracks, the same edit twice, ...)."""
+
+    code = "invalid_comparison"
 
 
 def _storage_path(*parts: str) -> str:
@@ -76,6 +81,11 @@ def track_ingest(*, path: str | os.PathLike, title: str | None = None,
             analysis.save(npz)
             with open(npz, "rb") as fh:
                 saved.append(default_storage.save(analysis_name, File(fh)))
+        truth = path.parent / f"{path.stem}{TRUTH_SUFFIX}"
+        if truth.is_file() and not default_storage.exists(_truth_name(digest)):
+            # Ground truth beside the audio (the demo corpus writes it): kept for simulated listeners.
+            with open(truth, "rb") as fh:
+                saved.append(default_storage.save(_truth_name(digest), File(fh)))
         with transaction.atomic():
             track = Track.objects.create(
                 title=title or path.stem,
@@ -102,6 +112,22 @@ def track_ingest(*, path: str | os.PathLike, title: str | None = None,
     return track, True
 
 
+TRUTH_SUFFIX = ".beats.txt"
+
+
+def _truth_name(content_hash: str) -> str:
+    return f"tracks/truth/{content_hash}{TRUTH_SUFFIX}"
+
+
+def track_load_truth(track: Track) -> tuple[np.ndarray, np.ndarray] | None:
+    """The track's ground-truth beats (seconds, bar positions), if its file came with ``NAME.beats.txt``; else None."""
+    name = _truth_name(track.content_hash)
+    if not default_storage.exists(name):
+        return None
+    with default_storage.open(name, "rb") as fh:
+        return read_beats(fh)
+
+
 def track_load_analysis(track: Track) -> audio_lib.TrackAnalysis:
     """The stored beat grid and features of ``track`` (refuses a different feature version)."""
     with track.analysis.open("rb") as fh:
@@ -124,18 +150,66 @@ def track_load_audio(track: Track) -> np.ndarray:
     return y
 
 
+# The annotation page streams this rendition: a 20 s edit is about 25 kB of MP3 against 0.9 MB of WAV,
+# so the next pair arrives in a fraction of a second on a slow line.  MP3 because libsndfile writes it at
+# any sample rate the edits are rendered at (Opus would need resampling to 48 kHz first) and every
+# browser decodes it.
+LISTENING_FORMAT = "MP3"
+LISTENING_SUBTYPE = "MPEG_LAYER_III"
+LISTENING_SUFFIX = ".mp3"
+LISTENING_COMPRESSION_LEVEL = 0.3  # libsndfile's 0 (best quality, largest) .. 1 (smallest)
+
+
+def _write_listening_copy(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write ``audio`` (float, shape (n_samples,) or (n_samples, channels)) at ``sample_rate`` Hz as MP3."""
+    sf.write(path, audio, sample_rate, format=LISTENING_FORMAT, subtype=LISTENING_SUBTYPE,
+             compression_level=LISTENING_COMPRESSION_LEVEL)
+
+
+def _listening_name(wav_name: str) -> str:
+    return str(Path(wav_name).with_suffix(LISTENING_SUFFIX))
+
+
+def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
+    """Give ``edit`` its compressed listening copy if it has none (edits stored before copies existed).
+
+    The WAV stays the master; the copy is encoded from it, saved, and recorded
+    only if no other request recorded one meanwhile (the loser's file is removed).
+    """
+    if edit.listening_audio:
+        return edit
+    with edit.audio.open("rb") as fh:
+        audio, sample_rate = sf.read(fh, dtype="float32", always_2d=False)
+    saved = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / f"edit{LISTENING_SUFFIX}"
+            _write_listening_copy(local, audio, sample_rate)
+            with open(local, "rb") as fh:
+                saved = default_storage.save(_listening_name(edit.audio.name), File(fh))
+        won = Edit.objects.filter(pk=edit.pk, listening_audio="").update(listening_audio=saved)
+    except BaseException:
+        if saved:
+            default_storage.delete(saved)
+        raise
+    if not won:
+        default_storage.delete(saved)
+    edit.refresh_from_db(fields=["listening_audio"])
+    return edit
+
+
 def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_source_beats: int, source: str,
-                target_beats: int | None = None, analysis: audio_lib.TrackAnalysis | None = None,
+                target_beats: int, analysis: audio_lib.TrackAnalysis | None = None,
                 y: np.ndarray | None = None) -> Edit:
-    """Build, render and store an edit of an excerpt of ``track``; an identical edit is reused.
+    """Build, render and store a retarget edit of a passage of ``track``; an identical edit is reused.
 
     Parameters
     ----------
-    actions : one action id per source step (see ``editing.edit.Action``)
-    excerpt_start : first beat of the excerpt, as a track beat index
-    n_source_beats : length of the excerpt in source beats (16 to 64)
+    actions : one action id per middle step (see ``editing.edit.Action``)
+    excerpt_start : first beat of the passage, as a track beat index
+    n_source_beats : length of the passage in source beats
     source : what made the edit, e.g. ``"policy:v3"`` or ``"baseline:random"``
-    target_beats : the length the maker aimed for, in output beats
+    target_beats : the exact output length, in beats
     analysis, y : the track's analysis and audio when the caller already has them (saves loading)
 
     Raises
@@ -149,7 +223,8 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
             f"does not fit the track's {analysis.n_beats} beats"
         )
     edit = apply_actions(actions, excerpt_start=excerpt_start,
-                         bar_positions=analysis.bar_positions[excerpt_start: excerpt_start + n_source_beats])
+                         bar_positions=analysis.bar_positions[excerpt_start: excerpt_start + n_source_beats],
+                         target_beats=target_beats)
     validate_edit(edit, n_track_beats=analysis.n_beats)
     key = edit.key()
     existing = Edit.objects.filter(track=track, actions_key=key).first()
@@ -163,13 +238,17 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
     y = y if y is not None else track_load_audio(track)
     result = render_edit(y, analysis.sample_rate, analysis.beat_samples, edit)
     name = _storage_path("edits", f"track{track.pk}", f"{key[:32]}.wav")
-    saved = None
+    saved = listening = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "edit.wav"
             write_audio(wav, result.audio, result.sample_rate)
             with open(wav, "rb") as fh:
                 saved = default_storage.save(name, File(fh))
+            compressed = Path(tmp) / f"edit{LISTENING_SUFFIX}"
+            _write_listening_copy(compressed, result.audio, result.sample_rate)
+            with open(compressed, "rb") as fh:
+                listening = default_storage.save(_listening_name(saved), File(fh))
         with transaction.atomic():
             row = Edit.objects.create(
                 track=track,
@@ -181,6 +260,7 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
                 entries=edit.to_json(),
                 actions_key=key,
                 audio=saved,
+                listening_audio=listening,
                 duration_seconds=len(result.audio) / result.sample_rate,
                 render={
                     "sample_rate": result.sample_rate,
@@ -190,12 +270,14 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
                 },
             )
     except IntegrityError:
-        if saved:
-            default_storage.delete(saved)
+        for stored in (saved, listening):
+            if stored:
+                default_storage.delete(stored)
         return Edit.objects.get(track=track, actions_key=key)
     except BaseException:
-        if saved:
-            default_storage.delete(saved)
+        for stored in (saved, listening):
+            if stored:
+                default_storage.delete(stored)
         raise
     return row
 
@@ -204,12 +286,19 @@ def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority:
                       predicted_preference: float | None = None, reward_model_version: str = "",
                       required_judgements: int | None = None, is_gold: bool = False,
                       gold_answer: str = "", repeat_of: Comparison | None = None) -> Comparison:
-    """Pair two edits of the same track for judgement."""
+    """Pair two edits of the same passage, made for the same target, for judgement."""
     if edit_a.pk == edit_b.pk or edit_a.actions_key == edit_b.actions_key:
         raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself")
     if edit_a.track_id != edit_b.track_id:
         raise ComparisonError(
             f"edits {edit_a.pk} and {edit_b.pk} belong to different tracks ({edit_a.track} / {edit_b.track})"
+        )
+    task_a = (edit_a.excerpt_start_beat, edit_a.n_source_beats, edit_a.target_beats)
+    task_b = (edit_b.excerpt_start_beat, edit_b.n_source_beats, edit_b.target_beats)
+    if task_a != task_b:
+        raise ComparisonError(
+            f"edits {edit_a.pk} and {edit_b.pk} retarget different tasks (start beat, beats, target: "
+            f"{task_a} / {task_b}): both edits of a comparison share their passage and target"
         )
     if is_gold and gold_answer not in ("a", "b"):
         raise ComparisonError("a gold comparison needs its known answer, 'a' or 'b'")
@@ -232,38 +321,45 @@ def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
 
 def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, proposed_by: str = "baselines",
                                 excerpt_beats: int | None = None, with_gold: bool = True) -> list[Comparison]:
-    """Propose comparisons between baseline edits of excerpts of ``track`` (no policy needed).
+    """Propose comparisons between baseline retargets of passages of ``track`` (no policy needed).
 
-    For each excerpt (spread evenly over the track): a bar-aligned cut to 75 %
-    of the excerpt against random actions; with ``with_gold`` also a gold
-    comparison of the bar-aligned cut against a deliberately broken edit,
+    For each passage (spread evenly over the track, starting on a downbeat) the target
+    alternates between shortening to 0.75x and lengthening to 1.5x; the retargeting
+    heuristic is compared with the bar-aligned cut and with random actions.  With
+    ``with_gold``, a gold comparison of the heuristic against a deliberately broken edit,
     whose known answer checks the annotators.
     """
-    from editing.baselines import bar_aligned_cut, broken_edit_actions, random_actions
+    from editing.baselines import BASELINE_EDIT_SOURCES, BAR_CUT, BROKEN, HEURISTIC, RANDOM, baseline_actions
+    from editing.dense import dense_context
     from editing.edit import DEFAULT_EXCERPT_BEATS
+    from editing.edit import reachable_target
 
     analysis = track_load_analysis(track)
     y = track_load_audio(track)
+    context = dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions)
     n_beats = min(excerpt_beats or DEFAULT_EXCERPT_BEATS, analysis.n_beats)
     rng = np.random.default_rng(seed)
     starts = np.linspace(0, analysis.n_beats - n_beats, num=max(1, n_excerpts)).astype(int)
     created: list[Comparison] = []
-    for start in starts:
+    for k, start in enumerate(starts):
         start = _downbeat_at_or_before(analysis.bar_positions, int(start))
         bars = analysis.bar_positions[start: start + n_beats]
-        target = int(round(0.75 * n_beats))
+        target = reachable_target(bars, round((0.75 if k % 2 == 0 else 1.5) * n_beats))
         common = dict(track=track, excerpt_start=start, n_source_beats=n_beats, target_beats=target,
                       analysis=analysis, y=y)
-        clean = edit_create(actions=bar_aligned_cut(bar_positions=bars, target_beats=target),
-                            source="baseline:bar_cut", **common)
-        rand = edit_create(actions=random_actions(rng, bar_positions=bars, target_beats=target),
-                           source="baseline:random", **common)
-        if rand.pk != clean.pk:
-            created.append(comparison_create(edit_a=clean, edit_b=rand, proposed_by=proposed_by))
+
+        def make(name: str) -> Edit:
+            actions = baseline_actions(name, rng=rng, context=context, excerpt_start=start, bar_positions=bars,
+                                       target_beats=target)
+            return edit_create(actions=actions, source=BASELINE_EDIT_SOURCES[name], **common)
+
+        heuristic, cut, rand = make(HEURISTIC), make(BAR_CUT), make(RANDOM)
+        for other in (cut, rand):
+            if other.pk != heuristic.pk:
+                created.append(comparison_create(edit_a=heuristic, edit_b=other, proposed_by=proposed_by))
         if with_gold:
-            broken = edit_create(actions=broken_edit_actions(rng, bar_positions=bars),
-                                 source="baseline:broken", **common)
-            if broken.pk != clean.pk:
-                created.append(comparison_create(edit_a=broken, edit_b=clean, proposed_by=proposed_by,
+            broken = make(BROKEN)
+            if broken.pk != heuristic.pk:
+                created.append(comparison_create(edit_a=broken, edit_b=heuristic, proposed_by=proposed_by,
                                                   is_gold=True, gold_answer="b"))
     return created

@@ -13,3 +13,11 @@ from .export import export_job_run
 def export_run(job_id: int) -> int:
     """Run export job ``job_id``; returns the number of rows written (0 when it failed, see the job)."""
     return export_job_run(job_id=job_id).n_rows
+
+
+@shared_task(name="annotations.track_upload_analyse")
+def track_upload_analyse(upload_id: int) -> str:
+    """Analyse upload ``upload_id`` into a track; returns its status (the row holds the outcome)."""
+    from .uploads import track_upload_run  # ingest loads librosa: only when an upload is analysed
+
+    return track_upload_run(upload_id=upload_id).status

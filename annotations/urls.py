@@ -1,12 +1,14 @@
 """Pages of this app (mounted at /annotate/)."""
 from django.urls import path
 
+import annotations.converters  # noqa: F401  registers <id:...>
+
 from . import views
 
 app_name = "annotations"
 urlpatterns: list = [
     path("", views.annotate, name="annotate"),
-    path("audio/<int:edit_id>/", views.audio, name="audio"),
+    path("audio/<id:edit_id>/", views.audio, name="audio"),
 ]
 
 # Quality control (researchers).

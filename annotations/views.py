@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -15,28 +16,33 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from . import roles
 from .assignment import open_assignments
+from .listening import listening_record
 from .models import Assignment, Edit
+from .services import edit_listening_audio_ensure
 
 CHUNK_BYTES = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 
-# Keys, in one place for the page's legend and the script (passed as JSON).
+# Keys, in one place for the page's legend (the script's table in static/js/annotate.js matches it).
+# Playback (1 / 2) and answers (A / B / T) never share a key; confidence is Shift + its number.
 KEYS = (
-    ("Space", "play / pause"),
-    ("S", "switch A \u2194 B at the same musical moment"),
+    ("1 / 2", "play A / play B (at the same musical moment)"),
+    ("Space", "pause / resume"),
     ("\u2190 / \u2192", "seek 2 s back / forward"),
-    ("L", "loop the part where A and B differ"),
+    ("L", "loop where A and B first differ"),
     ("A / B / T", "choose A, B or tie"),
-    ("1\u20135", "confidence"),
+    ("Shift+1 \u2026 Shift+5", "confidence, 1 guess \u2026 5 certain"),
     ("C", "write a comment"),
     ("Enter", "submit"),
     ("K", "skip (asks for a reason)"),
+    ("Esc", "leave a focused control, so the keys work again"),
 )
 
 
@@ -48,6 +54,8 @@ def annotate(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("only annotators can annotate")
     return render(request, "annotations/annotate.html", {
         "keys": KEYS,
+        "sides": (("left", "A"), ("right", "B")),
+        "skip_reasons": Assignment.SkipReason.choices,
         "min_listen_seconds": settings.ANNOTATION_MIN_LISTEN_SECONDS,
     })
 
@@ -66,8 +74,17 @@ def _may_hear(user, edit_id: int) -> bool:
             or open_assignments().filter(pk__in=mine.values("pk")).exists())
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(first, last)`` inclusive byte positions of a single ``bytes=`` range; None when unsatisfiable."""
+UNSATISFIABLE = "unsatisfiable"
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """``(first, last)`` inclusive byte positions of a single ``bytes=`` range.
+
+    RFC 9110 (14.2): a Range header that is not a valid single ``bytes=`` range
+    (another unit, several ranges, last before first, garbage) is ignored, so
+    the answer is the whole body: None.  A valid range that lies wholly past the
+    end (or a zero-length suffix) is :data:`UNSATISFIABLE`: 416.
+    """
     match = _RANGE.match(header.strip())
     if not match:
         return None
@@ -77,16 +94,26 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if first == "":  # suffix: the last N bytes
         n = int(last)
         if n == 0:
-            return None
+            return UNSATISFIABLE
         return max(size - n, 0), size - 1
     start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or end < start:
+    if last != "" and int(last) < start:
         return None
+    if start >= size:
+        return UNSATISFIABLE
+    end = size - 1 if last == "" else min(int(last), size - 1)
     return start, end
 
 
-def _stream(fh, start: int, length: int):
+def _stream(fh, start: int, length: int, on_done: Callable[[int], None]):
+    """Yield ``length`` bytes from ``start``; ``on_done(bytes_sent)`` runs once, when done or when the client left.
+
+    On a complete response it runs just before the last chunk is handed over, so a client that has
+    the whole file can never submit ahead of the record of it (a judgement right after the last
+    byte arrived was refused under load).
+    """
+    sent = 0
+    recorded = False
     try:
         fh.seek(start)
         remaining = length
@@ -95,43 +122,69 @@ def _stream(fh, start: int, length: int):
             if not chunk:
                 break
             remaining -= len(chunk)
+            if remaining == 0:
+                on_done(sent + len(chunk))
+                recorded = True
             yield chunk
+            sent += len(chunk)
     finally:
         fh.close()
+        if not recorded:
+            on_done(sent)
+
+
+LISTENING = "mp3"  # ?format= value for the compressed listening copy; anything else gets the WAV
 
 
 @require_GET
 def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
-    """Stream an edit's audio, honouring a single ``Range: bytes=`` request (206 / 416).
+    """Stream an edit's audio, honouring a single ``Range: bytes=`` request (206; 416 past the end).
 
-    Anyone not allowed to hear the edit gets 404, so ids reveal nothing.
+    ``?format=mp3`` serves the compressed listening copy (the annotation page's
+    choice), made on first request for edits stored before copies existed;
+    without it, the rendered WAV.  Anyone not allowed to hear the edit gets
+    404, so ids reveal nothing.
+
+    The bytes streamed to an annotator are recorded against their open
+    assignment of the edit's comparison: that is what a judgement's listening
+    rule counts, whatever the page reports.
     """
     if not request.user.is_authenticated or not _may_hear(request.user, edit_id):
         raise Http404("no such audio")
-    edit = Edit.objects.filter(pk=edit_id).only("audio").first()
+    edit = Edit.objects.filter(pk=edit_id).only("audio", "listening_audio").first()
     if edit is None or not edit.audio:
         raise Http404("no such audio")
-    size = edit.audio.size
-    suffix = PurePosixPath(edit.audio.name).suffix.lower()
-    content_type = AUDIO_TYPES.get(suffix) or mimetypes.guess_type(edit.audio.name)[0] or "application/octet-stream"
-    header = request.headers.get("Range")
-    if header is None:
+    stored = edit.audio
+    if request.GET.get("format") == LISTENING:
+        stored = edit_listening_audio_ensure(edit=edit).listening_audio
+    size = stored.size
+    suffix = PurePosixPath(stored.name).suffix.lower()
+    content_type = AUDIO_TYPES.get(suffix) or mimetypes.guess_type(stored.name)[0] or "application/octet-stream"
+    span = _parse_range(request.headers.get("Range", ""), size)
+    if span == UNSATISFIABLE:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        response["Accept-Ranges"] = "bytes"
+        return response
+    if span is None:
         start, end, code = 0, size - 1, 200
     else:
-        span = _parse_range(header, size)
-        if span is None:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            response["Accept-Ranges"] = "bytes"
-            return response
         (start, end), code = span, 206
     length = end - start + 1
-    response = StreamingHttpResponse(_stream(edit.audio.open("rb"), start, length), status=code,
+    started_at = timezone.now()
+
+    def served(n_bytes: int) -> None:
+        # What left the server, written after streaming: the judgement rule reads it (annotations.listening).
+        listening_record(annotator=request.user, edit_id=edit_id, first_byte=start, n_bytes=n_bytes,
+                         file_bytes=size, started_at=started_at)
+
+    response = StreamingHttpResponse(_stream(stored.open("rb"), start, length, served), status=code,
                                      content_type=content_type)
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
-    # Private: permission depends on the user, so shared caches must not keep it.
-    response["Cache-Control"] = "private, max-age=3600"
+    # Not stored by any cache, the browser's included: permission depends on the user, and the server
+    # must see every listen (an edit recurs in other comparisons, e.g. a repeat with sides swapped).
+    response["Cache-Control"] = "private, no-store"
     if code == 206:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response

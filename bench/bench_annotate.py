@@ -393,8 +393,12 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     storage = tempfile.mkdtemp(prefix="bench-annotate-")
     access_log = Path(storage) / "access.log"
+    # The bench measures what next + submit cost the server, so nobody listens: a minimum listen of 0
+    # (the listening rule still runs on every submit, finding nothing required), and the judgement
+    # throttle out of the way (at saturation one simulated annotator submits many times a second).
     env = {**os.environ, "DATABASE_URL": args.database_url, "STORAGE_ROOT": storage,
-           "ANNOTATION_MIN_LISTEN_SECONDS": "5", "ANNOTATION_GOLD_RATE": "0", "ANNOTATION_REPEAT_RATE": "0",
+           "ANNOTATION_MIN_LISTEN_SECONDS": "0", "THROTTLE_JUDGEMENTS": "1000000/min",
+           "ANNOTATION_GOLD_RATE": "0", "ANNOTATION_REPEAT_RATE": "0",
            "DJANGO_SETTINGS_MODULE": "feedback_site.settings", "LOG_LEVEL": "WARNING",
            "DJANGO_DEBUG": "1" if args.debug else "0", "SECRET_KEY": "bench-only-" + "x" * 40,
            "ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(Path(storage) / "static")}

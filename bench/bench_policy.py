@@ -176,7 +176,8 @@ def main() -> None:
     args = parser.parse_args()
 
     tracks = synthetic_tracks(args.tracks, args.beats)
-    config = PolicyConfig(device=args.device, reward_chunk=args.reward_chunk)
+    # PPO's own speed: no imitation before it (it has its own time in a cycle's metrics).
+    config = PolicyConfig(device=args.device, reward_chunk=args.reward_chunk, imitation_episodes=0)
     device = select_device(args.device)
     print(f"device {device}, torch threads for PPO {config.n_threads} (reward model: {torch.get_num_threads()}), "
           f"PPO n_envs {config.n_envs} x n_steps {config.n_steps}, best of {args.rounds} interleaved rounds")

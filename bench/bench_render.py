@@ -1,8 +1,8 @@
 """Rendering speed as a multiple of real time (target: >= 1000x).
 
-Renders random edits of 32-beat excerpts of every demo track, with and
-without loudness normalisation, and prints seconds of audio rendered per
-second of wall time.  Run: ``python bench/bench_render.py [--edits N]``.
+Renders random retargets of 32-beat excerpts of every demo track (to 0.5x..2x, as the
+comparisons draw them), with and without loudness normalisation, and prints seconds of audio
+rendered per second of wall time.  Run: ``python bench/bench_render.py [--edits N]``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from editing.audio import analyze_file  # noqa: E402
 from editing.baselines import random_actions  # noqa: E402
 from editing.demo import DEMO_SPECS, write_demo_corpus  # noqa: E402
-from editing.edit import DEFAULT_EXCERPT_BEATS, apply_actions  # noqa: E402
+from editing.edit import DEFAULT_EXCERPT_BEATS, MAX_STRETCH, MIN_STRETCH, apply_actions, reachable_target  # noqa: E402
 from editing.render import render_edit  # noqa: E402
 
 
@@ -37,10 +37,12 @@ def main() -> None:
         for _ in range(args.edits):
             start = int(rng.integers(0, analysis.n_beats - DEFAULT_EXCERPT_BEATS + 1))
             bars = analysis.bar_positions[start : start + DEFAULT_EXCERPT_BEATS]
-            actions = random_actions(rng, bar_positions=bars, target_beats=DEFAULT_EXCERPT_BEATS)
-            jobs.append((analysis, y, apply_actions(actions, excerpt_start=start, bar_positions=bars)))
+            stretch = float(np.exp(rng.uniform(np.log(MIN_STRETCH), np.log(MAX_STRETCH))))
+            target = reachable_target(bars, round(stretch * DEFAULT_EXCERPT_BEATS))
+            actions = random_actions(rng, bar_positions=bars, target_beats=target)
+            jobs.append((analysis, y, apply_actions(actions, excerpt_start=start, bar_positions=bars, target_beats=target)))
 
-    print(f"{len(jobs)} random edits of {DEFAULT_EXCERPT_BEATS}-beat excerpts over {len(tracks)} demo tracks")
+    print(f"{len(jobs)} random retargets of {DEFAULT_EXCERPT_BEATS}-beat excerpts (0.5x..2x) over {len(tracks)} demo tracks")
     for normalize in (True, False):
         render_edit(jobs[0][1], jobs[0][0].sample_rate, jobs[0][0].beat_samples, jobs[0][2], normalize=normalize)
         audio_seconds = 0.0

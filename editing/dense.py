@@ -31,10 +31,17 @@ seam_smoothness
     over the track and compared by Euclidean distance, chroma by cosine
     distance.
 duration_accuracy
-    ``max(0, 1 - |m - target_beats| / target_beats)``.
+    How close the rendered length is to the target duration, in seconds:
+    ``max(0, 1 - |sum_k I_k - target_beats * mean I| / (4 * mean I))`` where ``mean I`` is the
+    passage's mean beat duration: exact scores 1, a bar off scores 0.
+frame_intact
+    The retarget keeps its passage's opening and final bars as written
+    (``editing.edit.passage_frame``): the mean of "the output starts with the opening bar" and
+    "the output ends with the final bar".  1 for every edit the builder makes; it tells the
+    learned side what the task is and scores edits made by hand.
 combined
-    Weighted mean with :data:`DENSE_WEIGHTS` (phrase 0.3, duration 0.25,
-    seam 0.2, energy 0.15, tempo 0.1; they sum to 1).
+    Weighted mean with :data:`DENSE_WEIGHTS` (phrase 0.3, seam 0.2, energy 0.15, duration 0.15,
+    tempo 0.1, frame 0.1; they sum to 1).
 """
 from __future__ import annotations
 
@@ -43,18 +50,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from editing.audio import BEATS_PER_BAR, FEATURE_GROUPS, N_AUDIO_FEATURES
-from editing.edit import Edit, Transition, validate_edit
+from editing.edit import Edit, Transition, passage_frame, validate_edit
 
 __all__ = ["DENSE_WEIGHTS", "DenseContext", "DenseRewardError", "DenseScores", "dense_context", "dense_rewards"]
 
-# Phrase first (off-bar seams are what listeners notice most), duration next so that
-# stopping early does not pay; tempo is low because beat-aligned seams rarely break it.
+# Phrase first (off-bar seams are what listeners notice most); duration and the intact opening
+# and ending define the retarget task; tempo is low because beat-aligned seams rarely break it.
 DENSE_WEIGHTS: dict[str, float] = {
     "tempo_consistency": 0.1,
     "energy_flow": 0.15,
     "phrase_completeness": 0.3,
     "seam_smoothness": 0.2,
-    "duration_accuracy": 0.25,
+    "duration_accuracy": 0.15,
+    "frame_intact": 0.1,
 }
 # A tempo ratio of 4/3 between neighbouring beats (e.g. 90 -> 120 BPM) is a plainly broken groove.
 _TEMPO_TOLERANCE = np.log(4.0 / 3.0)
@@ -77,6 +85,7 @@ class DenseScores:
     phrase_completeness: float
     seam_smoothness: float
     duration_accuracy: float
+    frame_intact: float
     combined: float
 
 
@@ -290,7 +299,19 @@ def dense_rewards(
         smooth_parts.append(np.exp(-np.maximum(0.0, ratio - 1.0)))
     smoothness = _mean_or_one(0.5 * (smooth_parts[0] + smooth_parts[1]))
 
-    duration = max(0.0, 1.0 - abs(edit.n_output_beats - target_beats) / target_beats)
+    passage = np.arange(edit.excerpt_start, edit.excerpt_start + edit.n_source_beats)
+    beat_seconds = np.exp(context.log_intervals)  # in samples; only ratios matter below
+    mean_beat = float(beat_seconds[passage].mean())
+    error = abs(float(beat_seconds[beats].sum()) - target_beats * mean_beat)
+    # Rounded: beat durations come back through exp(log(.)), and an exact edit should read 1.0.
+    duration = round(max(0.0, 1.0 - error / (BEATS_PER_BAR * mean_beat)), 9)
+
+    head_end, tail_start = passage_frame(context.incoming_position[passage])
+    sources = edit.source_beats()
+    n_head, n_tail = head_end, edit.n_source_beats - tail_start
+    opening = sources.size >= n_head and np.array_equal(sources[:n_head], np.arange(n_head))
+    ending = sources.size >= n_tail and np.array_equal(sources[sources.size - n_tail:], np.arange(tail_start, edit.n_source_beats))
+    frame = (float(opening) + float(ending)) / 2.0
 
     scores = {
         "tempo_consistency": tempo,
@@ -298,6 +319,7 @@ def dense_rewards(
         "phrase_completeness": phrase,
         "seam_smoothness": smoothness,
         "duration_accuracy": duration,
+        "frame_intact": frame,
     }
     combined = sum(DENSE_WEIGHTS[name] * value for name, value in scores.items())
     return DenseScores(**scores, combined=float(combined))

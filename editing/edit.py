@@ -1,12 +1,26 @@
-"""An edit of an excerpt: the nine beat actions, their validity, and the edit-aware features.
+"""A retarget edit of a passage: the nine beat actions, their validity, and the edit-aware features.
 
-An excerpt is a run of ``n_source_beats`` consecutive track beats (16..64,
-default 32) starting at track beat ``excerpt_start``.  An edit walks through
-the excerpt's *source beats* one step at a time; each step applies one action
-at the current source beat (the *position*) and appends zero or more *output
-beats*.  The result is an ordered list of entries ``(source beat, transition,
-action)``, one per output beat, where the transition says how the output
-arrives at that beat:
+The task
+--------
+A *passage* is a run of ``n_source_beats`` consecutive track beats (8..4096: two bars up to a
+whole long track) starting at track beat ``excerpt_start``.  A *retarget* edit makes it last
+``target_beats`` output beats (0.5x to 2x of the passage) while it
+
+- opens with the passage's **opening bar** (source beats ``[0, head_end)``), heard as written,
+- closes with its **final bar** (source beats ``[tail_start, n_source_beats)``), heard as written,
+- and has **exactly** ``target_beats`` output beats.
+
+:func:`passage_frame` defines the two bars: the opening bar runs up to the first downbeat at
+index >= 4 (so a pickup is kept with the bar it leads into), the final bar starts at the last
+downbeat at or before ``n - 4``.  Everything between them, the *middle*, is what an edit
+decides, one step at a time.  Shortening needs cuts and lengthening needs loops, so seams are
+unavoidable: their placement is what is learned.
+
+An edit walks through the middle's *source beats*; each step applies one action at the current
+source beat (the *position*) and appends zero or more *output beats*.  The opening bar is
+written before the first step and the final bar after the last, by the builder itself (they are
+not actions).  The result is an ordered list of entries ``(source beat, transition, action)``,
+one per output beat, where the transition says how the output arrives at that beat:
 
 =============  ==  ================================================================
 transition     id  meaning
@@ -17,32 +31,50 @@ CUT             2  a seam (any other beat): rendered with a short crossfade
 CROSSFADE       3  a seam after a CROSSFADE action: rendered with a long crossfade
 =============  ==  ================================================================
 
-The actions, at position ``p`` (``d`` is the latest downbeat at or before
-``p`` no more than 3 beats back; if there is none, ``d = max(0, p - 3)``):
+The actions, at middle position ``p`` (``t = tail_start``; ``d`` is the latest downbeat at or
+before ``p`` no more than 3 beats back, else ``max(0, p - 3)``):
 
-===========  ==  ======================  ========  ========================================
-action       id  output beats            consumes  valid when
-===========  ==  ======================  ========  ========================================
-KEEP          0  p                       1         output stays within the cap
-CUT           1  (none)                  1         output non-empty, or beats remain after p
-LOOP          2  p, p                    1         within the cap
-LOOP_BAR      3  p, d, d+1, ..., p       1         p > d (a bar started before p); cap
-CROSSFADE     4  (none); next seam long  1         output non-empty and p + 1 exists
-REORDER       5  p+1, p                  2         p + 1 exists; cap
-SKIP_TO_BAR   6  (none)                  to next   a later downbeat exists in the excerpt
-                                         downbeat
-REPEAT_2      7  p, p-1, p               1         p >= 1; cap
-STOP          8  (none)                  all left  output non-empty
-===========  ==  ======================  ========  ========================================
+===========  ==  ======================  ==========  ======================================
+action       id  output beats            consumes    valid when (and the length rule below)
+===========  ==  ======================  ==========  ======================================
+KEEP          0  p                       1           always
+CUT           1  (none)                  1           always
+LOOP          2  p, p                    1           always
+LOOP_BAR      3  p, d, d+1, ..., p       1           p > d (a bar started before p)
+CROSSFADE     4  (none); next seam long  1           always
+REORDER       5  p+1, p                  2           p + 1 < t
+SKIP_TO_BAR   6  (none)                  to the next  p + 1 < t; skips to the next downbeat
+                                         downbeat    (or to t, whichever comes first)
+REPEAT_2      7  p, p-1, p               1           always (p >= head_end >= 1)
+STOP          8  (none)                  all of the  always: jumps to the final bar
+                                         middle left
+===========  ==  ======================  ==========  ======================================
 
-The cap bounds the output at ``2 * n_source_beats`` beats, so the looping
-actions are masked near it.  Every step has at least one valid action (CUT,
-or KEEP when CUT would leave the output empty), and the edit is finished when
-every source beat is consumed.  :class:`EditBuilder` is the one home of these
-semantics; :func:`apply_actions`, the gym env and the baselines all use it.
+**The length rule** (what makes every finished edit meet the task by construction): an action is
+masked unless, after it, the rest of the middle can still produce exactly the output beats the
+target needs.  The builder computes, once per passage, the set of output counts each middle
+position can still produce (a bitset per position, :meth:`EditBuilder._reachable`); the mask is a
+bit test.  The set of reachable targets is checked at construction: a target no edit can meet
+is refused with the range that can.
 
-Edit-aware features, one row per output beat (:func:`edit_features`), tell
-the reward model what a listener hears the edit do around that beat:
+Semantics that changed from the first task (edit an excerpt *down to* a target, ending where it
+stopped), and why:
+
+- STOP no longer drops the rest of the passage: it jumps to the final bar, which is always
+  played.  The old STOP made "keep beats until the target, then stop" a seam-free optimum
+  that needed no learning and stopped mid-phrase.
+- CUT, CROSSFADE and SKIP_TO_BAR never reach into the final bar, and REORDER never plays it
+  out of order: the final bar is heard as written.
+- The opening bar is written before the first step: no action can touch it.
+- The output length is exact: the old minimum-length mask (``min_output_beats``) is gone,
+  replaced by the length rule above, which also rules out overshooting.
+
+The output is capped at ``2 * n_source_beats`` beats by the target range.
+:class:`EditBuilder` is the one home of these semantics; :func:`apply_actions`, the gym env and
+the baselines all use it.
+
+Edit-aware features, one row per output beat (:func:`edit_features`), tell the reward model
+what a listener hears the edit do around that beat, and how the edit meets its target:
 
 ==  ===============  ==================================================================
 #   name             value
@@ -55,11 +87,15 @@ the reward model what a listener hears the edit do around that beat:
 3   drift            output progress minus source progress, ``(i - s) / n_source_beats``
                      for output beat ``i`` of source beat ``s``: < 0 after cuts, > 0
                      after repeats
+4   progress         ``i / target_beats``: where the beat lies in the target duration
+5   stretch          ``log2(target_beats / n_source_beats)``: how much the passage is
+                     shortened (< 0) or lengthened (> 0)
 ==  ===============  ==================================================================
 
-:func:`model_input` joins them to the track's 121 per-beat audio features of
-each output beat's source beat: the reward model's 125-dim input, versioned
-by :data:`MODEL_FEATURE_VERSION`.
+:func:`model_input` joins them to the track's 121 per-beat audio features of each output beat's
+source beat: the reward model's 127-dim input, versioned by :data:`MODEL_FEATURE_VERSION`.
+:func:`scoring_windows` is the one rule for cutting a long edit into windows the reward model
+scores separately, so that scoring cost grows linearly with the edit's length.
 """
 from __future__ import annotations
 
@@ -78,21 +114,31 @@ __all__ = [
     "Action",
     "N_ACTIONS",
     "Transition",
+    "MIN_PASSAGE_BEATS",
+    "MAX_PASSAGE_BEATS",
     "MIN_EXCERPT_BEATS",
     "MAX_EXCERPT_BEATS",
     "DEFAULT_EXCERPT_BEATS",
+    "MIN_STRETCH",
+    "MAX_STRETCH",
     "EditEntry",
     "Edit",
     "EditError",
     "EditBuilder",
+    "passage_frame",
+    "target_range",
+    "reachable_target",
     "apply_actions",
     "validate_edit",
     "N_EDIT_FEATURES",
     "EDIT_FEATURE_NAMES",
     "N_MODEL_FEATURES",
     "MODEL_FEATURE_VERSION",
+    "WINDOW_BEATS",
+    "SEAM_CONTEXT_BEATS",
     "edit_features",
     "model_input",
+    "scoring_windows",
 ]
 
 
@@ -118,23 +164,37 @@ class Transition(IntEnum):
     CROSSFADE = 3
 
 
+# Any passage: two bars (an opening and a final bar) up to a long track (15 min at 270 BPM).
+MIN_PASSAGE_BEATS = 2 * BEATS_PER_BAR
+MAX_PASSAGE_BEATS = 4096
+# The passages people compare side by side: short enough to judge (issue: 16 to 64 beats).
 MIN_EXCERPT_BEATS = 16
 MAX_EXCERPT_BEATS = 64
 DEFAULT_EXCERPT_BEATS = 32
+# A retarget makes a passage last between half and twice its length.
+MIN_STRETCH = 0.5
+MAX_STRETCH = 2.0
 
 # Actions that put no beat in the output; an entry can never carry one of them.
 _SILENT_ACTIONS = frozenset({Action.CUT, Action.CROSSFADE, Action.SKIP_TO_BAR, Action.STOP})
 _SEAMS = frozenset({Transition.CUT, Transition.CROSSFADE})
 
-N_EDIT_FEATURES = 4
-EDIT_FEATURE_NAMES: tuple[str, ...] = ("seam", "jump", "repetition", "drift")
+N_EDIT_FEATURES = 6
+EDIT_FEATURE_NAMES: tuple[str, ...] = ("seam", "jump", "repetition", "drift", "progress", "stretch")
 N_MODEL_FEATURES = N_AUDIO_FEATURES + N_EDIT_FEATURES
-MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v1"
+MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v2"
 
 # A long crossfade blurs the seam, so the ear notices it about half as much as a cut.
 _CROSSFADE_SEAM_STRENGTH = 0.5
 # Jumps are scaled by a 16-beat phrase: a one-bar jump reads 0.24, a phrase 0.76.
 _JUMP_SCALE_BEATS = 16.0
+
+# The reward model reads an edit of up to WINDOW_BEATS output beats whole.  A longer edit is
+# read in windows: its opening, its ending, and SEAM_CONTEXT_BEATS either side of each seam
+# (what a listener judges), merged where they overlap and cut to WINDOW_BEATS.  Their total
+# length is at most the edit's, so scoring time and memory grow linearly with it.
+WINDOW_BEATS = 128
+SEAM_CONTEXT_BEATS = 16
 
 
 class EditError(ValueError):
@@ -148,7 +208,7 @@ class EditEntry:
     Attributes
     ----------
     source_beat : int
-        Index within the excerpt, ``0 <= source_beat < n_source_beats``.
+        Index within the passage, ``0 <= source_beat < n_source_beats``.
     transition : Transition
     action : Action
     """
@@ -160,24 +220,29 @@ class EditEntry:
 
 @dataclass(frozen=True)
 class Edit:
-    """A finished edit of one excerpt; validated on construction.
+    """A finished edit of one passage; validated on construction.
 
     Attributes
     ----------
     excerpt_start : int
-        Track beat index of the excerpt's first beat.
+        Track beat index of the passage's first beat.
     n_source_beats : int
-        Excerpt length in beats, 16..64.
+        Passage length in beats, 8..4096.
     actions : tuple[int, ...]
-        The action id taken at each step (one step may consume several beats).
+        The action id taken at each middle step (one step may consume several beats); the
+        opening and final bars are not actions.
     entries : tuple[EditEntry, ...]
-        One per output beat, in playing order; 1..``2 * n_source_beats`` of them.
+        One per output beat, in playing order.
+    target_beats : int or None
+        The output length the edit was made for (== the number of entries).  None only for
+        edits stored before the retarget task, which are read but never made any more.
     """
 
     excerpt_start: int
     n_source_beats: int
     actions: tuple[int, ...]
     entries: tuple[EditEntry, ...]
+    target_beats: int | None = None
 
     def __post_init__(self) -> None:
         _check_structure(self)
@@ -187,6 +252,11 @@ class Edit:
     @property
     def n_output_beats(self) -> int:
         return len(self.entries)
+
+    @property
+    def effective_target_beats(self) -> int:
+        """``target_beats``, or the output length for an edit stored without one."""
+        return int(self.target_beats) if self.target_beats is not None else self.n_output_beats
 
     def _column(self, name: str) -> np.ndarray:
         # Each column of the entries is read from them once (an Edit is frozen): the dense rewards
@@ -202,7 +272,7 @@ class Edit:
         return column.copy()
 
     def source_beats(self) -> np.ndarray:
-        """Excerpt beat index of each output beat, int64 (n_output_beats,)."""
+        """Passage beat index of each output beat, int64 (n_output_beats,)."""
         return self._column("source_beat")
 
     def track_beats(self) -> np.ndarray:
@@ -217,14 +287,22 @@ class Edit:
         """Id of the action that produced each output beat, int64 (n_output_beats,)."""
         return self._column("action")
 
+    def seam_beats(self) -> np.ndarray:
+        """Output beat index of each seam (the beat the output arrives at through it), int64."""
+        transitions = self.transitions()
+        return np.flatnonzero((transitions == Transition.CUT) | (transitions == Transition.CROSSFADE))
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; entries are ``[source_beat, transition, action]`` triples of ints."""
-        return {
+        out: dict[str, Any] = {
             "excerpt_start": int(self.excerpt_start),
             "n_source_beats": int(self.n_source_beats),
             "actions": [int(a) for a in self.actions],
             "entries": [[int(e.source_beat), int(e.transition), int(e.action)] for e in self.entries],
         }
+        if self.target_beats is not None:
+            out["target_beats"] = int(self.target_beats)
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Edit:
@@ -236,6 +314,8 @@ class Edit:
             raise EditError(f"edit JSON: missing {', '.join(repr(k) for k in missing)}")
         excerpt_start = _json_int(data["excerpt_start"], "excerpt_start")
         n_source_beats = _json_int(data["n_source_beats"], "n_source_beats")
+        target = data.get("target_beats")
+        target_beats = None if target is None else _json_int(target, "target_beats")
         if not isinstance(data["actions"], list):
             raise EditError("edit JSON: 'actions' must be a list of action ids")
         actions = tuple(_json_int(a, f"actions[{i}]") for i, a in enumerate(data["actions"]))
@@ -249,10 +329,10 @@ class Edit:
             transition = _json_enum(Transition, raw[1], f"entries[{i}] transition")
             action = _json_enum(Action, raw[2], f"entries[{i}] action")
             entries.append(EditEntry(source_beat, transition, action))
-        return cls(excerpt_start, n_source_beats, actions, tuple(entries))
+        return cls(excerpt_start, n_source_beats, actions, tuple(entries), target_beats)
 
     def key(self) -> str:
-        """sha256 hex digest of the excerpt and the entries: equal for edits that sound the same."""
+        """sha256 hex digest of the passage and the entries: equal for edits that sound the same."""
         payload = json.dumps(
             {
                 "excerpt_start": int(self.excerpt_start),
@@ -280,32 +360,41 @@ def _json_enum(enum: type[IntEnum], value: Any, what: str) -> Any:
         raise EditError(f"edit JSON: {what} {number} is not one of {[int(m) for m in enum]}") from None
 
 
-def _check_excerpt_length(n_source_beats: int) -> None:
-    if not MIN_EXCERPT_BEATS <= n_source_beats <= MAX_EXCERPT_BEATS:
+def _check_passage_length(n_source_beats: int) -> None:
+    if not MIN_PASSAGE_BEATS <= n_source_beats <= MAX_PASSAGE_BEATS:
         raise EditError(
-            f"excerpt of {n_source_beats} beats: must be {MIN_EXCERPT_BEATS}..{MAX_EXCERPT_BEATS} beats"
+            f"passage of {n_source_beats} beats: must be {MIN_PASSAGE_BEATS}..{MAX_PASSAGE_BEATS} beats "
+            f"(at least two bars)"
         )
 
 
 def _check_structure(edit: Edit) -> None:
-    """What can be checked without the track: ranges, lengths and transition consistency."""
+    """What can be checked without the track: ranges, lengths, the target and transition consistency."""
     n = edit.n_source_beats
-    _check_excerpt_length(n)
+    _check_passage_length(n)
     if edit.excerpt_start < 0:
-        raise EditError(f"excerpt start beat {edit.excerpt_start}: must be >= 0")
-    if not 1 <= len(edit.actions) <= n:
-        raise EditError(f"edit has {len(edit.actions)} actions: must be 1..{n} (one step per source beat at most)")
+        raise EditError(f"passage start beat {edit.excerpt_start}: must be >= 0")
+    if len(edit.actions) > n:
+        raise EditError(f"edit has {len(edit.actions)} actions: at most {n} (one step per source beat at most)")
     for i, a in enumerate(edit.actions):
         if not 0 <= int(a) < N_ACTIONS:
             raise EditError(f"action {i} is {a}: action ids are 0..{N_ACTIONS - 1}")
     if not edit.entries:
         raise EditError("edit has no output beats: an edit must play at least one beat")
     if len(edit.entries) > 2 * n:
-        raise EditError(f"edit has {len(edit.entries)} output beats: at most {2 * n} (twice the excerpt)")
+        raise EditError(f"edit has {len(edit.entries)} output beats: at most {2 * n} (twice the passage)")
+    if edit.target_beats is not None:
+        if edit.target_beats != len(edit.entries):
+            raise EditError(f"edit has {len(edit.entries)} output beats: its target is {edit.target_beats}")
+        if edit.entries[0].source_beat != 0 or edit.entries[-1].source_beat != n - 1:
+            raise EditError(
+                f"edit plays source beats {edit.entries[0].source_beat}..{edit.entries[-1].source_beat} first and last: "
+                f"a retarget starts with beat 0 and ends with beat {n - 1}"
+            )
     previous = -1
     for i, entry in enumerate(edit.entries):
         if not 0 <= entry.source_beat < n:
-            raise EditError(f"output beat {i}: source beat {entry.source_beat} is outside the excerpt 0..{n - 1}")
+            raise EditError(f"output beat {i}: source beat {entry.source_beat} is outside the passage 0..{n - 1}")
         if entry.action in _SILENT_ACTIONS:
             raise EditError(f"output beat {i}: action {Action(entry.action).name} never produces an output beat")
         transition = entry.transition
@@ -334,9 +423,9 @@ _ACTIONS = tuple(Action)
 
 @functools.lru_cache(maxsize=1024)
 def _bar_tables(downbeats: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Per excerpt beat p: the bar start LOOP_BAR replays from, and the next downbeat after p (-1: none).
+    """Per passage beat p: the bar start LOOP_BAR replays from, and the next downbeat after p (-1: none).
 
-    ``downbeats`` is the excerpt's ``bar_positions == 0`` as bytes (the cache key: excerpts
+    ``downbeats`` is the passage's ``bar_positions == 0`` as bytes (the cache key: passages
     of one track share a handful of bar patterns).  The bar start is the latest downbeat at
     or before p within the last 3 beats, else ``max(0, p - 3)``.  Tuples of ints, because
     the builder reads one entry per step.
@@ -354,36 +443,163 @@ def _bar_tables(downbeats: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(bar_starts.tolist()), tuple(next_downbeats.tolist())
 
 
+def passage_frame(bar_positions: np.ndarray) -> tuple[int, int]:
+    """Where the opening bar ends and the final bar starts, in passage beats.
+
+    Parameters
+    ----------
+    bar_positions : np.ndarray [shape=(n_source_beats,)], int
+        The passage's bar position of each beat, 0 = downbeat.
+
+    Returns
+    -------
+    head_end : int
+        The opening bar is beats ``[0, head_end)``: up to the first downbeat at index >= 4
+        (a pickup stays with the bar it leads into), else the first 4 beats.
+    tail_start : int
+        The final bar is beats ``[tail_start, n)``: from the last downbeat at or before
+        ``n - 4`` (and not inside the opening bar), else the last 4 beats; never before ``head_end``.
+    """
+    bar_positions = np.asarray(bar_positions)
+    n = int(bar_positions.size)
+    downbeats = np.flatnonzero(bar_positions == 0)
+    later = downbeats[downbeats >= BEATS_PER_BAR]
+    head_end = int(later[0]) if later.size else BEATS_PER_BAR
+    head_end = min(head_end, n)
+    # The final bar starts on a downbeat after the opening bar; with none there (sparse downbeats),
+    # it is the last 4 beats, so that a passage longer than its two bars keeps a middle to edit.
+    earlier = downbeats[(downbeats <= n - BEATS_PER_BAR) & (downbeats >= head_end)]
+    tail_start = int(earlier[-1]) if earlier.size else n - BEATS_PER_BAR
+    return head_end, max(tail_start, head_end)
+
+
+
+
+
+@functools.lru_cache(maxsize=256)
+def _frame_cache(downbeats: bytes) -> tuple[int, int, tuple[int, ...]]:
+    """(head_end, tail_start, reachable) for a bar pattern; see :meth:`EditBuilder._reachable`."""
+    bar_positions = np.where(np.frombuffer(downbeats, dtype=bool), 0, 1)
+    head_end, tail_start = passage_frame(bar_positions)
+    bar_starts, next_downbeats = _bar_tables(downbeats)
+    n = bar_positions.size
+    cap = 2 * n
+    limit = (1 << (cap + 1)) - 1
+    reachable = [0] * (tail_start + 1)
+    reachable[tail_start] = 1  # at the final bar: exactly 0 more middle beats
+    for p in range(tail_start - 1, head_end - 1, -1):
+        bits = reachable[p + 1] | (reachable[p + 1] << 1) | (reachable[p + 1] << 2) | (reachable[p + 1] << 3)
+        bits |= 1  # STOP
+        start = bar_starts[p]
+        if start < p:
+            bits |= reachable[p + 1] << (p - start + 2)
+        if p + 2 <= tail_start:
+            bits |= reachable[p + 2] << 2  # REORDER
+        if p + 1 < tail_start:
+            bits |= reachable[_skip_target(p, next_downbeats, tail_start)]
+        reachable[p] = bits & limit
+    return head_end, tail_start, tuple(reachable)
+
+
+def _skip_target(p: int, next_downbeats: tuple[int, ...], tail_start: int) -> int:
+    following = next_downbeats[p]
+    return tail_start if following < 0 or following > tail_start else following
+
+
+def target_range(bar_positions: np.ndarray) -> tuple[int, int]:
+    """The shortest and longest output, in beats, that a retarget of this passage can have.
+
+    Every length in between is reachable except, at most, a few just below the longest (the
+    builder refuses those with this range in the message).  The range is also clipped to
+    ``MIN_STRETCH..MAX_STRETCH`` of the passage.
+    """
+    bar_positions = np.asarray(bar_positions)
+    n = int(bar_positions.size)
+    _check_passage_length(n)
+    head_end, tail_start, reachable = _frame_cache((bar_positions == 0).tobytes())
+    fixed = head_end + (n - tail_start)
+    lowest = max(fixed, int(np.ceil(MIN_STRETCH * n)))
+    highest = min(fixed + reachable[head_end].bit_length() - 1, int(np.floor(MAX_STRETCH * n)))
+    return lowest, highest
+
+
+def reachable_target(bar_positions: np.ndarray, target_beats: int) -> int:
+    """The reachable retarget length nearest ``target_beats`` (clipped to the passage's range).
+
+    Raises
+    ------
+    EditError
+        If no length at all is reachable (never for a passage of 8 beats or more).
+    """
+    bar_positions = np.asarray(bar_positions)
+    lowest, highest = target_range(bar_positions)
+    head_end, tail_start, reachable = _frame_cache((bar_positions == 0).tobytes())
+    fixed = head_end + (bar_positions.size - tail_start)
+    wanted = int(min(max(target_beats, lowest), highest))
+    for distance in range(0, highest - lowest + 1):
+        for candidate in (wanted - distance, wanted + distance):
+            if lowest <= candidate <= highest and (reachable[head_end] >> (candidate - fixed)) & 1:
+                return candidate
+    raise EditError(f"no retarget length is reachable for this {bar_positions.size}-beat passage")
+
+
 class EditBuilder:
     """Applies actions one step at a time; the one home of action semantics and validity masks.
+
+    Construction writes the opening bar; the step that uses up the middle writes the final bar.
 
     Parameters
     ----------
     n_source_beats : int
-        Excerpt length in beats, 16..64.
+        Passage length in beats, 8..4096.
     bar_positions : np.ndarray [shape=(n_source_beats,)], int
-        The excerpt's bar position of each beat, 0 = downbeat .. 3.
+        The passage's bar position of each beat, 0 = downbeat .. 3.
     excerpt_start : int
-        Track beat index of the excerpt's first beat (recorded in the Edit).
+        Track beat index of the passage's first beat (recorded in the Edit).
+    target_beats : int
+        The exact output length, beats; within :func:`target_range`.
+
+    Raises
+    ------
+    EditError
+        On a bad passage, or a target no edit of this passage can meet (the message gives the range).
     """
 
-    def __init__(self, n_source_beats: int, bar_positions: np.ndarray, excerpt_start: int = 0) -> None:
-        _check_excerpt_length(int(n_source_beats))
+    def __init__(self, n_source_beats: int, bar_positions: np.ndarray, excerpt_start: int = 0, *,
+                 target_beats: int) -> None:
+        _check_passage_length(int(n_source_beats))
         bar_positions = np.asarray(bar_positions)
         if bar_positions.shape != (n_source_beats,):
             raise EditError(
-                f"bar positions have shape {bar_positions.shape}: expected ({n_source_beats},), one per excerpt beat"
+                f"bar positions have shape {bar_positions.shape}: expected ({n_source_beats},), one per passage beat"
             )
         if excerpt_start < 0:
-            raise EditError(f"excerpt start beat {excerpt_start}: must be >= 0")
-        self.n_source_beats = int(n_source_beats)
+            raise EditError(f"passage start beat {excerpt_start}: must be >= 0")
+        self.n_source_beats = n = int(n_source_beats)
         self.excerpt_start = int(excerpt_start)
-        self._bar_starts, self._next_downbeats = _bar_tables((bar_positions == 0).tobytes())
-        self._cap = 2 * self.n_source_beats
+        self.target_beats = int(target_beats)
+        downbeats = (bar_positions == 0).tobytes()
+        self._bar_starts, self._next_downbeats = _bar_tables(downbeats)
+        self.head_end, self.tail_start, self._reach = _frame_cache(downbeats)
+        self._fixed = self.head_end + (n - self.tail_start)
+        lowest, highest = target_range(bar_positions)
+        need = self.target_beats - self._fixed
+        if not (lowest <= self.target_beats <= highest and need >= 0 and (self._reach[self.head_end] >> need) & 1):
+            raise EditError(
+                f"no retarget of this {n}-beat passage lasts {self.target_beats} beats: "
+                f"possible targets are {lowest}..{highest} beats (0.5x to 2x, keeping the opening "
+                f"{self.head_end} and final {n - self.tail_start} beats)"
+            )
         self._position = 0
         self._actions: list[int] = []
         self._entries: list[EditEntry] = []
         self._pending_long = False
+        for beat in range(self.head_end):
+            self._append(beat, Action.KEEP)
+        self._position = self.head_end
+        self._need = need  # middle output beats still to write
+        if self._position >= self.tail_start:
+            self._write_final_bar()
 
     @property
     def position(self) -> int:
@@ -399,31 +615,48 @@ class EditBuilder:
         return len(self._entries)
 
     @property
+    def middle_beats_left(self) -> int:
+        """Source beats of the middle not yet acted on."""
+        return max(0, self.tail_start - self._position)
+
+    @property
+    def beats_needed(self) -> int:
+        """Output beats the rest of the middle must still write to meet the target exactly."""
+        return self._need if not self.done else 0
+
+    @property
     def entries(self) -> tuple[EditEntry, ...]:
         return tuple(self._entries)
+
+    @property
+    def last_output_beat(self) -> int:
+        """Source beat of the last output beat so far (the opening bar is written at construction)."""
+        return self._entries[-1].source_beat
+
+    def last_entries(self, k: int) -> list[EditEntry]:
+        """The last ``k`` entries (what one step wrote), without copying the whole edit."""
+        return self._entries[len(self._entries) - k:] if k > 0 else []
 
     def _effects(self) -> list[tuple[int, int] | None]:
         """What each action would do at the current position: (output beats added, source beats consumed), or None.
 
-        None means the action is not possible here whatever the output length; the cap is
-        applied by the callers.  This table is the one statement of validity: the mask and
-        :meth:`step` both read it, and :meth:`_outputs` plays exactly ``added`` beats.
+        None means the action is not possible here whatever the length; the length rule is
+        applied by :meth:`action_mask`.  This table is the one statement of validity: the mask
+        and :meth:`step` both read it, and :meth:`_outputs` plays exactly ``added`` beats.
         """
-        p, n = self._position, self.n_source_beats
-        has_output = bool(self._entries)
-        has_next = p + 1 < n
+        p, t = self._position, self.tail_start
         start = self._bar_starts[p]
-        downbeat = self._next_downbeats[p]
+        has_next = p + 1 < t
         return [
             (1, 1),  # KEEP
-            (0, 1) if has_output or has_next else None,  # CUT
+            (0, 1),  # CUT
             (2, 1),  # LOOP
             (p - start + 2, 1) if start < p else None,  # LOOP_BAR: p, then start..p
-            (0, 1) if has_output and has_next else None,  # CROSSFADE
+            (0, 1),  # CROSSFADE
             (2, 2) if has_next else None,  # REORDER
-            (0, downbeat - p) if downbeat >= 0 else None,  # SKIP_TO_BAR
-            (3, 1) if p >= 1 else None,  # REPEAT_2
-            (0, n - p) if has_output else None,  # STOP
+            (0, _skip_target(p, self._next_downbeats, t) - p) if has_next else None,  # SKIP_TO_BAR
+            (3, 1),  # REPEAT_2 (p >= head_end >= 1)
+            (0, t - p),  # STOP: on to the final bar
         ]
 
     def _outputs(self, action: Action) -> list[int]:
@@ -441,38 +674,25 @@ class EditBuilder:
             return [p, p - 1, p]
         return []  # CUT, CROSSFADE, SKIP_TO_BAR, STOP
 
-    def _plan(self, action: Action) -> tuple[list[int], int] | None:
-        """(output source beats, beats consumed) for the action at the current position, or None if invalid."""
-        effect = self._effects()[action]
-        if effect is None or len(self._entries) + effect[0] > self._cap:
-            return None
-        return self._outputs(action), effect[1]
+    def _allowed(self, effect: tuple[int, int] | None) -> bool:
+        if effect is None:
+            return False
+        added, consumed = effect
+        left = self._need - added
+        return left >= 0 and bool((self._reach[self._position + consumed] >> left) & 1)
 
-    def action_mask(self, *, min_output_beats: int = 0) -> np.ndarray:
+    def action_mask(self) -> np.ndarray:
         """Which actions are valid now, bool (N_ACTIONS,); all False once done.
 
-        With ``min_output_beats`` (at most ``n_source_beats``), an action is also masked when,
-        after it, the edit could no longer reach that many output beats even by keeping every
-        remaining source beat.  Applied from the first step this never masks KEEP, so some
-        action stays valid; the env uses it so that an edit cannot end far short of its target.
+        An action is valid when it is possible here and the edit can still meet its target
+        exactly after it (the length rule in the module docstring); some action always is.
         """
         if self.done:
             return np.zeros(N_ACTIONS, dtype=bool)
-        n_output = len(self._entries)
-        room = self._cap - n_output
-        # Output beats reachable after an action that adds `added` and consumes `consumed`:
-        # n_output + added + (remaining - consumed); shortfall is what that must reach.
-        shortfall = min_output_beats - n_output - (self.n_source_beats - self._position)
-        return np.array(
-            [
-                effect is not None and effect[0] <= room and effect[0] - effect[1] >= shortfall
-                for effect in self._effects()
-            ],
-            dtype=bool,
-        )
+        return np.array([self._allowed(effect) for effect in self._effects()], dtype=bool)
 
     def step(self, action: int) -> int:
-        """Apply one action at the current position; returns how many output beats it added.
+        """Apply one action at the current position; returns how many output beats it added (final bar included).
 
         Raises
         ------
@@ -488,30 +708,34 @@ class EditBuilder:
         if not 0 <= index < N_ACTIONS:
             raise EditError(f"action id {action}: action ids are 0..{N_ACTIONS - 1}")
         act = _ACTIONS[index]
-        plan = self._plan(act)
-        if plan is None:
-            raise EditError(f"{act.name} is not valid at source beat {self._position}: {self._why_invalid(act)}")
-        sources, consumed = plan
-        for source in sources:
+        effect = self._effects()[act]
+        if not self._allowed(effect):
+            raise EditError(f"{act.name} is not valid at source beat {self._position}: {self._why_invalid(act, effect)}")
+        before = len(self._entries)
+        for source in self._outputs(act):
             self._append(source, act)
         if act is Action.CROSSFADE:
             self._pending_long = True
         self._actions.append(int(act))
-        self._position += consumed
-        return len(sources)
+        self._need -= effect[0]
+        self._position += effect[1]
+        if self._position >= self.tail_start:
+            self._write_final_bar()
+        return len(self._entries) - before
 
-    def _why_invalid(self, act: Action) -> str:
-        p, n = self._position, self.n_source_beats
-        if self._effects()[act] is not None:  # possible here, but not within the output cap
-            return f"output would exceed {self._cap} beats (twice the excerpt)"
+    def _write_final_bar(self) -> None:
+        for beat in range(self.tail_start, self.n_source_beats):
+            self._append(beat, Action.KEEP)
+        self._position = self.n_source_beats
+
+    def _why_invalid(self, act: Action, effect: tuple[int, int] | None) -> str:
+        if effect is not None:
+            return (f"after it the edit could not last exactly {self.target_beats} beats "
+                    f"({self._need} more middle beats are needed from {self.middle_beats_left} source beats)")
         return {
-            Action.CUT: "it would leave the edit empty",
-            Action.LOOP_BAR: "no earlier beat of this bar to loop back to (it is a downbeat or the excerpt's first beat)",
-            Action.CROSSFADE: "it needs an output beat before and a source beat after",
-            Action.REORDER: f"there is no next beat after {p} (excerpt has {n})",
-            Action.SKIP_TO_BAR: "there is no later downbeat in the excerpt",
-            Action.REPEAT_2: "there is no previous beat to repeat",
-            Action.STOP: "the output is still empty",
+            Action.LOOP_BAR: "no earlier beat of this bar to loop back to (it is a downbeat)",
+            Action.REORDER: "the next beat belongs to the final bar, which is played as written",
+            Action.SKIP_TO_BAR: "the next beat belongs to the final bar; use STOP to jump there",
         }[act]
 
     def _append(self, source: int, act: Action) -> None:
@@ -531,30 +755,34 @@ class EditBuilder:
         if not self.done:
             raise EditError(
                 f"edit is not finished: source beat {self._position} of {self.n_source_beats} is next "
-                "(continue, or end with STOP)"
+                "(continue, or STOP to jump to the final bar)"
             )
-        return Edit(self.excerpt_start, self.n_source_beats, tuple(self._actions), tuple(self._entries))
+        return Edit(self.excerpt_start, self.n_source_beats, tuple(self._actions), tuple(self._entries),
+                    self.target_beats)
 
 
-def apply_actions(actions: Iterable[int], *, excerpt_start: int, bar_positions: np.ndarray) -> Edit:
-    """Apply a whole action sequence to an excerpt.
+def apply_actions(actions: Iterable[int], *, excerpt_start: int, bar_positions: np.ndarray, target_beats: int) -> Edit:
+    """Apply a whole action sequence to a passage.
 
     Parameters
     ----------
     actions : iterable of int
-        Action ids, one per step, that consume exactly the excerpt.
+        Action ids, one per middle step, that use up the middle exactly.
     excerpt_start : int
-        Track beat index of the excerpt's first beat.
+        Track beat index of the passage's first beat.
     bar_positions : np.ndarray [shape=(n_source_beats,)], int
-        The excerpt's bar positions; their length is the excerpt length.
+        The passage's bar positions; their length is the passage length.
+    target_beats : int
+        The exact output length.
 
     Raises
     ------
     EditError
-        On a masked action (naming its step), or when the actions stop early or run past the end.
+        On a masked action (naming its step), an unreachable target, or when the actions stop
+        early or run past the end.
     """
     bar_positions = np.asarray(bar_positions)
-    builder = EditBuilder(len(bar_positions), bar_positions, excerpt_start)
+    builder = EditBuilder(len(bar_positions), bar_positions, excerpt_start, target_beats=target_beats)
     for step, action in enumerate(actions):
         if builder.done:
             raise EditError(f"step {step}: action {action} after all {builder.n_source_beats} source beats were used")
@@ -574,7 +802,8 @@ def validate_edit(edit: Edit, *, n_track_beats: int, bar_positions: np.ndarray |
     n_track_beats : int
         Beats in the track the edit refers to.
     bar_positions : np.ndarray [shape=(n_track_beats,)], int, optional
-        The track's bar positions; when given, the actions are replayed and must give the same entries.
+        The track's bar positions; when given, the actions are replayed and must give the same
+        entries (edits stored without a target, before the retarget task, are not replayed).
 
     Raises
     ------
@@ -585,26 +814,27 @@ def validate_edit(edit: Edit, *, n_track_beats: int, bar_positions: np.ndarray |
     end = edit.excerpt_start + edit.n_source_beats
     if end > n_track_beats:
         raise EditError(
-            f"excerpt beats {edit.excerpt_start}..{end - 1} run past the track's last beat {n_track_beats - 1}"
+            f"passage beats {edit.excerpt_start}..{end - 1} run past the track's last beat {n_track_beats - 1}"
         )
-    if bar_positions is not None:
+    if bar_positions is not None and edit.target_beats is not None:
         bar_positions = np.asarray(bar_positions)
         if bar_positions.shape != (n_track_beats,):
             raise EditError(f"bar positions have shape {bar_positions.shape}: expected ({n_track_beats},)")
         replayed = apply_actions(
-            edit.actions, excerpt_start=edit.excerpt_start, bar_positions=bar_positions[edit.excerpt_start : end]
+            edit.actions, excerpt_start=edit.excerpt_start, bar_positions=bar_positions[edit.excerpt_start : end],
+            target_beats=edit.target_beats,
         )
         if replayed.entries != edit.entries:
             raise EditError("edit entries do not follow from its actions on this track's bars")
 
 
 def edit_features(edit: Edit) -> np.ndarray:
-    """The four edit-aware features of each output beat (table in the module docstring).
+    """The six edit-aware features of each output beat (table in the module docstring).
 
     Returns
     -------
-    np.ndarray [shape=(n_output_beats, 4)], float32
-        Columns ``seam, jump, repetition, drift``.
+    np.ndarray [shape=(n_output_beats, 6)], float32
+        Columns ``seam, jump, repetition, drift, progress, stretch``.
     """
     sources = edit.source_beats()
     transitions = edit.transitions()
@@ -623,7 +853,10 @@ def edit_features(edit: Edit) -> np.ndarray:
     times_heard[order] = np.arange(n_out) - first_of_run
     repetition = times_heard / (times_heard + 1.0)
     drift = (np.arange(n_out) - sources) / edit.n_source_beats
-    return np.stack([seam, jump, repetition, drift], axis=1).astype(np.float32)
+    target = edit.effective_target_beats
+    progress = np.arange(n_out) / target
+    stretch = np.full(n_out, np.log2(target / edit.n_source_beats))
+    return np.stack([seam, jump, repetition, drift, progress, stretch], axis=1).astype(np.float32)
 
 
 def model_input(track_features: np.ndarray, edit: Edit) -> tuple[np.ndarray, np.ndarray]:
@@ -637,7 +870,7 @@ def model_input(track_features: np.ndarray, edit: Edit) -> tuple[np.ndarray, np.
 
     Returns
     -------
-    features : np.ndarray [shape=(n_output_beats, 125)], float32
+    features : np.ndarray [shape=(n_output_beats, 127)], float32
         Audio features of each output beat's source beat, then :func:`edit_features`.
     action_ids : np.ndarray [shape=(n_output_beats,)], int64
         The action that produced each output beat.
@@ -655,3 +888,41 @@ def model_input(track_features: np.ndarray, edit: Edit) -> tuple[np.ndarray, np.
     validate_edit(edit, n_track_beats=track_features.shape[0])
     audio = track_features[edit.track_beats()].astype(np.float32)
     return np.concatenate([audio, edit_features(edit)], axis=1), edit.output_actions()
+
+
+def scoring_windows(n_output_beats: int, seam_beats: np.ndarray) -> list[tuple[int, int]]:
+    """The windows of output beats the reward model scores for one edit: the one windowing rule.
+
+    Parameters
+    ----------
+    n_output_beats : int
+    seam_beats : np.ndarray [shape=(n_seams,)], int
+        Output beat index of each seam (:meth:`Edit.seam_beats`).
+
+    Returns
+    -------
+    list of (start, stop)
+        Half-open output-beat ranges, in order, each at most :data:`WINDOW_BEATS` long, together
+        no longer than the edit.  An edit of up to ``WINDOW_BEATS`` beats is one window; a
+        longer one is its opening and ending ``2 * SEAM_CONTEXT_BEATS`` beats and
+        ``SEAM_CONTEXT_BEATS`` either side of each seam, merged where they overlap.
+    """
+    n = int(n_output_beats)
+    if n <= WINDOW_BEATS:
+        return [(0, n)]
+    context = SEAM_CONTEXT_BEATS
+    spans = [(0, 2 * context), (n - 2 * context, n)]
+    spans += [(max(0, int(s) - context), min(n, int(s) + context)) for s in np.asarray(seam_beats).tolist()]
+    spans.sort()
+    merged: list[list[int]] = []
+    for start, stop in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    windows: list[tuple[int, int]] = []
+    for start, stop in merged:
+        pieces = -(-(stop - start) // WINDOW_BEATS)
+        edges = np.linspace(start, stop, pieces + 1).round().astype(int)
+        windows.extend((int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]))
+    return windows

@@ -1,10 +1,14 @@
-"""The editing environment: one episode edits one excerpt of a track, one step per source beat.
+"""The editing environment: one episode retargets one passage of a track, one step per middle beat.
 
-An episode takes an excerpt of ``n_source_beats`` beats (16..64) of a track and a target
-length (a fraction of the excerpt, part of the observation). Each step applies one of the
-nine :class:`editing.edit.Action` values to the current source beat through
-:class:`editing.edit.EditBuilder`, which is the one home of action semantics and validity;
-the episode ends when the builder has used up the source beats.
+An episode takes a passage of ``n_source_beats`` beats of a track (16..64 beats mostly, now and
+then a long one of up to 256, so that one policy serves a 16-beat excerpt and a whole track)
+and a target length of 0.5x to 2x the passage (part of the observation).  The builder writes
+the passage's opening bar first; each step then applies one of the nine
+:class:`editing.edit.Action` values to the current source beat through
+:class:`editing.edit.EditBuilder`, which is the one home of action semantics, validity and the
+length rule; the episode ends when the middle is used up and the builder has written the final
+bar.  Every finished edit keeps the opening and final bars and lasts exactly the target: the
+masks make anything else impossible (see ``editing.edit``).
 
 Reward
 ------
@@ -23,7 +27,7 @@ An action the mask forbids ends the episode at once with reward
 never send one, but an unmasked caller (gymnasium's and SB3's environment checkers sample
 actions without masks) gets a well-defined MDP instead of an exception.
 
-Observation (``OBS_DIM`` = 427, float32, every value clipped to [-5, 5])
+Observation (``OBS_DIM`` = 437, float32, every value clipped to [-5, 5])
 ----------------------------------------------------------------------
 Beat features are first standardised per track (z-score over the track's beats, so tracks
 recorded at different levels look alike; the one-hot ``bar_position`` group is left as is).
@@ -39,23 +43,36 @@ context_after          4*31   compact beats t+1 .. t+4 (what REORDER, CROSSFADE,
                               join the output to)
 last_output_beat       31     compact features of the last beat written to the output (the
                               left side of the next seam)
-edit_summary           5      output beats / target beats (clip 0..4); (target - output
-                              beats) / n_source_beats; source position / n_source_beats;
-                              seams so far / n_source_beats; beats since the last seam / 16
-                              (clip 0..1)
+edit_summary           5      output beats / target beats; output beats still needed per
+                              middle source beat left (clip 0..5: < 1 must cut, > 1 must
+                              loop); middle beats left / n_source_beats; middle beats left
+                              / 64 (clip 0..5: beats left, whatever the passage length);
+                              beats since the last seam / 16 (clip 0..1)
 last_action            10     one-hot of the previous action (9) or "none yet" (1)
 action_mask            9      1 where the action is valid now (helps the value function)
-target                 3      target beats / n_source_beats (the target fraction);
-                              n_source_beats / 64; target beats / 64
+target                 3      target beats / n_source_beats (the stretch); log2 of it;
+                              log2(n_source_beats / 16) / 8 (the passage's size: 0 for 16
+                              beats, 1 for 4096)
+heuristic              10     what the retargeting dynamic program would pay from here
+                              (``editing.baselines.HeuristicPlanner``): per action,
+                              ``exp(-(cost - least cost))`` (1 for the cheapest action, 0
+                              where masked or out of its reach); then log1p(least cost) / 2
 =====================  =====  ==============================================================
 
-Why 427 and not the original 889: the original fed the full 121-dim (+6) feature vector of
+Why the heuristic block (observation v3): the seams that sound written are where the track's
+timbre, harmony and loudness continue, and the least-cost plan through them is a dynamic program
+over the whole passage, which a step-by-step policy cannot redo from a window of beats.  The
+planner's costs to go give the policy the heuristic's judgement of every action; what it learns
+from the reward is where to depart from it.  (A first policy also starts from imitating it:
+``rlhf.policy``.)
+
+Why 427 (before the heuristic block) and not the original 889: the original fed the full 121-dim (+6) feature vector of
 seven beats. Only the current beat needs the full description; for the neighbours the
 policy needs what decides seams and structure (loudness, onsets, harmony, a coarse
 timbre, band energies, bar position), 30 numbers instead of 121, which halves the input
 without losing what the actions act on, and adds what the original lacked: the last
 *output* beat (the real left side of a seam after cuts), the progress against the target,
-and the mask. The fine audio judgement is the reward model's job (125 dims per output beat).
+and the mask. The fine audio judgement is the reward model's job (127 dims per output beat).
 
 Actions: ``Discrete(9)``, the :class:`editing.edit.Action` values.
 Both spaces are recorded by :func:`spaces_spec`, which policy checkpoints store;
@@ -64,7 +81,6 @@ Both spaces are recorded by :func:`spaces_spec`, which policy checkpoints store;
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -72,18 +88,24 @@ import gymnasium as gym
 import numpy as np
 
 from editing.audio import FEATURE_GROUPS, FEATURE_VERSION, N_AUDIO_FEATURES
+from editing.baselines import HEURISTIC_MOVES, HeuristicPlanner
 from editing.dense import DenseContext, DenseScores, dense_context, dense_rewards
 from editing.edit import (
     MAX_EXCERPT_BEATS,
+    MAX_PASSAGE_BEATS,
+    MAX_STRETCH,
     MIN_EXCERPT_BEATS,
+    MIN_PASSAGE_BEATS,
+    MIN_STRETCH,
     N_ACTIONS,
     Action,
     Edit,
     EditBuilder,
     Transition,
+    reachable_target,
 )
 
-OBS_VERSION = "editing-obs-v1"
+OBS_VERSION = "editing-obs-v3"
 OBS_CLIP = 5.0
 CONTEXT_BEFORE = 4
 CONTEXT_AFTER = 4
@@ -100,6 +122,7 @@ N_COMPACT = sum(n for _, n in CONTEXT_FEATURE_GROUPS) + 1  # + the "beat exists"
 N_SUMMARY = 5
 N_LAST_ACTION = N_ACTIONS + 1
 N_TARGET = 3
+N_HEURISTIC = N_ACTIONS + 1
 
 OBS_LAYOUT: tuple[tuple[str, int], ...] = (
     ("current_beat", N_AUDIO_FEATURES),
@@ -110,6 +133,7 @@ OBS_LAYOUT: tuple[tuple[str, int], ...] = (
     ("last_action", N_LAST_ACTION),
     ("action_mask", N_ACTIONS),
     ("target", N_TARGET),
+    ("heuristic", N_HEURISTIC),
 )
 OBS_DIM = sum(n for _, n in OBS_LAYOUT)
 
@@ -130,6 +154,7 @@ _AFTER = _SLICES["context_after"]
 _LAST_OUTPUT = _SLICES["last_output_beat"]
 _SUMMARY = _SLICES["edit_summary"]
 _MASK = _SLICES["action_mask"]
+_HEURISTIC = _SLICES["heuristic"]
 
 
 def _compact_columns() -> np.ndarray:
@@ -286,7 +311,7 @@ def _standardise(features: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Excerpt:
-    """One episode's task: edit ``n_beats`` beats of track ``track_index`` from ``start`` to ``target_beats``.
+    """One episode's task: retarget ``n_beats`` beats of track ``track_index`` from ``start`` to ``target_beats``.
 
     Attributes
     ----------
@@ -295,9 +320,9 @@ class Excerpt:
     start : int
         First track beat of the excerpt.
     n_beats : int
-        Source beats, MIN_EXCERPT_BEATS..MAX_EXCERPT_BEATS.
+        Source beats, MIN_PASSAGE_BEATS..MAX_PASSAGE_BEATS.
     target_beats : int
-        Wanted output length in beats (>= 1).
+        Exact output length in beats, within ``editing.edit.target_range`` of the passage.
     """
 
     track_index: int
@@ -336,54 +361,84 @@ class EnvConfig:
     Attributes
     ----------
     min_excerpt_beats, max_excerpt_beats : int
-        Excerpt length range in beats (inclusive), within 16..64.
+        Length range of most passages in beats (inclusive): the comparisons' 16..64.
+    long_passage_probability : float
+        Share of episodes on a long passage instead, of ``max_excerpt_beats..long_passage_beats``
+        beats, so that the policy also learns to pace a whole track.
+    long_passage_beats : int
+        Longest passage drawn, beats.
     target_fraction_range : tuple[float, float]
-        Target length as a fraction of the excerpt, drawn uniformly.
+        Target length as a fraction of the passage, drawn log-uniformly (0.5..2: half to twice).
+    min_stretch : float
+        Targets within this fraction of the passage's own length are not drawn: a retarget to
+        (nearly) the same length has the trivial answer "change nothing".
     learned_weight : float
         ``w`` of the reward mix, in [0, 1].
     invalid_action_penalty : float
         Reward of a step that sends a masked action (and ends the episode).
-    min_output_fraction : float
-        An edit may not end shorter than this fraction of its target length: actions that
-        would make it impossible are masked (``EditBuilder.action_mask(min_output_beats=...)``).
-        Without it, STOP after a beat or two is the cheapest edit a policy can find (no seam,
-        nothing to judge), and an early policy learns exactly that.
     """
 
     min_excerpt_beats: int = MIN_EXCERPT_BEATS
     max_excerpt_beats: int = MAX_EXCERPT_BEATS
-    target_fraction_range: tuple[float, float] = (0.5, 1.0)
+    long_passage_probability: float = 0.1
+    long_passage_beats: int = 256
+    target_fraction_range: tuple[float, float] = (MIN_STRETCH, MAX_STRETCH)
+    min_stretch: float = 0.1
     learned_weight: float = 0.8
     invalid_action_penalty: float = -1.0
-    min_output_fraction: float = 0.75
 
     def __post_init__(self) -> None:
-        if not MIN_EXCERPT_BEATS <= self.min_excerpt_beats <= self.max_excerpt_beats <= MAX_EXCERPT_BEATS:
+        if not MIN_EXCERPT_BEATS <= self.min_excerpt_beats <= self.max_excerpt_beats <= self.long_passage_beats <= MAX_PASSAGE_BEATS:
             raise ValueError(
-                f"EnvConfig: excerpt beats {self.min_excerpt_beats}..{self.max_excerpt_beats} "
-                f"must lie within {MIN_EXCERPT_BEATS}..{MAX_EXCERPT_BEATS}"
+                f"EnvConfig: passage beats {self.min_excerpt_beats}..{self.max_excerpt_beats} (long: up to "
+                f"{self.long_passage_beats}) must be ordered within {MIN_EXCERPT_BEATS}..{MAX_PASSAGE_BEATS}"
             )
         lo, hi = self.target_fraction_range
-        if not 0.0 < lo <= hi <= 4.0:
-            raise ValueError(f"EnvConfig: target_fraction_range {self.target_fraction_range} must satisfy 0 < low <= high <= 4")
+        if not MIN_STRETCH <= lo <= hi <= MAX_STRETCH:
+            raise ValueError(
+                f"EnvConfig: target_fraction_range {self.target_fraction_range} must lie within {MIN_STRETCH}..{MAX_STRETCH}"
+            )
+        if not 0.0 <= self.long_passage_probability <= 1.0:
+            raise ValueError(f"EnvConfig: long_passage_probability {self.long_passage_probability} must lie in [0, 1]")
+        if not 0.0 <= self.min_stretch < 0.5:
+            raise ValueError(f"EnvConfig: min_stretch {self.min_stretch} must lie in [0, 0.5)")
         if not 0.0 <= self.learned_weight <= 1.0:
             raise ValueError(f"EnvConfig: learned_weight {self.learned_weight} must lie in [0, 1]")
-        if not 0.0 <= self.min_output_fraction <= 1.0:
-            raise ValueError(f"EnvConfig: min_output_fraction {self.min_output_fraction} must lie in [0, 1]")
+
+
+def excerpt_planner(track: TrackArrays, excerpt: Excerpt) -> HeuristicPlanner:
+    """The heuristic's plan of an excerpt (read-only once built: the envs editing one excerpt can share it)."""
+    return HeuristicPlanner(context=track.dense, excerpt_start=excerpt.start, target_beats=excerpt.target_beats,
+                            bar_positions=track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats])
+
+
+def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
+    downbeats = np.flatnonzero(bar_positions[: beat + 1] == 0)
+    return int(downbeats[-1]) if downbeats.size else beat
 
 
 def sample_excerpt(rng: np.random.Generator, tracks: Sequence[TrackArrays], config: EnvConfig, *, track_index: int | None = None) -> Excerpt:
-    """Draw an excerpt: a track (uniform unless given), a length, a start, a target fraction."""
+    """Draw a passage and a target: a track (uniform unless given), a length, a start on a downbeat, a stretch."""
     if track_index is None:
         track_index = int(rng.integers(len(tracks)))
     track = tracks[track_index]
     longest = min(config.max_excerpt_beats, track.n_beats)
     if longest < config.min_excerpt_beats:
-        raise InvalidTrack(f"{track.name}: {track.n_beats} beats, an excerpt needs at least {config.min_excerpt_beats}")
-    n_beats = int(rng.integers(config.min_excerpt_beats, longest + 1))
-    start = int(rng.integers(0, track.n_beats - n_beats + 1))
-    fraction = float(rng.uniform(*config.target_fraction_range))
-    return Excerpt(track_index=track_index, start=start, n_beats=n_beats, target_beats=max(1, round(fraction * n_beats)))
+        raise InvalidTrack(f"{track.name}: {track.n_beats} beats, a passage needs at least {config.min_excerpt_beats}")
+    if rng.random() < config.long_passage_probability and track.n_beats > config.max_excerpt_beats:
+        n_beats = int(rng.integers(config.max_excerpt_beats, min(config.long_passage_beats, track.n_beats) + 1))
+    else:
+        n_beats = int(rng.integers(config.min_excerpt_beats, longest + 1))
+    start = _downbeat_at_or_before(track.bar_positions, int(rng.integers(0, track.n_beats - n_beats + 1)))
+    lo, hi = (math.log(x) for x in config.target_fraction_range)
+    gap = math.log1p(config.min_stretch)
+    while True:  # log-uniform, outside the "nearly unchanged" band
+        log_fraction = float(rng.uniform(lo, hi))
+        if abs(log_fraction) >= gap or lo >= -gap and hi <= gap:
+            break
+    bars = track.bar_positions[start : start + n_beats]
+    target = reachable_target(bars, round(math.exp(log_fraction) * n_beats))
+    return Excerpt(track_index=track_index, start=start, n_beats=n_beats, target_beats=target)
 
 
 class EditingEnv(gym.Env):
@@ -392,7 +447,7 @@ class EditingEnv(gym.Env):
     Parameters
     ----------
     tracks : sequence of TrackArrays
-        Excerpts are drawn from these (uniformly by track) with the env's seeded RNG.
+        Passages are drawn from these (uniformly by track) with the env's seeded RNG.
     config : EnvConfig
     """
 
@@ -411,7 +466,11 @@ class EditingEnv(gym.Env):
     # -- gymnasium API ---------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode on ``options["excerpt"]`` if given, else on a freshly drawn excerpt."""
+        """Start an episode on ``options["excerpt"]`` if given, else on a freshly drawn excerpt.
+
+        ``options["planner"]``, with an excerpt, is its :func:`excerpt_planner` made once for several
+        envs (best-of-N edits one excerpt N times); otherwise the env plans the excerpt itself.
+        """
         super().reset(seed=seed)
         excerpt = (options or {}).get("excerpt")
         if excerpt is None:
@@ -421,9 +480,16 @@ class EditingEnv(gym.Env):
         self._excerpt = excerpt
         track = self.tracks[excerpt.track_index]
         self._bars = track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats]
-        self._builder = EditBuilder(excerpt.n_beats, self._bars, excerpt_start=excerpt.start)
-        self._min_output = min(excerpt.n_beats, math.ceil(self.config.min_output_fraction * excerpt.target_beats))
-        self._mask = self._builder.action_mask(min_output_beats=self._min_output)
+        self._builder = EditBuilder(excerpt.n_beats, self._bars, excerpt_start=excerpt.start,
+                                    target_beats=excerpt.target_beats)
+        if self._builder.done:
+            raise ValueError(f"excerpt {excerpt}: no beats between its opening and final bars to edit")
+        self._mask = self._builder.action_mask()
+        planner = (options or {}).get("planner")
+        if planner is not None and (planner.head, planner.tail, planner.need) != (
+                self._builder.head_end, self._builder.tail_start, self._builder.beats_needed):
+            raise ValueError(f"excerpt {excerpt}: the planner given is for another passage or target")
+        self._planner = planner if planner is not None else excerpt_planner(track, excerpt)
         n = excerpt.n_beats
         # Compact beats of the excerpt, padded with zero rows (flag 0) so every context window is one
         # slice, even at the terminal position n_beats (hence the extra row after). Kept flat: the
@@ -438,18 +504,15 @@ class EditingEnv(gym.Env):
         self._current_rows = current
         self._last_action: int | None = None
         self._n_output = 0
-        self._n_seams = 0
         self._beats_since_seam = 0
         self._last_output_beat: int | None = None
+        self._account(self._builder.entries)  # the opening bar, written by the builder
         # The observation is written block by block into this buffer (the target block and the
         # "none yet" last action once per episode) and a copy is handed out each step, so callers
         # that keep observations never see them change.
         self._obs = np.zeros(OBS_DIM, dtype=np.float32)
-        target = excerpt.target_beats
-        # Clipped: an excerpt passed in options may ask for more than the config's 4 excerpts.
-        self._obs[_SLICES["target"]] = np.clip(
-            (target / n, n / MAX_EXCERPT_BEATS, target / MAX_EXCERPT_BEATS), -OBS_CLIP, OBS_CLIP
-        )
+        stretch = excerpt.target_beats / n
+        self._obs[_SLICES["target"]] = (stretch, math.log2(stretch), math.log2(n / MIN_EXCERPT_BEATS) / 8.0)
         self._obs[_SLICES["last_action"].start + N_ACTIONS] = 1.0
         return self._observation(), {"excerpt": excerpt}
 
@@ -463,15 +526,21 @@ class EditingEnv(gym.Env):
             obs = np.zeros(OBS_DIM, dtype=np.float32)
             return obs, float(self.config.invalid_action_penalty), True, False, {"invalid_action": action}
         added = self._builder.step(action)
-        self._mask = self._builder.action_mask(min_output_beats=self._min_output)
+        self._mask = self._builder.action_mask()
         if added:
-            self._account(self._builder.entries[-added:])
+            self._account(self._builder.last_entries(added))
         self._set_last_action(action)
         if not self._builder.done:
             return self._observation(), 0.0, False, False, {}
         finished = self._finish()
         reward = float(mix_reward(0.0, finished.dense.combined, self.config.learned_weight))
         return self._observation(), reward, True, False, {"finished_episode": finished}
+
+    def heuristic_action(self) -> int:
+        """The retargeting heuristic's move from the current state (what a first policy imitates)."""
+        if self._builder is None or self._builder.done:
+            raise RuntimeError("EditingEnv.heuristic_action: no episode in progress")
+        return self._planner.best_action(self._builder, mask=self._mask)
 
     def action_masks(self) -> np.ndarray:
         """Valid actions now, bool (9,); the hook sb3-contrib's MaskablePPO calls."""
@@ -485,12 +554,10 @@ class EditingEnv(gym.Env):
         if not 0 <= excerpt.track_index < len(self.tracks):
             raise ValueError(f"excerpt {excerpt}: track_index outside the {len(self.tracks)} tracks")
         track = self.tracks[excerpt.track_index]
-        if not MIN_EXCERPT_BEATS <= excerpt.n_beats <= MAX_EXCERPT_BEATS:
-            raise ValueError(f"excerpt {excerpt}: {excerpt.n_beats} beats, expected {MIN_EXCERPT_BEATS}..{MAX_EXCERPT_BEATS}")
+        if not MIN_PASSAGE_BEATS <= excerpt.n_beats <= MAX_PASSAGE_BEATS:
+            raise ValueError(f"excerpt {excerpt}: {excerpt.n_beats} beats, expected {MIN_PASSAGE_BEATS}..{MAX_PASSAGE_BEATS}")
         if excerpt.start < 0 or excerpt.start + excerpt.n_beats > track.n_beats:
             raise ValueError(f"excerpt {excerpt}: runs outside {track.name} ({track.n_beats} beats)")
-        if excerpt.target_beats < 1:
-            raise ValueError(f"excerpt {excerpt}: target_beats must be at least 1")
 
     def _set_last_action(self, action: int) -> None:
         one_hot = _SLICES["last_action"].start
@@ -503,7 +570,6 @@ class EditingEnv(gym.Env):
         for entry in new_entries:
             self._n_output += 1
             if entry.transition in (Transition.CUT, Transition.CROSSFADE):
-                self._n_seams += 1
                 self._beats_since_seam = 0
             else:
                 self._beats_since_seam += 1
@@ -519,9 +585,9 @@ class EditingEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         """The observation now, float32 (OBS_DIM,): the per-step blocks written into the episode's buffer.
 
-        Only the target ratios need clipping to [-OBS_CLIP, OBS_CLIP]: features are clipped when
-        standardised (``TrackArrays.normalised``), flags, one-hots and the mask are 0/1, and the
-        output is at most 2 excerpts long (``EditBuilder``'s cap).
+        Features are clipped when standardised (``TrackArrays.normalised``), flags, one-hots and
+        the mask are 0/1, and the summary's ratios are clipped here; the target block is bounded
+        by the 0.5x..2x stretch and the passage's 4096 beats.
         """
         assert self._excerpt is not None and self._builder is not None
         obs = self._obs
@@ -536,14 +602,65 @@ class EditingEnv(gym.Env):
         obs[_AFTER] = flat[after * N_COMPACT : (after + CONTEXT_AFTER) * N_COMPACT]
         row = 0 if self._last_output_beat is None else self._last_output_beat + CONTEXT_BEFORE
         obs[_LAST_OUTPUT] = flat[row * N_COMPACT : (row + 1) * N_COMPACT]
-        target = excerpt.target_beats
+        builder = self._builder
+        left = builder.middle_beats_left
         obs[_SUMMARY] = (
-            min(self._n_output / target, 4.0),
-            min((target - self._n_output) / n, OBS_CLIP),  # only an options excerpt's target reaches it
-            t / n,
-            self._n_seams / n,
+            self._n_output / excerpt.target_beats,
+            min(builder.beats_needed / max(left, 1), OBS_CLIP),
+            left / n,
+            min(left / MAX_EXCERPT_BEATS, OBS_CLIP),
             min(self._beats_since_seam / 16.0, 1.0),
         )
         # After the last step the mask is all valid (what action_masks reports between episodes).
         obs[_MASK] = self._mask if not self._builder.done else True
+        obs[_HEURISTIC] = heuristic_block(self._planner.action_costs(builder, mask=self._mask))
         return obs.copy()
+
+
+# Probability the heuristic's soft choice (:func:`heuristic_policy`) keeps for any other action.
+_HEURISTIC_FLOOR = 1e-3
+_HEURISTIC_MOVE_MASK = np.isin(np.arange(N_ACTIONS), HEURISTIC_MOVES)
+
+
+def heuristic_policy(observations: np.ndarray, temperature: float) -> np.ndarray:
+    """The heuristic's soft choice in each observed state, among its own moves.
+
+    ``P(a) ∝ exp(-(cost(a) - least cost) / temperature)`` for the heuristic's moves
+    (``editing.baselines.HEURISTIC_MOVES``: what a first policy imitates), read from the
+    observations' heuristic block, so it needs no planner; every probability below 1e-3 (any
+    other action, an action without a finite cost, a move far dearer than the best) is raised
+    to 1e-3 before normalising.  The reference of the policy's KL penalty (``rlhf.policy``).
+
+    Parameters
+    ----------
+    observations : np.ndarray [shape=(..., OBS_DIM)]
+    temperature : float
+        In seam-cost units (``editing.baselines.seam_cost``).
+
+    Returns
+    -------
+    np.ndarray [shape=(..., N_ACTIONS)], float64, rows summing to 1
+    """
+    block = np.asarray(observations, dtype=np.float64)[..., _HEURISTIC][..., :N_ACTIONS]
+    weights = np.where(_HEURISTIC_MOVE_MASK, block, 0.0) ** (1.0 / temperature)
+    weights = np.maximum(weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-300), _HEURISTIC_FLOOR)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def heuristic_block(costs: np.ndarray) -> np.ndarray:
+    """The observation's heuristic block from the planner's action costs, float32 (N_HEURISTIC,).
+
+    Per action ``exp(-(cost - least))``, 0 where the cost is infinite; then ``log1p(least) / 2``
+    (clipped to OBS_CLIP).  All zeros when no action has a finite cost (the episode is over, or
+    cuts went past the planner's reach).
+    """
+    out = np.zeros(N_HEURISTIC, dtype=np.float32)
+    # Nine numbers a step: plain floats cost less than numpy's per-call overhead here.
+    values = costs.tolist()
+    least = min(values)
+    if least != math.inf:
+        for action, cost in enumerate(values):
+            if cost != math.inf:
+                out[action] = math.exp(least - cost)
+        out[N_ACTIONS] = min(math.log1p(least) / 2.0, OBS_CLIP)
+    return out

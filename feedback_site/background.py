@@ -1,40 +1,57 @@
-"""Send a task to the Celery workers or, with no broker configured, to a thread of this process.
+"""The site's Celery task class: a broker, an eager run, or a thread of this process, by configuration.
 
-With embedded defaults (no ``CELERY_BROKER_URL``) Celery executes tasks
-eagerly, inside the caller.  A web request that starts a retrain cycle or a
-large export must not wait minutes for it, so in that mode the task runs in a
-daemon thread of the site's process instead; ``TASKS_IN_THREAD=0`` (the test
-default) runs it inline, which keeps tests deterministic.
+Apps only call ``.delay()`` / ``.apply_async()`` on their shared tasks; the
+Celery app (``feedback_site.celery``) makes this class the default task class,
+so where a task runs is decided here and nowhere else:
+
+* ``CELERY_BROKER_URL`` set: the task goes to the workers, as usual.
+* no broker, ``TASKS_IN_THREAD`` on (the embedded default): a web request that
+  starts a retrain cycle or a large export must not wait minutes for it, so the
+  task runs eagerly in a daemon thread of the site's process.  Tasks queued by
+  that thread (a cycle's next steps) run inline in the same thread, in order.
+* no broker, ``TASKS_IN_THREAD=0`` (the test default): the task runs inline,
+  which keeps tests deterministic.
 """
 from __future__ import annotations
 
 import logging
 import threading
 
-from celery.canvas import Signature
+from celery import Task
+from celery.utils import uuid
 from django.conf import settings
 from django.db import connections
 
-from .celery import app
-
 logger = logging.getLogger(__name__)
 
-
-def enqueue(signature: Signature) -> None:
-    """Run ``signature`` on a worker, in a background thread, or inline (see the module docstring)."""
-    if not app.conf.task_always_eager or not settings.TASKS_IN_THREAD:
-        signature.apply_async()
-        return
-    thread = threading.Thread(target=_run_here, args=(signature,), name=f"task-{signature.task}", daemon=True)
-    thread.start()
+_local = threading.local()
 
 
-def _run_here(signature: Signature) -> None:
+class SiteTask(Task):
+    """Default task class of the site's Celery app (see the module docstring)."""
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None,
+                    shadow=None, **options):
+        run = super().apply_async
+        task_id = task_id or uuid()
+        call = dict(args=args, kwargs=kwargs, task_id=task_id, producer=producer, link=link,
+                    link_error=link_error, shadow=shadow, **options)
+        if not self.app.conf.task_always_eager or not settings.TASKS_IN_THREAD or getattr(_local, "inside", False):
+            return run(**call)
+        thread = threading.Thread(target=_run_in_thread, args=(self.name, run, call), name=f"task-{self.name}",
+                                  daemon=True)
+        thread.start()
+        return self.AsyncResult(task_id)
+
+
+def _run_in_thread(name: str, run, call: dict) -> None:
+    _local.inside = True
     try:
-        signature.apply_async()
+        run(**call)
     except Exception:
         # The services record their own failures (a cycle is marked failed, an
         # export job keeps its error); this log line is for the operator.
-        logger.exception("in-process task %s failed", signature.task)
+        logger.exception("in-process task %s failed", name)
     finally:
+        _local.inside = False
         connections.close_all()

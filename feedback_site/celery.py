@@ -10,7 +10,9 @@ from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedback_site.settings")
 
-app = Celery("feedback_site")
+# The default task class decides where a task runs (workers, a thread of the site, or inline):
+# apps only call .delay() on their shared tasks (see feedback_site.background).
+app = Celery("feedback_site", task_cls="feedback_site.background:SiteTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

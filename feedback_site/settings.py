@@ -8,9 +8,11 @@ SQLite under ``var/``, Celery tasks executed in-process, files under
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,7 +30,9 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = _env_bool("DJANGO_DEBUG", True)
+# Off unless asked for: a forgotten variable must never mean tracebacks for everyone and a
+# known SECRET_KEY.  scripts/run.sh (the local demo) and the test settings turn it on.
+DEBUG = _env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
@@ -47,20 +51,28 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",  # login throttling (see "Login throttling" below)
     "annotations",
     "rlhf",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "feedback_site.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "feedback_site.limits.UploadSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "feedback_site.errors.DomainErrorMiddleware",
+    # Last: turns a login that hit the failure limit into axes' lockout response (429 + Retry-After).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "feedback_site.urls"
@@ -85,6 +97,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        # A persistent connection is checked before a request reuses it, so a database restart
+        # costs a reconnect, not a failed request on a stale connection.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -97,6 +112,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- Login throttling (django-axes) -------------------------------------------
+# A web login is refused (429 with Retry-After) once an account, or a client address, has
+# LOGIN_FAILURE_LIMIT failed logins without a LOGIN_LOCKOUT_MINUTES pause; the lockout
+# lasts that long after the last attempt.  Behind reverse proxies set TRUSTED_PROXY_COUNT
+# to their number, so the address is the client's, not the proxy's (feedback_site.login_throttle).
+AUTHENTICATION_BACKENDS = [
+    "feedback_site.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account OR per address
+AXES_LOCKOUT_CALLABLE = "feedback_site.login_throttle.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "feedback_site.login_throttle.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -139,7 +172,12 @@ TASKS_IN_THREAD = _env_bool("TASKS_IN_THREAD", True)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 TRAINING_QUEUE = "training"
-CELERY_TASK_ROUTES = {"rlhf.tasks.*": {"queue": TRAINING_QUEUE}}
+# Retargeting only samples the policy (seconds): it stays on the default queue rather than wait
+# behind a training step; everything else of rlhf trains, on its own queue (GPU workers take it).
+CELERY_TASK_ROUTES = {
+    "rlhf.tasks.retarget_job_task": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "rlhf.tasks.*": {"queue": TRAINING_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -151,6 +189,8 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
 MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
+# The largest upload (one request, all its files), refused from its Content-Length before it is read.
+MAX_UPLOAD_BYTES = int(float(os.environ.get("MAX_UPLOAD_MB", "200")) * 1_000_000)
 # Annotation: share of assignments drawn from gold and from sides-swapped repeats,
 # how long an assignment holds its slot, and how long each side must be heard.
 ANNOTATION_GOLD_RATE = float(os.environ.get("ANNOTATION_GOLD_RATE", "0.1"))
@@ -164,15 +204,30 @@ TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "").strip().lower() or None
 if TRAINING_DEVICE not in (None, "cpu", "cuda"):
     raise ImproperlyConfigured(f"TRAINING_DEVICE must be empty, 'cpu' or 'cuda', not {TRAINING_DEVICE!r}")
 
-# Retrain cycle defaults (the researcher page and `run_cycle` can override each per cycle).
-CYCLE_PPO_TIMESTEPS = int(os.environ.get("CYCLE_PPO_TIMESTEPS", "20480"))
-CYCLE_LEARNED_WEIGHT = float(os.environ.get("CYCLE_LEARNED_WEIGHT", "0.8"))
-CYCLE_N_EXCERPTS = int(os.environ.get("CYCLE_N_EXCERPTS", "16"))
-CYCLE_N_PAIRS = int(os.environ.get("CYCLE_N_PAIRS", "32"))
-CYCLE_RANDOM_SHARE = float(os.environ.get("CYCLE_RANDOM_SHARE", "0.2"))
+# Retrain cycle parameters: their defaults live in rlhf.cycle.CycleParameters (one home); the
+# environment only overrides them (CYCLE_PPO_TIMESTEPS=4096 ...), checked and bounded there, and the
+# researcher page and `run_cycle` override them per cycle.
+CYCLE_PARAMETER_OVERRIDES = {
+    name: os.environ[variable]
+    for name, variable in (
+        ("ppo_timesteps", "CYCLE_PPO_TIMESTEPS"),
+        ("learned_weight", "CYCLE_LEARNED_WEIGHT"),
+        ("n_excerpts", "CYCLE_N_EXCERPTS"),
+        ("n_pairs", "CYCLE_N_PAIRS"),
+        ("random_share", "CYCLE_RANDOM_SHARE"),
+    )
+    if os.environ.get(variable, "").strip()
+}
 # The periodic trigger: every CYCLE_EVERY_HOURS, start a cycle when this many judgements are new.
 CYCLE_EVERY_HOURS = float(os.environ.get("CYCLE_EVERY_HOURS", "6"))
 CYCLE_MIN_NEW_JUDGEMENTS = int(os.environ.get("CYCLE_MIN_NEW_JUDGEMENTS", "200"))
+# A cycle is refused before it is queued unless the reward model would train on at least
+# REWARD_MIN_PAIRS compared pairs of edits and CYCLE_START_MIN_NEW_JUDGEMENTS judgements arrived
+# since the last finished cycle (``rlhf.selectors.cycle_preflight``).
+CYCLE_START_MIN_NEW_JUDGEMENTS = int(os.environ.get("CYCLE_START_MIN_NEW_JUDGEMENTS", "20"))
+REWARD_MIN_PAIRS = int(os.environ.get("REWARD_MIN_PAIRS", "20"))
+# Annotators whose gold accuracy is below this are left out of training and flagged on the quality page.
+REWARD_MIN_GOLD_ACCURACY = float(os.environ.get("REWARD_MIN_GOLD_ACCURACY", "0.7"))
 # A running step silent for this long is presumed dead (its worker was lost) and is re-dispatched.
 CYCLE_STALE_MINUTES = float(os.environ.get("CYCLE_STALE_MINUTES", "30"))
 
@@ -183,14 +238,37 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounds on what one request may ask for (feedback_site.rest): ?limit= capped at
+    # API_MAX_PAGE_SIZE, JSON bodies nested deeper than feedback_site.rest.MAX_JSON_DEPTH refused (400).
+    "DEFAULT_PAGINATION_CLASS": "feedback_site.rest.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "annotations.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "feedback_site.rest.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Scoped throttles (429 with Retry-After), per user, on the views that set `throttle_scope`:
+    # judgement submits and lists, export-job creation, cycle starts (the page's form too).
+    # Counts live in the default cache, so each process counts on its own unless CACHES is shared.
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "judgements": os.environ.get("THROTTLE_JUDGEMENTS", "240/min"),
+        "export_create": os.environ.get("THROTTLE_EXPORT_CREATE", "30/hour"),
+        "cycle_start": os.environ.get("THROTTLE_CYCLE_START", "20/hour"),
+    },
+    "EXCEPTION_HANDLER": "feedback_site.errors.api_exception_handler",
 }
+API_MAX_PAGE_SIZE = 1000
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Music-edit feedback studio API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs are for the studio's own users.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # swagger-ui from our static files, at the version pinned by drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Security (production hardening switches on with DEBUG off) ---------------
@@ -198,14 +276,37 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the annotation page reads it to call the API
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Scripts, styles and everything else from this origin only: no inline script or style, no CDN.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # swagger-ui's stylesheet draws its icons from data: URIs
+        "media-src": [SELF],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Browser features no page of the studio uses are switched off (feedback_site.headers).
+PERMISSIONS_POLICY = ("accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+                      "microphone=(), payment=(), usb=(), autoplay=(self), fullscreen=(self)")
 if not DEBUG:
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 30))
+    # One year, no preload: preloading is a commitment of the whole domain (and its subdomains)
+    # to HTTPS, hard to undo, and the operator's decision, not this project's default.
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 365))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_PRELOAD = False
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# check --deploy recommends preload (W021); leaving it off is deliberate (see above).
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,9 @@
 """Top-level URLs.  Each app owns its own ``urls.py`` (pages) and ``api_urls.py`` (REST)."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import views
 
@@ -13,8 +14,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("annotate/", include("annotations.urls")),
     path("research/", include("rlhf.urls")),
+    path("retarget/", include("rlhf.retarget_urls")),
     path("api/", include("annotations.api_urls")),
     path("api/rlhf/", include("rlhf.api_urls")),
+    path("api/retarget/", include("rlhf.retarget_api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view loads its start-up script from a URL, not inline, so the CSP needs no exception;
+    # the docs page sends visitors to the login page, the schema answers 403 to them.
+    path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
 ]
+
+handler500 = "feedback_site.errors.server_error"

@@ -2,7 +2,7 @@
 
 The one place that joins the database and the pure learning modules for a cycle.
 The researcher page, the API, ``manage.py run_cycle``, the periodic schedule and
-``simulate_loop`` all start cycles here; Celery tasks (``rlhf.tasks``) only call
+``rlhf.evaluation`` (``simulate_loop``, ``evaluate_loop``) all start cycles here; Celery tasks (``rlhf.tasks``) only call
 :func:`cycle_step_run`.
 
 Steps and their guarantees
@@ -38,7 +38,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -47,10 +47,21 @@ from django.db.models.functions import Concat
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from annotations.errors import DomainError
 from annotations.models import Judgement, Track
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.proposal_services import proposal_comparisons_create, proposal_edits_create
-from rlhf.versions import policy_activate, policy_active, reward_model_activate, reward_model_active
+from rlhf.selectors import cycle_comparisons_label, cycle_preflight
+from rlhf.versions import (
+    policy_activate,
+    policy_active,
+    policy_spaces_problem,
+    reward_model_activate,
+    reward_model_active,
+)
+
+if TYPE_CHECKING:
+    from rlhf.policy import PolicyConfig
 
 # The research pages import this module to start and watch cycles, so it loads no torch,
 # stable-baselines3 or gymnasium: each step imports the learning modules it runs.
@@ -67,12 +78,24 @@ STEP_SPAN = {"train_reward_model": (0.0, 0.3), "train_policy": (0.3, 0.85), "pro
 RUNNING = (Status.QUEUED, Status.TRAINING_REWARD_MODEL, Status.TRAINING_POLICY, Status.PROPOSING)
 
 
-class CycleError(ValueError):
+class CycleError(DomainError, ValueError):
     """A cycle cannot be started or run as asked; the message says why."""
+
+    code = "invalid_parameters"
 
 
 class CycleBusy(CycleError):
     """Another cycle is running."""
+
+    status_code = 409
+    code = "cycle_running"
+
+
+class CycleRefused(CycleError):
+    """The studio holds too little data for a cycle (``rlhf.selectors.cycle_preflight`` says what is short)."""
+
+    status_code = 409
+    code = "not_enough_data"
 
 
 # --------------------------------------------------------------------------- parameters
@@ -87,9 +110,19 @@ class CycleParameters:
     learned_weight : ``w`` of the reward ``w * learned + (1 - w) * dense``
     n_excerpts, n_pairs, random_share, policy_samples : proposal sizes (``rlhf.proposal.ProposalConfig``)
     rm_max_epochs, rm_members, rm_warm_start : reward-model training (``rlhf.reward_model.TrainingConfig``)
+    rm_pessimism : over-optimisation guard: the policy is paid the ensemble mean minus this many
+        member spreads (0: the plain mean)
     ppo_n_envs, ppo_n_steps, ppo_batch_size : PPO rollout sizes of a first policy (a fine-tune keeps its parent's)
+    ppo_imitation_episodes : passages on which a first policy imitates the heuristic before PPO (0: from scratch)
+    ppo_heuristic_kl : over-optimisation guard: weight of the per-step KL penalty toward the heuristic's
+        soft choice (0: none; ``rlhf.policy.PolicyConfig.heuristic_kl``)
     required_judgements : judgements each new comparison asks for
     seed : base seed; each cycle adds its id so cycles draw different excerpts
+
+    Every value must lie within ``BOUNDS`` (inclusive).  The upper bounds are
+    what a 2-core CPU box bears: without a broker a cycle runs inside the web
+    process, so one request must not be able to occupy it for days or exhaust
+    its memory.
     """
 
     ppo_timesteps: int = 20480
@@ -101,29 +134,45 @@ class CycleParameters:
     rm_max_epochs: int = 8
     rm_members: int = 3
     rm_warm_start: bool = False
+    rm_pessimism: float = 0.5
     ppo_n_envs: int = 8
     ppo_n_steps: int = 128
     ppo_batch_size: int = 256
+    ppo_imitation_episodes: int = 1024
+    ppo_heuristic_kl: float = 0.05
     required_judgements: int = 3
     seed: int = 0
 
+    # (lowest, highest) allowed, inclusive; the README's table repeats them with the defaults.
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "ppo_timesteps": (1, 1_000_000),   # about 4 minutes of PPO at the measured 231 us a step (2 cores)
+        "learned_weight": (0.0, 1.0),
+        "n_excerpts": (1, 256),            # excerpts rendered and scored per cycle
+        "n_pairs": (1, 512),               # new comparisons per cycle
+        "random_share": (0.0, 1.0),
+        "policy_samples": (1, 16),         # policy rollouts per excerpt
+        "rm_max_epochs": (1, 50),
+        "rm_members": (1, 8),              # ensemble members, each trained in full
+        "rm_pessimism": (0.0, 5.0),        # k of the learned reward mean - k * spread
+        "ppo_n_envs": (1, 32),
+        "ppo_n_steps": (1, 4096),          # steps per env per rollout
+        "ppo_batch_size": (1, 8192),
+        "ppo_imitation_episodes": (0, 4096),  # about 90 s and 500 MB of demonstrations at the top
+        "ppo_heuristic_kl": (0.0, 10.0),
+        "required_judgements": (1, 20),    # annotators per comparison
+        "seed": (0, 2**31 - 1),            # numpy seeds must stay < 2**32 once the cycle id is added
+    }
+
     def __post_init__(self) -> None:
-        positive = ("ppo_timesteps", "n_excerpts", "n_pairs", "policy_samples", "rm_max_epochs", "rm_members",
-                    "ppo_n_envs", "ppo_n_steps", "ppo_batch_size", "required_judgements")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise CycleError(f"cycle parameter {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("learned_weight", "random_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise CycleError(f"cycle parameter {name} must lie in [0, 1], got {getattr(self, name)}")
+        for name, (low, high) in self.BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # NaN fails too
+                raise CycleError(f"cycle parameter {name} must lie in {low}..{high}, got {value}")
 
     @classmethod
     def defaults(cls) -> "CycleParameters":
-        return cls(
-            ppo_timesteps=settings.CYCLE_PPO_TIMESTEPS, learned_weight=settings.CYCLE_LEARNED_WEIGHT,
-            n_excerpts=settings.CYCLE_N_EXCERPTS, n_pairs=settings.CYCLE_N_PAIRS,
-            random_share=settings.CYCLE_RANDOM_SHARE,
-        )
+        """The dataclass defaults with the environment's overrides (``settings.CYCLE_PARAMETER_OVERRIDES``)."""
+        return cls.from_json(settings.CYCLE_PARAMETER_OVERRIDES, base=cls())
 
     @classmethod
     def from_json(cls, data: dict[str, Any], *, base: "CycleParameters | None" = None) -> "CycleParameters":
@@ -136,6 +185,8 @@ class CycleParameters:
                 raise CycleError(f"cycle parameter {name!r} is unknown (known: {', '.join(known)})")
             kind = type(values[name])
             try:
+                if isinstance(raw, (dict, list)) or (kind is not bool and isinstance(raw, bool)):
+                    raise TypeError(raw)
                 if kind is bool:
                     if isinstance(raw, str):
                         if raw.strip().lower() not in {"1", "0", "true", "false", "on", "off", "yes", "no"}:
@@ -154,6 +205,14 @@ class CycleParameters:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def policy_config(self, *, seed: int, device: str | None) -> "PolicyConfig":
+        """The ``rlhf.policy.PolicyConfig`` of this cycle's PPO run (imported here: the site never imports torch)."""
+        from rlhf.policy import PolicyConfig
+
+        return PolicyConfig(n_envs=self.ppo_n_envs, n_steps=self.ppo_n_steps, batch_size=self.ppo_batch_size,
+                            imitation_episodes=self.ppo_imitation_episodes, heuristic_kl=self.ppo_heuristic_kl,
+                            seed=seed, device=device)
 
 
 # --------------------------------------------------------------------------- start, fail, recover
@@ -176,10 +235,22 @@ def cycle_create(*, parameters: CycleParameters, requested_by=None, trigger: str
         raise CycleBusy(f"cycle {running.pk if running else '?'} is still running; one cycle runs at a time") from None
 
 
+def cycle_require_data() -> None:
+    """Raise :class:`CycleRefused` with every reason when ``rlhf.selectors.cycle_preflight`` finds too little data."""
+    preflight = cycle_preflight()
+    if not preflight.ready:
+        raise CycleRefused(f"not enough data for a cycle: {preflight.reason}")
+
+
 def cycle_start(*, parameters: CycleParameters, requested_by=None, trigger: str = "manual") -> Cycle:
-    """Create a cycle and send its steps to the training queue once the row is committed."""
+    """Create a cycle and send its steps to the training queue once the row is committed.
+
+    Refused up front (:class:`CycleRefused`) when the preflight finds too little data, so a
+    researcher learns it now rather than from a failed reward-model step.
+    """
     from rlhf.tasks import cycle_dispatch  # tasks import this module
 
+    cycle_require_data()
     cycle = cycle_create(parameters=parameters, requested_by=requested_by, trigger=trigger)
     transaction.on_commit(lambda: cycle_dispatch(cycle.pk, STEPS[0]))
     return cycle
@@ -352,29 +423,37 @@ def _link_reward_model_on_register(cycle_id: int) -> Iterator[None]:
 
 def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
     from rlhf.reward_model import TrainingConfig, select_device
-    from rlhf.reward_services import reward_model_train, training_device
+    from rlhf.reward_services import reward_model_holdout_accuracy, reward_model_train, training_device
 
     device = select_device(training_device())  # a forced device that is not there fails here, before any work
     config = TrainingConfig(seed=_seed(cycle, p), n_members=p.rm_members, max_epochs=p.rm_max_epochs,
-                            device=device.type)
+                            device=device.type, min_pairs=settings.REWARD_MIN_PAIRS)
     warm = p.rm_warm_start and reward_model_active() is not None
     report(0.0, f"training the reward model ({p.rm_members} members, up to {p.rm_max_epochs} epochs"
                 f"{', warm start' if warm else ''})")
-    stage = {"name": ""}
+    # Training reports per batch within each member's epoch; the bar moves through all epochs
+    # of all members (early stopping skips ahead), leaving the last 5 % for the held-out check.
+    stage = {"name": "", "index": 0}
+    n_epochs = p.rm_members * p.rm_max_epochs
 
     def progress(name: str, done: int, total: int) -> None:
         message = ""
         if name != stage["name"]:
-            stage["name"] = name
+            stage["name"], stage["index"] = name, stage["index"] + 1
             message = f"reward model: {name}"
-        report(done / total if total else 0.0, message)
+        within = done / total if total else 0.0
+        report(0.95 * min(stage["index"] - 1 + within, n_epochs) / n_epochs, message)
 
     with _link_reward_model_on_register(cycle.pk):
         version = reward_model_train(config=config, warm_start=warm, activate=False, progress=progress)
+    report(0.95, f"reward model {version.label}: accuracy before and after on unbiased held-out pairs", force=True)
+    holdout = reward_model_holdout_accuracy(version=version, previous=version.parent)
     m = version.metrics
     summary = {"label": version.label, "accuracy": m.get("accuracy"), "baseline_accuracy": m.get("baseline_accuracy"),
                "ece": m.get("ece"), "loss": m.get("loss"), "n_judgements": version.n_judgements,
-               "device": str(device)}
+               "n_train_pairs": m.get("n_train_pairs"), "n_selection_pairs": m.get("n_selection_pairs"),
+               "n_validation_pairs": m.get("n_validation_pairs"), "split_unit": m.get("split_unit"),
+               "device": str(device), "holdout": holdout}
     with transaction.atomic():
         row = Cycle.objects.select_for_update().get(pk=cycle.pk)
         row.metrics = {**row.metrics, "reward_model": summary}
@@ -393,20 +472,24 @@ def _tracks() -> list[Track]:
 
 def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
     from editing.env import EnvConfig
-    from rlhf.policy import EnsembleReward, PolicyConfig, train_policy
+    from rlhf.policy import train_policy
     from rlhf.policy_services import policy_artifact_path, policy_register, track_arrays
-    from rlhf.reward_services import reward_model_load, training_device
+    from rlhf.reward_services import policy_reward, training_device
 
     reward_model = cycle.reward_model_version
     arrays = track_arrays(_tracks())
     parent = policy_active()
+    problem = policy_spaces_problem(parent) if parent else None
+    if problem:
+        # A policy of an older studio (other observations) cannot be fine-tuned: start a first one, and say so.
+        report(0.0, problem)
+        parent = None
     env_config = EnvConfig(learned_weight=p.learned_weight)
-    config = PolicyConfig(n_envs=p.ppo_n_envs, n_steps=p.ppo_n_steps, batch_size=p.ppo_batch_size,
-                          seed=_seed(cycle, p), device=training_device())
+    config = p.policy_config(seed=_seed(cycle, p), device=training_device())
     report(0.0, f"training the policy for {p.ppo_timesteps} steps "
                 f"({'fine-tuning ' + parent.label if parent else 'from scratch'}, reward model {reward_model.label})")
     run = train_policy(
-        arrays, total_timesteps=p.ppo_timesteps, learned_reward=EnsembleReward(reward_model_load(reward_model)),
+        arrays, total_timesteps=p.ppo_timesteps, learned_reward=policy_reward(reward_model, pessimism=p.rm_pessimism),
         env_config=env_config, config=config, parent=policy_artifact_path(parent) if parent else None,
         progress=lambda fraction, message: report(fraction, message),
     )
@@ -421,7 +504,9 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: _Reporter) -> N
 
     version = policy_register(
         run=run, reward_model=reward_model, parent=parent, on_register=link,
-        hyperparameters={"policy": asdict(config), "env": asdict(env_config), "timesteps_this_run": p.ppo_timesteps},
+        hyperparameters={"policy": asdict(config), "env": asdict(env_config), "timesteps_this_run": p.ppo_timesteps,
+                         "reward_pessimism": p.rm_pessimism,
+                         "reward_scale": reward_model.metrics.get("reward_scale")},
     )
     report(1.0, f"policy {version.label}: {version.num_timesteps} steps in total, mean learned reward "
                 f"{_fmt(summary['mean_learned_reward'])}, dense {_fmt(summary['mean_dense_reward'])}", force=True)
@@ -453,17 +538,18 @@ def _step_propose(cycle: Cycle, p: CycleParameters, report: _Reporter) -> None:
         row = Cycle.objects.select_for_update().get(pk=cycle.pk)
         if not row.is_running:
             return  # ended meanwhile (failed by an operator): create nothing
-        comparisons = proposal_comparisons_create(rendered=rendered, proposed_by=f"cycle {cycle.pk}",
+        comparisons = proposal_comparisons_create(rendered=rendered, proposed_by=cycle_comparisons_label(cycle),
                                                   reward_model=reward_model,
                                                   required_judgements=p.required_judgements)
         reward_model_activate(version=reward_model)
         policy_activate(version=policy)
-        by = {"disagreement": 0, "random": 0}
+        by = {"disagreement": 0, "random": 0, "anchor": 0}
         for r in rendered:
             by[r.pair.chosen_by] += 1
         row.metrics = {**row.metrics, "proposal": {
             "n_candidates": len(proposal.candidates), "n_duplicates_dropped": proposal.n_duplicates_dropped,
             "n_comparisons": len(comparisons), "n_by_disagreement": by["disagreement"], "n_random": by["random"],
+            "n_anchor": by["anchor"],
         }}
         row.status = Status.DONE
         row.is_running = False
@@ -484,71 +570,6 @@ _STEP_FUNCTIONS: dict[str, Callable[[Cycle, CycleParameters, _Reporter], None]] 
     "train_policy": _step_train_policy,
     "propose": _step_propose,
 }
-
-
-# --------------------------------------------------------------------------- simulated loop
-
-@dataclass(frozen=True)
-class LoopRow:
-    """One cycle of :func:`simulated_loop`: what it trained and how the simulated annotators rate its policy."""
-
-    cycle: int
-    reward_model: str
-    policy: str
-    rm_accuracy: float | None
-    win_vs_random: float
-    win_vs_first: float | None  # None for the first policy itself
-    n_judgements: int
-    seconds: float
-
-
-def simulated_loop(
-    *,
-    n_cycles: int,
-    parameters: CycleParameters,
-    n_annotators: int = 3,
-    noise: float = 0.1,
-    eval_excerpts: int = 24,
-    seed: int = 0,
-    echo: Callable[[float, str], None] | None = None,
-    on_row: Callable[[LoopRow], None] | None = None,
-) -> list[LoopRow]:
-    """``n_cycles`` full cycles with simulated annotators answering every open comparison before each.
-
-    The win rates (``rlhf.policy_services.simulated_win_rates``) are measured on
-    the same excerpts every cycle, against random actions and the first policy of
-    this loop.  Raises :class:`CycleError` when a cycle fails.
-    """
-    from rlhf.policy_services import RANDOM, policy_load, simulated_win_rates
-    from rlhf.simulate import AnnotatorModel, annotators_simulate
-
-    tracks = _tracks()
-    rows: list[LoopRow] = []
-    first: PolicyVersion | None = None
-    for k in range(n_cycles):
-        began = timezone.now()
-        report = annotators_simulate(n_annotators=n_annotators, model=AnnotatorModel(noise=noise), seed=seed + k)
-        cycle = cycle_run(cycle=cycle_create(parameters=parameters, trigger="simulation"), echo=echo)
-        if cycle.status != Status.DONE:
-            raise CycleError(f"cycle {cycle.pk} {cycle.status}: {cycle.error}")
-        policy = cycle.policy_version
-        first = first or policy
-        opponents: dict[str, Any] = {"random": RANDOM}
-        if first.pk != policy.pk:
-            opponents["first"] = policy_load(first)
-        rates = simulated_win_rates(tracks=tracks, policy=policy_load(policy), opponents=opponents,
-                                    n_excerpts=eval_excerpts, seed=seed + 12345,
-                                    annotator=AnnotatorModel(noise=noise))
-        row = LoopRow(
-            cycle=cycle.pk, reward_model=cycle.reward_model_version.label, policy=policy.label,
-            rm_accuracy=cycle.metrics["reward_model"]["accuracy"], win_vs_random=rates["random"].win_rate,
-            win_vs_first=rates["first"].win_rate if "first" in rates else None,
-            n_judgements=report.n_judgements, seconds=(timezone.now() - began).total_seconds(),
-        )
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return rows
 
 
 # --------------------------------------------------------------------------- reading

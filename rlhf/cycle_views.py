@@ -1,48 +1,46 @@
 """Researcher pages and API of the retrain cycle: start one, watch it, compare and (de)activate versions.
 
 Views only parse input, call one service of ``rlhf.cycle`` / ``rlhf.versions`` and
-render; every page and endpoint is researchers-only.  Both modules are free of
+render; every page and endpoint is researchers-only, checked before any lookup.
+Refusals of those services (``DomainError``) become 4xx answers in
+``feedback_site.errors``, for pages and the API alike.  Both modules are free of
 torch and stable-baselines3, so the site's processes never load them.
 """
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import fields as dataclass_fields
+from types import SimpleNamespace
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotations.quality import source_scores
-from annotations.roles import is_researcher
+from annotations.roles import is_researcher, researcher_required
 from annotations.selectors import judgement_rows_for_quality
-from rlhf.cycle import CycleBusy, CycleError, CycleParameters, cycle_start, cycle_status
+from annotations.errors import DomainError
+from annotations.models import Comparison
+from editing.baselines import BAR_CUT, BASELINE_EDIT_SOURCES, HEURISTIC, RANDOM
+from rlhf.cycle import CycleParameters, cycle_start, cycle_status
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
-from rlhf.versions import (
-    PolicyServiceError,
-    RewardServiceError,
-    policy_activate,
-    policy_rollback,
-    reward_model_activate,
-    reward_model_rollback,
-)
+from rlhf.selectors import cycle_comparisons_label, cycle_preflight, cycle_report
+from rlhf.versions import policy_activate, policy_rollback, reward_model_activate, reward_model_rollback
+
+_BOUNDS = CycleParameters.BOUNDS
 
 PLOTS = {
     "reward-model-accuracy": "Reward-model validation accuracy per version",
     "policy-reward": "Policy: mean learned and dense reward per version",
-    "human-score": "Human Bradley-Terry score of each policy version",
+    "human-score": "Bradley-Terry score of each policy version from judgements",
 }
-
-
-def _require_researcher(request: HttpRequest) -> None:
-    if not is_researcher(request.user):
-        raise PermissionDenied("researchers only")
 
 
 def _human_scores() -> dict[str, object]:
@@ -52,91 +50,119 @@ def _human_scores() -> dict[str, object]:
 
 # --------------------------------------------------------------------------- pages
 
-@login_required
-@require_GET
-def research_home(request: HttpRequest) -> HttpResponse:
-    """Cycles, the start form, both version lists with metrics, and the plots across cycles."""
-    _require_researcher(request)
+def _research_page(request: HttpRequest, *, refusal: str = "", status_code: int = 200) -> HttpResponse:
     scores = _human_scores()
     policies = [(p, scores.get(p.source)) for p in PolicyVersion.objects.select_related("reward_model", "parent")[:50]]
+    empty = _plot_empty_reasons(scores)
     return render(request, "rlhf/research.html", {
         "cycles": Cycle.objects.select_related("reward_model_version", "policy_version")[:30],
         "running": Cycle.objects.filter(is_running=True).first(),
         "defaults": CycleParameters.defaults().to_json(),
+        "preflight": cycle_preflight(),
+        "refusal": refusal,
         "policies": policies,
         "reward_models": RewardModelVersion.objects.select_related("parent")[:50],
-        "plots": PLOTS,
-    })
+        "plots": [(name, title, empty[name]) for name, title in PLOTS.items()],
+    }, status=status_code)
 
 
-@login_required
+@researcher_required
+@require_GET
+def research_home(request: HttpRequest) -> HttpResponse:
+    """Cycles, the start form with what a cycle would use, both version lists, and the plots across cycles."""
+    return _research_page(request)
+
+
+@researcher_required
 @require_POST
 def cycle_start_view(request: HttpRequest) -> HttpResponse:
-    """Start a cycle with the posted parameters (blank fields keep the defaults)."""
-    _require_researcher(request)
+    """Start a cycle with the posted parameters (blank fields keep the defaults).
+
+    A refusal is shown on the research page, next to the start button, with its status code.
+    """
+    wait = _cycle_start_wait(request)
+    if wait is not None:
+        response = _research_page(request, refusal=f"too many cycle starts; try again in {wait} seconds",
+                                  status_code=429)
+        response["Retry-After"] = str(wait)
+        return response
     names = CycleParameters().to_json()
     given = {k: v for k, v in request.POST.items() if k in names and v.strip() != ""}
     try:
         cycle = cycle_start(parameters=CycleParameters.from_json(given), requested_by=request.user)
-    except CycleBusy as err:
-        return _refused(status_code=409, message=str(err), request=request)
-    except CycleError as err:
-        return _refused(status_code=400, message=str(err), request=request)
+    except DomainError as err:
+        return _research_page(request, refusal=str(err), status_code=err.status_code)
     return redirect("rlhf:cycle-detail", pk=cycle.pk)
 
 
-def _refused(*, status_code: int, message: str, request: HttpRequest) -> HttpResponse:
-    """The refusal as a page with its status code (a redirect would hide the refusal from scripts)."""
-    return render(request, "rlhf/refused.html", {"message": message}, status=status_code)
+def _cycle_start_wait(request: HttpRequest) -> int | None:
+    """Seconds to wait when the page's start form is over the API's ``cycle_start`` rate (the same
+    DRF throttle and count), None when it may start now."""
+    throttle = ScopedRateThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope="cycle_start")):
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
 
 
-@login_required
+@researcher_required
 @require_GET
 def cycle_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_researcher(request)
+    cycle = get_object_or_404(Cycle.objects.select_related("reward_model_version", "policy_version__parent"), pk=pk)
+    return render(request, "rlhf/cycle.html", {"cycle": cycle, "initial": cycle_status(cycle),
+                                               "report": cycle_report(cycle)})
+
+
+@researcher_required
+@require_GET
+def cycle_comparisons(request: HttpRequest, pk: int) -> HttpResponse:
+    """The comparisons a cycle created, with the answers they have so far."""
     cycle = get_object_or_404(Cycle, pk=pk)
-    return render(request, "rlhf/cycle.html", {"cycle": cycle, "initial": cycle_status(cycle)})
+    comparisons = (Comparison.objects.filter(proposed_by=cycle_comparisons_label(cycle))
+                   .select_related("track", "edit_a", "edit_b").prefetch_related("judgements")
+                   .order_by("-priority", "pk"))
+    rows = []
+    for c in comparisons:
+        answers = {"a": 0, "b": 0, "tie": 0}
+        for judgement in c.judgements.all():
+            answers[judgement.choice] += 1
+        rows.append((c, answers, sum(answers.values())))
+    return render(request, "rlhf/cycle_comparisons.html", {"cycle": cycle, "rows": rows})
 
 
-@login_required
+@researcher_required
 @require_GET
 def cycle_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """What the live page polls."""
-    _require_researcher(request)
     return JsonResponse(cycle_status(get_object_or_404(Cycle, pk=pk)))
 
 
 def _version_action(request: HttpRequest, action, success: str) -> HttpResponse:
-    _require_researcher(request)
-    try:
-        version = action()
-    except (PolicyServiceError, RewardServiceError) as err:
-        return _refused(status_code=409, message=str(err), request=request)
+    version = action()
     messages.success(request, success.format(label=version.label))
     return redirect("rlhf:home")
 
 
-@login_required
+@researcher_required
 @require_POST
 def policy_activate_view(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(PolicyVersion, pk=pk)
     return _version_action(request, lambda: policy_activate(version=version), "policy {label} is now active")
 
 
-@login_required
+@researcher_required
 @require_POST
 def policy_rollback_view(request: HttpRequest) -> HttpResponse:
     return _version_action(request, policy_rollback, "rolled back: policy {label} is active")
 
 
-@login_required
+@researcher_required
 @require_POST
 def reward_model_activate_view(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(RewardModelVersion, pk=pk)
     return _version_action(request, lambda: reward_model_activate(version=version), "{label} is now the active reward model")
 
 
-@login_required
+@researcher_required
 @require_POST
 def reward_model_rollback_view(request: HttpRequest) -> HttpResponse:
     return _version_action(request, reward_model_rollback, "rolled back: {label} is the active reward model")
@@ -144,11 +170,25 @@ def reward_model_rollback_view(request: HttpRequest) -> HttpResponse:
 
 # --------------------------------------------------------------------------- plots
 
-@login_required
+def _plot_empty_reasons(scores: dict[str, object]) -> dict[str, str]:
+    """Per plot, the sentence shown instead of it while it has nothing to draw ("" when it has)."""
+    policies = list(PolicyVersion.objects.order_by("pk"))
+    return {
+        "reward-model-accuracy": "" if RewardModelVersion.objects.exists() else "No reward model yet: finish a cycle.",
+        "policy-reward": "" if policies else "No policy version yet: finish a cycle.",
+        "human-score": "" if any(p.source in scores for p in policies) else
+        "No judgement compares a policy version's edits with another source yet.",
+    }
+
+
+@researcher_required
 @require_GET
 def cycle_plot(request: HttpRequest, name: str) -> HttpResponse:
-    """A PNG across versions: reward-model accuracy, policy rewards, or human scores of policies."""
-    _require_researcher(request)
+    """A PNG across versions: reward-model accuracy, policy rewards, or human scores of policies.
+
+    Shares keep headroom above 1.0 so nothing sits on the frame, and learned rewards of
+    different versions are separate markers: each is normalised by its own reward model.
+    """
     if name not in PLOTS:
         raise Http404(f"no plot named {name!r}")
     # Agg: no display on servers; imported here so pages that never plot don't pay for matplotlib.
@@ -159,38 +199,45 @@ def cycle_plot(request: HttpRequest, name: str) -> HttpResponse:
 
     fig = Figure(figsize=(6, 3.2), dpi=100)
     ax = fig.add_subplot()
-    if name == "reward-model-accuracy":
+    scores = _human_scores()
+    empty = _plot_empty_reasons(scores)[name]
+    if empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    elif name == "reward-model-accuracy":
         versions = list(RewardModelVersion.objects.order_by("pk"))
         x = [v.label for v in versions]
-        ax.plot(x, [v.metrics.get("accuracy") for v in versions], marker="o", label="reward model")
-        ax.plot(x, [v.metrics.get("baseline_accuracy") for v in versions], marker="s", linestyle="--",
-                label="dense reward only")
+        ax.plot(x, [v.metrics.get("baseline_accuracy") for v in versions], marker="s", linestyle="--", color="grey",
+                markerfacecolor="none", markersize=9, label="dense reward only")
+        ax.plot(x, [v.metrics.get("accuracy") for v in versions], marker="o", zorder=3, label="reward model")
         ax.set_ylabel("validation accuracy")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.08)
+        ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
     elif name == "policy-reward":
         versions = list(PolicyVersion.objects.order_by("pk"))
         x = [v.label for v in versions]
-        ax.plot(x, [v.metrics.get("mean_learned_reward") for v in versions], marker="o",
-                label="learned (normalised by its reward model)")
-        ax.plot(x, [v.metrics.get("mean_dense_reward") for v in versions], marker="s", label="dense")
+        ax.plot(x, [v.metrics.get("mean_dense_reward") for v in versions], marker="s", label="dense (one scale)")
+        ax.plot(x, [v.metrics.get("mean_learned_reward") for v in versions], marker="o", linestyle="none",
+                label="learned (each by its own reward model: not comparable across versions)")
         ax.set_ylabel("mean reward, last updates")
+        ax.margins(y=0.15)
     else:
-        scores = _human_scores()
         versions = [v for v in PolicyVersion.objects.order_by("pk") if v.source in scores]
         x = [v.label for v in versions]
         y = [scores[v.source].score for v in versions]
         err = [[scores[v.source].score - scores[v.source].ci_low for v in versions],
                [scores[v.source].ci_high - scores[v.source].score for v in versions]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="policy version (95 % interval)")
-        for baseline in ("baseline:random", "baseline:bar_cut"):
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, linestyle="none", label="policy version (95 % interval)")
+        for baseline in (BASELINE_EDIT_SOURCES[RANDOM], BASELINE_EDIT_SOURCES[BAR_CUT], BASELINE_EDIT_SOURCES[HEURISTIC]):
             if baseline in scores:
                 ax.axhline(scores[baseline].score, linestyle=":", color="grey")
                 ax.annotate(baseline, (0, scores[baseline].score), fontsize="x-small", color="grey")
         ax.set_ylabel("Bradley-Terry score (log-odds)")
-    ax.set_xlabel("version")
-    ax.set_title(PLOTS[name], fontsize="medium")
-    if ax.lines:
+        ax.margins(y=0.15)
+    if not empty:
+        ax.set_xlabel("version")
         ax.legend(fontsize="x-small")
+    ax.set_title(PLOTS[name], fontsize="medium")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -226,26 +273,40 @@ class CycleStatusSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class CycleParametersSerializer(serializers.Serializer):
-    """Optional overrides of ``rlhf.cycle.CycleParameters`` (documentation for the OpenAPI schema)."""
+def _parameters_serializer() -> type[serializers.Serializer]:
+    """``rlhf.cycle.CycleParameters`` as optional overrides, field by field with its bounds.
 
-    ppo_timesteps = serializers.IntegerField(required=False)
-    learned_weight = serializers.FloatField(required=False)
-    n_excerpts = serializers.IntegerField(required=False)
-    n_pairs = serializers.IntegerField(required=False)
-    random_share = serializers.FloatField(required=False)
-    policy_samples = serializers.IntegerField(required=False)
-    rm_max_epochs = serializers.IntegerField(required=False)
-    rm_members = serializers.IntegerField(required=False)
-    rm_warm_start = serializers.BooleanField(required=False)
-    required_judgements = serializers.IntegerField(required=False)
-    seed = serializers.IntegerField(required=False)
+    Built from the dataclass (its one home), so a new parameter reaches the API and its schema
+    without being written again here; the research page's form iterates the same fields.
+    """
+    defaults = CycleParameters()
+    declared: dict[str, serializers.Field] = {}
+    for field in dataclass_fields(CycleParameters):
+        low, high = _BOUNDS.get(field.name, (None, None))
+        default = getattr(defaults, field.name)
+        if isinstance(default, bool):
+            declared[field.name] = serializers.BooleanField(required=False)
+        elif isinstance(default, int):
+            declared[field.name] = serializers.IntegerField(required=False, min_value=low, max_value=high)
+        else:
+            declared[field.name] = serializers.FloatField(required=False, min_value=low, max_value=high)
+    return type("CycleParametersSerializer", (serializers.Serializer,), {
+        "__doc__": "Optional overrides of ``rlhf.cycle.CycleParameters`` (documentation for the OpenAPI schema).",
+        "__module__": __name__, **declared})
+
+
+CycleParametersSerializer = _parameters_serializer()
 
 
 class CycleListApi(APIView):
     """GET: recent cycles.  POST: start a cycle; the body holds ``CycleParameters`` fields (all optional)."""
 
     permission_classes = [permissions.IsAuthenticated, IsResearcher]
+
+    @property
+    def throttle_scope(self) -> str | None:
+        # Starting is throttled (rate in settings); watching is not.
+        return "cycle_start" if self.request.method == "POST" else None
 
     @extend_schema(operation_id="rlhf_cycles_list", responses={200: CycleStatusSerializer(many=True)},
                    summary="The 50 most recent cycles")
@@ -256,14 +317,38 @@ class CycleListApi(APIView):
     @extend_schema(request=CycleParametersSerializer, responses={201: CycleStatusSerializer},
                    summary="Start a retrain cycle (409 while another one runs)")
     def post(self, request):
-        data = request.data if isinstance(request.data, dict) else {}
-        try:
-            cycle = cycle_start(parameters=CycleParameters.from_json(dict(data)), requested_by=request.user)
-        except CycleBusy as err:
-            return Response({"detail": str(err), "code": "cycle_running"}, status=status.HTTP_409_CONFLICT)
-        except CycleError as err:
-            return Response({"detail": str(err), "code": "invalid_parameters"}, status=status.HTTP_400_BAD_REQUEST)
+        if not isinstance(request.data, dict):
+            return Response({"detail": f"the body must be a JSON object of cycle parameters, "
+                                       f"not a {type(request.data).__name__}", "code": "invalid_parameters"},
+                            status=status.HTTP_400_BAD_REQUEST)
+        cycle = cycle_start(parameters=CycleParameters.from_json(dict(request.data)), requested_by=request.user)
         return Response(cycle_status(cycle), status=status.HTTP_201_CREATED)
+
+
+class CyclePreflightSerializer(serializers.Serializer):
+    """``rlhf.selectors.CyclePreflight``: what a cycle started now would use, and why it would be refused."""
+
+    ready = serializers.BooleanField()
+    refusals = serializers.ListField(child=serializers.CharField())
+    n_judgements = serializers.IntegerField()
+    n_new_judgements = serializers.IntegerField()
+    n_pairs = serializers.IntegerField()
+    n_tracks = serializers.IntegerField()
+    n_tracks_ingested = serializers.IntegerField()
+    n_dropped_annotators = serializers.IntegerField()
+    last_cycle_id = serializers.IntegerField(allow_null=True)
+    min_pairs = serializers.IntegerField()
+    min_new_judgements = serializers.IntegerField()
+
+
+class CyclePreflightApi(APIView):
+    """GET: the check a start goes through (``POST /api/rlhf/cycles/`` answers 409 while ``ready`` is false)."""
+
+    permission_classes = [permissions.IsAuthenticated, IsResearcher]
+
+    @extend_schema(responses={200: CyclePreflightSerializer}, summary="What a cycle started now would use")
+    def get(self, request):
+        return Response(CyclePreflightSerializer(cycle_preflight()).data)
 
 
 class CycleDetailApi(APIView):

@@ -138,3 +138,53 @@ class Cycle(models.Model):
 
     def __str__(self) -> str:
         return f"cycle {self.pk} ({self.status})"
+
+
+class RetargetJob(models.Model):
+    """One request to retarget a track (or a passage of it) to a duration, and what it made.
+
+    The request is checked when the job is created (``rlhf.retarget_services.retarget_job_start``);
+    the edits are made by a task.  ``results`` lists, per method, the stored edit and what the
+    command and the page show: ``{"method", "edit_id", "source", "reward", "seam_seconds",
+    "duration_seconds"}``.  A job that fails keeps its error and stores no half result: each
+    edit is stored whole by ``annotations.services.edit_create`` or not at all.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    track = models.ForeignKey("annotations.Track", null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="retarget_jobs", help_text="empty until an uploaded file is ingested")
+    upload = models.FileField(upload_to="uploads/retarget/", max_length=500, blank=True,
+                              help_text="an uploaded audio file, ingested by the job, then deleted")
+    upload_name = models.CharField(max_length=255, blank=True)
+    target_seconds = models.FloatField()
+    from_beat = models.PositiveIntegerField(null=True, blank=True, help_text="the passage asked for; empty: the whole track")
+    to_beat = models.PositiveIntegerField(null=True, blank=True)
+    start_beat = models.PositiveIntegerField(null=True, blank=True, help_text="the checked plan (editing.retarget)")
+    n_beats = models.PositiveIntegerField(null=True, blank=True)
+    target_beats = models.PositiveIntegerField(null=True, blank=True)
+    methods = models.JSONField(default=list, help_text='e.g. ["best-of-8", "heuristic"]')
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    results = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    comparison = models.ForeignKey("annotations.Comparison", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="the comparison made when the pair was sent to annotators")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0.0, progress__lte=1.0), name="retarget_progress_0_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"retarget {self.pk} ({self.status})"

@@ -2,8 +2,21 @@
 
 Pure module (torch + stable-baselines3 + sb3-contrib, no Django). Read top to bottom:
 the config, the learned reward seen through a small protocol, the callback that pays the
-learned reward in one batch per rollout and logs every update, training (from scratch or
-continuing a saved version), checkpoints, and sampling edits.
+learned reward in one batch per rollout, charges the KL guard and logs every update,
+imitating the heuristic, training (a first policy imitates, then PPO; or continuing a saved
+version), checkpoints, and sampling edits (best-of-N included).
+
+Starting from the heuristic, and the KL guard
+--------------------------------------------
+A first policy is fitted to the retargeting heuristic's moves before PPO
+(:func:`imitate_heuristic`: cross-entropy on its actions in ``imitation_episodes`` drawn
+passages, its critic on their dense returns), as an RLHF policy starts from a supervised one.
+During PPO every step is charged ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
+is the heuristic's soft choice among its own moves (``editing.env.heuristic_policy``, read
+from the observation): a policy that copies the heuristic pays almost nothing, one that
+departs from it pays per nat, so a reward model's blind spots cannot pull it far off. The
+charge is added to the rollout buffer's rewards at rollout end, with the learned reward, and
+returns and advantages are recomputed once.
 
 Batched learned reward
 ----------------------
@@ -52,7 +65,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from editing.edit import N_ACTIONS, Edit, model_input
+from editing.edit import N_ACTIONS, Edit, apply_actions, model_input
 from editing.env import (
     EditingEnv,
     EnvConfig,
@@ -60,6 +73,8 @@ from editing.env import (
     FinishedEpisode,
     TrackArrays,
     check_spaces_spec,
+    excerpt_planner,
+    heuristic_policy,
     mix_reward,
     spaces_spec,
 )
@@ -113,10 +128,28 @@ class PolicyConfig:
     # thread during the rollout and a 0.2 ms GIL switch interval: still slower than 0 (the
     # rollout is Python-bound, and the scorer takes the GIL back after each of its kernels).
     reward_chunk: int = 0
+    # A first policy starts by imitating the retargeting heuristic (behaviour cloning on its moves in
+    # ``imitation_episodes`` drawn passages, ``imitation_epochs`` passes), as an RLHF policy starts
+    # from a supervised one: PPO then learns where to depart from it.  0 episodes: from scratch.
+    imitation_episodes: int = 1024
+    imitation_epochs: int = 16
+    # Over-optimisation guard: each step pays ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
+    # is the heuristic's soft choice (``editing.env.heuristic_policy``): the KL penalty of RLHF, toward
+    # the editor the policy must beat, so that a reward model's blind spots cannot pull it far away.
+    heuristic_kl: float = 0.05
+    # The reference's temperature, in seam-cost units: a move dearer than the heuristic's by this
+    # much keeps e^-1 of its weight.
+    heuristic_kl_temperature: float = 0.25
 
     def __post_init__(self) -> None:
         if self.reward_chunk < 0:
             raise ValueError(f"PolicyConfig: reward_chunk {self.reward_chunk} must be >= 0")
+        if self.heuristic_kl < 0 or self.heuristic_kl_temperature <= 0:
+            raise ValueError(f"PolicyConfig: heuristic_kl {self.heuristic_kl} must be >= 0 and its temperature "
+                             f"{self.heuristic_kl_temperature} > 0")
+        if self.imitation_episodes < 0 or self.imitation_epochs < 0:
+            raise ValueError(f"PolicyConfig: imitation_episodes {self.imitation_episodes} and imitation_epochs "
+                             f"{self.imitation_epochs} must be >= 0")
 
 
 def policy_device(config: PolicyConfig) -> torch.device:
@@ -135,14 +168,24 @@ class LearnedReward(Protocol):
 class EnsembleReward:
     """The learned reward of a :class:`rlhf.reward_model.RewardEnsemble` version.
 
-    ``__call__`` gives the ensemble mean normalised by the version's recorded statistics
-    (the policy's reward); :meth:`member_rewards` gives raw per-member rewards (proposal's
+    ``__call__`` gives the policy's reward: the ensemble mean minus ``pessimism`` times the
+    members' spread, normalised by the version's recorded statistics, then put on the dense
+    reward's scale (``scale``); :meth:`member_rewards` gives raw per-member rewards (proposal's
     uncertainty).
     """
 
-    def __init__(self, ensemble: RewardEnsemble, *, batch_size: int = SCORING_BATCH, n_threads: int | None = None) -> None:
+    def __init__(self, ensemble: RewardEnsemble, *, batch_size: int = SCORING_BATCH, n_threads: int | None = None,
+                 pessimism: float = 0.0, scale: tuple[float, float] = (0.0, 1.0)) -> None:
+        if pessimism < 0:
+            raise PolicyError(f"reward pessimism must be at least 0, got {pessimism}")
         self.ensemble = ensemble
         self.batch_size = batch_size
+        # Over-optimisation guard: the policy is paid the members' mean minus ``pessimism`` times
+        # their spread, so edits the members disagree on (off the data) earn less.
+        self.pessimism = float(pessimism)
+        # (mean, std) of the dense score on the reward model's reference edits: the normalised
+        # learned reward (mean 0, std 1 there) is mapped onto the dense reward's scale.
+        self.scale = (float(scale[0]), float(scale[1]))
         # PPO narrows torch to PolicyConfig.n_threads (1) around learning, which suits its small
         # MLPs; the reward model's transformer is scored at the thread count in force when this
         # object was made (all cores by default): about 1.6x faster for a rollout's edits on 2 cores.
@@ -159,8 +202,9 @@ class EnsembleReward:
             return self.ensemble.member_rewards(inputs, batch_size=self.batch_size)
 
     def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray:
-        members = self.member_rewards([(ep.track, ep.edit) for ep in episodes])
-        return self.ensemble.normalize(members.mean(0)).astype(np.float64)
+        members = self.member_rewards([(ep.track, ep.edit) for ep in episodes]).astype(np.float64)
+        guarded = members.mean(0) - self.pessimism * members.std(0)
+        return self.scale[0] + self.scale[1] * self.ensemble.normalize(guarded)
 
 
 # --------------------------------------------------------------------------- callback
@@ -181,6 +225,7 @@ class UpdateMetrics:
     mean_reward: float | None
     entropy: float | None
     approx_kl: float | None
+    kl_to_heuristic: float | None = None  # mean per step of log pi(a|s) - log ref(a|s) in the rollout
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -205,6 +250,9 @@ class RewardMixCallback(BaseCallback):
     reward_chunk : int
         Finished episodes per background learned-reward call (``PolicyConfig.reward_chunk``);
         0 scores each rollout in one call at its end.
+    heuristic_kl, heuristic_kl_temperature : float
+        Weight of the per-step KL penalty toward the heuristic's soft choice, and the choice's
+        temperature (``PolicyConfig``).
     """
 
     def __init__(
@@ -214,6 +262,8 @@ class RewardMixCallback(BaseCallback):
         total_timesteps: int,
         progress: Progress | None = None,
         reward_chunk: int = 0,
+        heuristic_kl: float = 0.0,
+        heuristic_kl_temperature: float = 0.25,
     ) -> None:
         super().__init__()
         if learned_reward is None and learned_weight > 0:
@@ -225,6 +275,8 @@ class RewardMixCallback(BaseCallback):
         self.updates: list[UpdateMetrics] = []
         self.n_learned_calls = 0
         self.reward_chunk = reward_chunk
+        self.heuristic_kl = heuristic_kl
+        self.heuristic_kl_temperature = heuristic_kl_temperature
         self._finished: list[tuple[int, int, FinishedEpisode]] = []
         self._n_submitted = 0
         self._chunks: list[Future[np.ndarray]] = []
@@ -276,8 +328,12 @@ class RewardMixCallback(BaseCallback):
             # .result() re-raises a chunk's error here, in the training thread.
             learned = np.concatenate([chunk.result() for chunk in self._chunks])
             if self.learned_weight > 0:
-                self._add_to_buffer(learned)
+                self._add_learned(learned)
+        kl = self._charge_kl() if self.heuristic_kl > 0 else None
+        if (learned is not None and self.learned_weight > 0) or kl is not None:
+            self._recompute_returns()
         self._pending = {
+            "kl": kl,
             "num_timesteps": self.model.num_timesteps,
             "n_episodes": len(self._finished),
             "learned": None if learned is None else _mean(learned),
@@ -307,10 +363,23 @@ class RewardMixCallback(BaseCallback):
             raise PolicyError("learned reward returned NaN or infinite values")
         return learned
 
-    def _add_to_buffer(self, learned: np.ndarray) -> None:
+    def _add_learned(self, learned: np.ndarray) -> None:
         buffer = self.model.rollout_buffer
         for (step, env_index, _), value in zip(self._finished, learned):
             buffer.rewards[step, env_index] += self.learned_weight * value
+
+    def _charge_kl(self) -> float:
+        """Charge every step of the rollout ``heuristic_kl * (log pi(a|s) - log ref(a|s))``; returns its mean."""
+        buffer = self.model.rollout_buffer
+        reference = heuristic_policy(buffer.observations, self.heuristic_kl_temperature)  # (n_steps, n_envs, 9)
+        taken = buffer.actions.reshape(buffer.log_probs.shape).astype(np.int64)
+        log_ref = np.log(np.take_along_axis(reference, taken[..., None], axis=-1)[..., 0])
+        kl = buffer.log_probs - log_ref
+        buffer.rewards -= (self.heuristic_kl * kl).astype(buffer.rewards.dtype)
+        return float(kl.mean())
+
+    def _recompute_returns(self) -> None:
+        buffer = self.model.rollout_buffer
         # Same bootstrap the algorithm used: the value of the observation after the last step.
         with torch.no_grad():
             last_values = self.model.policy.predict_values(obs_as_tensor(self.model._last_obs, self.model.device))
@@ -333,6 +402,7 @@ class RewardMixCallback(BaseCallback):
             # SB3 logs entropy_loss = -mean entropy.
             entropy=None if entropy_loss is None else -float(entropy_loss),
             approx_kl=None if approx_kl is None else float(approx_kl),
+            kl_to_heuristic=self._pending["kl"],
         )
         self._pending = None
         self.updates.append(metrics)
@@ -380,6 +450,85 @@ def build_policy(tracks: Sequence[TrackArrays], *, env_config: EnvConfig = EnvCo
 
 
 @dataclass(frozen=True)
+class Imitation:
+    """What imitating the heuristic did: demonstrations seen and how often the policy then agrees with them."""
+
+    n_episodes: int
+    n_steps: int
+    epochs: int
+    agreement: float  # share of demonstrated steps whose most probable action is the heuristic's
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def heuristic_demonstrations(tracks: Sequence[TrackArrays], env_config: EnvConfig, *, n_episodes: int,
+                             seed: int, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The heuristic's moves on ``n_episodes`` passages drawn as training draws them.
+
+    Returns
+    -------
+    obs : np.ndarray [shape=(n_steps, OBS_DIM)], float32
+    masks : np.ndarray [shape=(n_steps, 9)], bool
+    actions : np.ndarray [shape=(n_steps,)], int64
+    returns : np.ndarray [shape=(n_steps,)], float32
+        The dense score each step led to, discounted by ``gamma`` (the value a first critic starts from).
+    """
+    env = EditingEnv(tracks, replace(env_config, learned_weight=0.0))
+    obs_rows, mask_rows, action_rows, returns = [], [], [], []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(n_episodes):
+        first = len(action_rows)
+        terminated = False
+        while not terminated:
+            action = env.heuristic_action()
+            obs_rows.append(obs)
+            mask_rows.append(env.action_masks())
+            action_rows.append(action)
+            obs, reward, terminated, _, _ = env.step(action)
+        steps = len(action_rows) - first
+        returns.extend(reward * gamma ** np.arange(steps - 1, -1, -1))
+        obs, _ = env.reset()
+    return (np.asarray(obs_rows, dtype=np.float32), np.asarray(mask_rows, dtype=bool),
+            np.asarray(action_rows, dtype=np.int64), np.asarray(returns, dtype=np.float32))
+
+
+def imitate_heuristic(model: MaskablePPO, tracks: Sequence[TrackArrays], env_config: EnvConfig,
+                      config: PolicyConfig) -> Imitation:
+    """Behaviour cloning: fit the policy's masked action distribution to the heuristic's moves, and its critic to their returns.
+
+    Cross-entropy on the demonstrated actions plus half the squared error of the value, with the
+    policy's own optimiser in minibatches of ``config.batch_size``.
+    """
+    began = time.perf_counter()
+    obs, masks, actions, returns = heuristic_demonstrations(tracks, env_config, n_episodes=config.imitation_episodes,
+                                                            seed=config.seed, gamma=config.gamma)
+    policy = model.policy
+    device = policy.device
+    generator = torch.Generator().manual_seed(config.seed)
+    n = len(actions)
+    obs_t, masks_t = torch.as_tensor(obs, device=device), torch.as_tensor(masks, device=device)
+    actions_t, returns_t = torch.as_tensor(actions, device=device), torch.as_tensor(returns, device=device)
+    policy.set_training_mode(True)
+    for _ in range(config.imitation_epochs):
+        for rows in torch.randperm(n, generator=generator).split(config.batch_size):
+            rows = rows.to(device)
+            values, log_prob, _ = policy.evaluate_actions(obs_t[rows], actions_t[rows], action_masks=masks_t[rows])
+            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), returns_t[rows])
+            policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), model.max_grad_norm)
+            policy.optimizer.step()
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        probs = policy.get_distribution(obs_t, action_masks=masks).distribution.probs.cpu().numpy()
+    agreement = float(np.mean(np.argmax(np.where(masks, probs, -1.0), axis=1) == actions)) if n else float("nan")
+    return Imitation(n_episodes=config.imitation_episodes, n_steps=n, epochs=config.imitation_epochs,
+                     agreement=agreement, seconds=time.perf_counter() - began)
+
+
+@dataclass(frozen=True)
 class TrainingRun:
     """A trained policy and what each of its updates did in this run."""
 
@@ -388,6 +537,7 @@ class TrainingRun:
     start_timesteps: int
     seconds: float
     n_learned_calls: int
+    imitation: Imitation | None = None
 
     @property
     def num_timesteps(self) -> int:
@@ -411,6 +561,8 @@ class TrainingRun:
             "mean_reward": mean_of("mean_reward"),
             "entropy": mean_of("entropy"),
             "approx_kl": mean_of("approx_kl"),
+            "kl_to_heuristic": mean_of("kl_to_heuristic"),
+            "imitation": None if self.imitation is None else self.imitation.to_json(),
         }
 
 
@@ -449,14 +601,21 @@ def train_policy(
     """
     if total_timesteps <= 0:
         raise PolicyError(f"total_timesteps must be positive, got {total_timesteps}")
-    callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress, config.reward_chunk)
+    callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress, config.reward_chunk,
+                                 config.heuristic_kl, config.heuristic_kl_temperature)
+    imitation = None
     if parent is None:
         model = build_policy(tracks, env_config=env_config, config=config)
+        if config.imitation_episodes and config.imitation_epochs:
+            if progress is not None:
+                progress(0.0, f"imitating the heuristic on {config.imitation_episodes} passages")
+            with _torch_threads(config.n_threads):
+                imitation = imitate_heuristic(model, tracks, env_config, config)
     else:
         venv = make_vec_env(tracks, env_config, n_envs=config.n_envs, seed=config.seed)
         model = load_policy(parent, env=venv, device=config.device)
     start = int(model.num_timesteps)
-    began = time.perf_counter()
+    began = time.perf_counter()  # PPO's own time; the imitation records its own
     try:
         with _torch_threads(config.n_threads):
             model.learn(total_timesteps=total_timesteps, callback=callback, reset_num_timesteps=parent is None)
@@ -468,6 +627,7 @@ def train_policy(
         start_timesteps=start,
         seconds=time.perf_counter() - began,
         n_learned_calls=callback.n_learned_calls,
+        imitation=imitation,
     )
 
 
@@ -565,8 +725,8 @@ def sample_actions(
     n_threads : int
         Torch threads while sampling (see ``PolicyConfig.n_threads``).
     env_config : EnvConfig, optional
-        The masks to sample under (its ``min_output_fraction``); default ``EnvConfig()``,
-        as the cycle trains with.
+        The env to sample in; default ``EnvConfig()``, as the cycle trains with (the masks
+        themselves are the builder's and do not depend on it).
 
     Returns
     -------
@@ -578,13 +738,52 @@ def sample_actions(
     # Rewards are not used here: a dense-only env avoids needing a learned reward.
     sampling = replace(env_config or EnvConfig(), learned_weight=0.0)
     envs = [EditingEnv(tracks, sampling) for _ in excerpts]
-    obs = np.stack([env.reset(options={"excerpt": ex})[0] for env, ex in zip(envs, excerpts)])
+    # One plan per distinct excerpt, shared by the envs that edit it (best-of-N edits one excerpt N times).
+    planners: dict[Excerpt, Any] = {}
+    for ex in excerpts:
+        if ex not in planners:
+            planners[ex] = excerpt_planner(tracks[ex.track_index], ex)
+    obs = np.stack([env.reset(options={"excerpt": ex, "planner": planners[ex]})[0] for env, ex in zip(envs, excerpts)])
     actions: list[list[int]] = [[] for _ in excerpts]
     active = list(range(len(excerpts)))
     with _torch_threads(n_threads):
         while active:
             active = _sample_step(model, envs, excerpts, obs, actions, active, deterministic, rng)
     return actions
+
+
+def best_of_n_actions(
+    model: MaskablePPO,
+    reward: EnsembleReward,
+    tracks: Sequence[TrackArrays],
+    excerpts: Sequence[Excerpt],
+    *,
+    n: int,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """Best of ``n`` for each excerpt: the policy's most probable edit and ``n - 1`` sampled ones, the
+    reward-model ensemble's mean choosing (the retarget command's and page's ``best-of-N``).
+
+    Returns
+    -------
+    list of list of int
+        The chosen action ids of each excerpt (ties go to the most probable edit).
+    """
+    if n < 1:
+        raise PolicyError(f"best of {n}: n must be at least 1")
+    most_probable = sample_actions(model, tracks, excerpts, deterministic=True, rng=rng)
+    # All samples of all excerpts in one lock step: one policy forward per step for the whole batch.
+    sampled = sample_actions(model, tracks, [ex for ex in excerpts for _ in range(n - 1)], deterministic=False, rng=rng)
+    options = [[most_probable[i], *sampled[i * (n - 1) : (i + 1) * (n - 1)]] for i in range(len(excerpts))]
+    items = []
+    for ex, candidates in zip(excerpts, options):
+        track = tracks[ex.track_index]
+        bars = track.bar_positions[ex.start : ex.start + ex.n_beats]
+        items.extend((track, apply_actions(a, excerpt_start=ex.start, bar_positions=bars, target_beats=ex.target_beats))
+                     for a in candidates)
+    # Every candidate of every excerpt in one reward-model call (it batches by length), n per excerpt.
+    rewards = reward.member_rewards(items).mean(0).reshape(len(excerpts), n)
+    return [candidates[int(np.argmax(row))] for candidates, row in zip(options, rewards)]
 
 
 def _sample_step(

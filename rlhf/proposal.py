@@ -23,18 +23,18 @@ priority of the disagreement pairs so they are interleaved with them, not starve
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 import numpy as np
 from sb3_contrib import MaskablePPO
 
-from editing.baselines import bar_aligned_cut, random_actions
+from editing.baselines import BAR_CUT, HEURISTIC, RANDOM, baseline_actions
 from editing.edit import Edit, apply_actions
 from editing.env import EnvConfig, Excerpt, TrackArrays, sample_excerpt
 from rlhf.policy import sample_actions
 
-SOURCES = ("policy", "previous_policy", "random", "bar_aligned_cut")
+SOURCES = ("policy", "previous_policy", RANDOM, BAR_CUT, HEURISTIC)
 
 
 class ProposalError(ValueError):
@@ -58,13 +58,18 @@ class ProposalConfig:
     policy_samples, previous_policy_samples, random_samples : int
         Stochastic edits per excerpt from each source.
     include_bar_aligned_cut : bool
-        Add the bar-aligned heuristic cut of each excerpt.
+        Add the bar-aligned cut of each excerpt.
+    include_heuristic : bool
+        Add the retargeting heuristic's edit of each excerpt (the baseline to beat).
     n_pairs : int
         Pairs to return (fewer if fewer distinct pairs exist).
     random_share : float in [0, 1]
         Share of the pairs drawn uniformly at random.
     max_pairs_per_excerpt : int
         Cap on disagreement pairs from one excerpt, so they spread over excerpts.
+    anchor_pairs : int
+        Pairs of the policy's edit against the heuristic, the bar-aligned cut, random actions and
+        the previous policy (in that order, excerpt by excerpt), added on top of ``n_pairs``.
     seed : int
     """
 
@@ -73,14 +78,18 @@ class ProposalConfig:
     previous_policy_samples: int = 1
     random_samples: int = 1
     include_bar_aligned_cut: bool = True
+    include_heuristic: bool = True
     n_pairs: int = 16
     random_share: float = 0.2
     max_pairs_per_excerpt: int = 4
+    anchor_pairs: int = 4
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.random_share <= 1.0:
             raise ProposalError(f"random_share {self.random_share} must lie in [0, 1]")
+        if self.anchor_pairs < 0:
+            raise ProposalError(f"anchor_pairs must be at least 0, got {self.anchor_pairs}")
         for name in ("n_excerpts", "n_pairs", "max_pairs_per_excerpt"):
             if getattr(self, name) < 1:
                 raise ProposalError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -113,7 +122,9 @@ class ProposedPair:
         The ensemble's P(a preferred over b).
     uncertainty : float
         Std across members of ``r_a - r_b``.
-    chosen_by : {"disagreement", "random"}
+    chosen_by : {"disagreement", "random", "anchor"}
+        "anchor": the new policy against a baseline or the previous policy on the same excerpt,
+        asked every cycle so that human scores of each version against fixed references fill in.
     """
 
     a: Candidate
@@ -132,9 +143,14 @@ class Proposal:
 
 
 def choose_excerpts(tracks: Sequence[TrackArrays], n_excerpts: int, rng: np.random.Generator, *, env_config: EnvConfig = EnvConfig()) -> list[Excerpt]:
-    """``n_excerpts`` excerpts, round robin over the tracks in a shuffled order (every track before any twice)."""
+    """``n_excerpts`` excerpts, round robin over the tracks in a shuffled order (every track before any twice).
+
+    Only passages short enough to judge side by side (the config's excerpt range, never its
+    long passages): comparisons are listened to whole.
+    """
     if not tracks:
         raise ProposalError("no tracks to take excerpts from")
+    env_config = replace(env_config, long_passage_probability=0.0)
     order = rng.permutation(len(tracks))
     return [sample_excerpt(rng, tracks, env_config, track_index=int(order[i % len(tracks)])) for i in range(n_excerpts)]
 
@@ -157,15 +173,18 @@ def sample_candidates(
             for excerpt, actions in zip(excerpts, sample_actions(model, tracks, excerpts, deterministic=False, rng=rng)):
                 raw.append((excerpt, actions, source))
     for excerpt in excerpts:
-        bars = _excerpt_bars(tracks, excerpt)
-        for _ in range(config.random_samples):
-            raw.append((excerpt, random_actions(rng, bar_positions=bars, target_beats=excerpt.target_beats), "random"))
-        if config.include_bar_aligned_cut:
-            raw.append((excerpt, bar_aligned_cut(bar_positions=bars, target_beats=excerpt.target_beats), "bar_aligned_cut"))
+        names = [RANDOM] * config.random_samples
+        names += [BAR_CUT] if config.include_bar_aligned_cut else []
+        names += [HEURISTIC] if config.include_heuristic else []
+        for name in names:
+            actions = baseline_actions(name, rng=rng, context=tracks[excerpt.track_index].dense, excerpt_start=excerpt.start,
+                                       bar_positions=_excerpt_bars(tracks, excerpt), target_beats=excerpt.target_beats)
+            raw.append((excerpt, actions, name))
     candidates: list[Candidate] = []
     seen: set[str] = set()
     for excerpt, actions, source in raw:
-        edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=_excerpt_bars(tracks, excerpt))
+        edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=_excerpt_bars(tracks, excerpt),
+                             target_beats=excerpt.target_beats)
         key = edit.key()
         if key in seen:
             continue
@@ -286,4 +305,40 @@ def propose(
         max_pairs_per_excerpt=config.max_pairs_per_excerpt,
         rng=rng,
     )
+    pairs += anchor_pairs(candidates, np.asarray(rewards), n_pairs=config.anchor_pairs, taken=pairs)
     return Proposal(candidates=tuple(candidates), pairs=tuple(pairs), n_duplicates_dropped=n_dropped)
+
+
+_ANCHORS = (HEURISTIC, BAR_CUT, RANDOM, "previous_policy")
+
+
+def anchor_pairs(candidates: Sequence[Candidate], member_rewards: np.ndarray, *, n_pairs: int,
+                 taken: Sequence[ProposedPair] = ()) -> list[ProposedPair]:
+    """Up to ``n_pairs`` pairs of the policy's first edit of an excerpt against that excerpt's references.
+
+    References in order: the heuristic, the bar-aligned cut, random actions, the previous
+    policy; excerpt by excerpt, skipping pairs already in ``taken``.  Their priority is 1 (asked
+    first): they are how each version's human score is measured against fixed baselines.
+    """
+    seen = {frozenset((p.a.key, p.b.key)) for p in taken}
+    index = {id(c): i for i, c in enumerate(candidates)}
+    by_excerpt: dict[Excerpt, dict[str, Candidate]] = defaultdict(dict)
+    for candidate in candidates:
+        by_excerpt[candidate.excerpt].setdefault(candidate.source, candidate)
+    out: list[ProposedPair] = []
+    for sources in by_excerpt.values():
+        policy = sources.get("policy")
+        if policy is None:
+            continue
+        for name in _ANCHORS:
+            other = sources.get(name)
+            if len(out) >= n_pairs:
+                return out
+            if other is None or frozenset((policy.key, other.key)) in seen:
+                continue
+            seen.add(frozenset((policy.key, other.key)))
+            a, b = np.array([index[id(policy)]]), np.array([index[id(other)]])
+            uncertainty, p_a = pair_statistics(member_rewards, a, b)
+            out.append(ProposedPair(a=policy, b=other, priority=1.0, predicted_preference=float(p_a[0]),
+                                    uncertainty=float(uncertainty[0]), chosen_by="anchor"))
+    return out

@@ -8,25 +8,30 @@ deduplicates by content).
 
 Edit sources name what made each edit, as ``annotations.quality`` scores them:
 ``policy:v<N>`` (this cycle's policy), ``policy:v<M>`` (the previous policy),
-``baseline:random`` and ``baseline:bar_cut``.
+and the baselines' ``editing.baselines.BASELINE_EDIT_SOURCES`` (``baseline:random``,
+``baseline:bar_cut``, ``baseline:heuristic``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
+from annotations.errors import DomainError
 from annotations.models import Comparison, Edit, Track
+from editing.baselines import BASELINE_EDIT_SOURCES
 from annotations.services import comparison_create, edit_create, track_load_analysis, track_load_audio
 from rlhf.models import PolicyVersion, RewardModelVersion
 
 if TYPE_CHECKING:  # rlhf.proposal imports stable-baselines3; this module only reads its results
     from rlhf.proposal import Candidate, Proposal, ProposedPair
 
-BASELINE_SOURCES = {"random": "baseline:random", "bar_aligned_cut": "baseline:bar_cut"}
 
 
-class ProposalServiceError(ValueError):
+class ProposalServiceError(DomainError, ValueError):
     """A proposal cannot be stored; the message says why."""
+
+    status_code = 409
+    code = "proposal_refused"
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,8 @@ def edit_source(candidate: Candidate, *, policy: PolicyVersion, previous: Policy
         if previous is None:
             raise ProposalServiceError("a candidate comes from the previous policy, but there is none")
         return previous.source
-    if candidate.source in BASELINE_SOURCES:
-        return BASELINE_SOURCES[candidate.source]
+    if candidate.source in BASELINE_EDIT_SOURCES:
+        return BASELINE_EDIT_SOURCES[candidate.source]
     raise ProposalServiceError(f"candidate source {candidate.source!r} is unknown")
 
 

@@ -55,7 +55,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from editing.edit import MODEL_FEATURE_VERSION, N_ACTIONS, N_MODEL_FEATURES
+from editing.audio import N_AUDIO_FEATURES
+from editing.edit import MODEL_FEATURE_VERSION, N_ACTIONS, N_MODEL_FEATURES, scoring_windows
 
 REWARD_BOUND = 10.0
 # Edits per inference batch: 64 x 32 beats keeps a batch's bf16 activations (~4 MB at the
@@ -135,7 +136,7 @@ class EditInput:
 
     Attributes
     ----------
-    features : np.ndarray [shape=(n_output_beats, 125)], float32
+    features : np.ndarray [shape=(n_output_beats, 127)], float32
         ``editing.edit.model_input`` features.
     actions : np.ndarray [shape=(n_output_beats,)], int64
         Action id that produced each output beat.
@@ -364,7 +365,7 @@ class RewardNet(nn.Module):
 
         Parameters
         ----------
-        features : Tensor [shape=(batch, n_beats, 125)], float32
+        features : Tensor [shape=(batch, n_beats, 127)], float32
         actions : Tensor [shape=(batch, n_beats)], int64
         padding : Tensor [shape=(batch, n_beats)], bool, True where a beat is padding
 
@@ -392,6 +393,29 @@ class RewardNet(nn.Module):
 def count_parameters(config: RewardModelConfig = RewardModelConfig()) -> int:
     net = RewardNet(config, np.zeros(config.n_features), np.ones(config.n_features))
     return sum(p.numel() for p in net.parameters())
+
+
+# The edit-aware "seam" column of the model input (``editing.edit.edit_features``, column 0).
+_SEAM_COLUMN = N_AUDIO_FEATURES
+
+
+def _windowed(edits: Sequence[EditInput]) -> tuple[list[EditInput], np.ndarray]:
+    """Each edit cut into the windows the model reads (``editing.edit.scoring_windows``).
+
+    An edit's reward is the mean of its windows' rewards; an edit of up to
+    ``editing.edit.WINDOW_BEATS`` beats is one window, itself.  Returns the windows and the
+    index of the edit each belongs to, int64 (n_windows,).
+    """
+    windows: list[EditInput] = []
+    owner: list[int] = []
+    for i, edit in enumerate(edits):
+        spans = scoring_windows(edit.n_beats, np.flatnonzero(edit.features[:, _SEAM_COLUMN] > 0))
+        if len(spans) == 1:
+            windows.append(edit)
+        else:
+            windows.extend(EditInput(edit.features[a:b], edit.actions[a:b]) for a, b in spans)
+        owner.extend([i] * len(spans))
+    return windows, np.asarray(owner, dtype=np.int64)
 
 
 def _pad(edits: Sequence[EditInput], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -438,6 +462,8 @@ class RewardEnsemble:
     def member_rewards(self, edits: Sequence[EditInput], *, batch_size: int = SCORING_BATCH) -> np.ndarray:
         """Raw rewards per member.
 
+        An edit longer than ``editing.edit.WINDOW_BEATS`` is read in windows and its reward is
+        their mean (``_windowed``), so time and memory grow linearly with its length.
         Edits are scored in batches of similar length (``_length_batches_for_scoring``);
         a batch of one length runs without a padding mask, so the encoder takes PyTorch's
         fused inference kernel (see ``_ScoringCopies``).  On a CPU with more than one torch
@@ -449,9 +475,21 @@ class RewardEnsemble:
         -------
         np.ndarray [shape=(n_members, len(edits))], float32 in [-10, 10]
         """
-        out = np.zeros((len(self.members), len(edits)), dtype=np.float32)
         if not edits:
-            return out
+            return np.zeros((len(self.members), 0), dtype=np.float32)
+        windows, owner = _windowed(edits)
+        if len(windows) == len(edits):
+            return self._window_rewards(edits, batch_size)
+        per_window = self._window_rewards(windows, batch_size)
+        counts = np.bincount(owner, minlength=len(edits)).astype(np.float32)
+        out = np.zeros((len(self.members), len(edits)), dtype=np.float32)
+        for k in range(len(self.members)):
+            out[k] = np.bincount(owner, weights=per_window[k], minlength=len(edits)) / counts
+        return out
+
+    def _window_rewards(self, edits: Sequence[EditInput], batch_size: int) -> np.ndarray:
+        """Raw rewards per member of inputs read whole, shape (n_members, len(edits))."""
+        out = np.zeros((len(self.members), len(edits)), dtype=np.float32)
         nets = self._scoring_copies()
         lengths = np.array([e.n_beats for e in edits])
         forwards = []
@@ -678,6 +716,9 @@ class TrainingConfig:
     weight_decay: float = 0.01
     validation_fraction: float = 0.2
     calibration_fraction: float = 0.15
+    # Early stopping picks each member's epoch on a split of its own (carved from the training
+    # groups), so the reported validation accuracy comes from pairs nothing was selected on.
+    selection_fraction: float = 0.15
     min_pairs: int = 20
     n_threads: int = 2
     device: str | None = None
@@ -686,7 +727,7 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class MemberCurve:
     train_loss: list[float]
-    val_loss: list[float]
+    val_loss: list[float]  # on the selection split, per epoch (empty when there was none)
     best_epoch: int
 
 
@@ -717,6 +758,8 @@ class TrainingResult:
     validation_rows: np.ndarray
     seconds: float
     pairs_per_second: float
+    # Rows early stopping chose epochs on (empty: too few groups to spare, every member ran max_epochs).
+    selection_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _feature_stats(edits: Sequence[EditInput], used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -742,9 +785,14 @@ def _batch_loss(
 ) -> tuple[torch.Tensor, float]:
     a, b = ds.pair_a[rows], ds.pair_b[rows]
     unique, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
-    feats, acts, padding = _pad([ds.edits[i] for i in unique], device)
+    windows, owner = _windowed([ds.edits[i] for i in unique])
+    feats, acts, padding = _pad(windows, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         rewards = model(feats, acts, padding)
+    if len(windows) != unique.size:  # an edit's reward is the mean of its windows'
+        index = torch.from_numpy(owner).to(device)
+        total = torch.zeros(unique.size, device=device, dtype=rewards.dtype).index_add(0, index, rewards)
+        rewards = total / torch.bincount(index, minlength=unique.size).to(rewards.dtype)
     inv = torch.from_numpy(inverse).to(device)
     logits = rewards[inv[: rows.size]] - rewards[inv[rows.size :]]
     target = torch.from_numpy(ds.target[rows]).to(device)
@@ -773,7 +821,10 @@ def train_ensemble(
     warm_start: RewardEnsemble | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainingResult:
-    """Train an ensemble with a track-wise split and early stopping; deterministic from ``config.seed``.
+    """Train an ensemble with a group-wise split and early stopping; deterministic from ``config.seed``.
+
+    Four disjoint sets of groups (tracks, or excerpts when tracks are few): training, calibration,
+    selection (early stopping) and validation (the reported metrics, never selected on).
 
     Parameters
     ----------
@@ -815,6 +866,11 @@ def train_ensemble(
         fit, calib = split_by_group(dataset.group[train_rows], validation_fraction=config.calibration_fraction,
                                     seed=config.seed + 1)
         train_rows, calibration_rows = train_rows[fit], train_rows[calib]
+    selection_rows = np.zeros(0, dtype=np.int64)
+    if config.selection_fraction > 0 and np.unique(dataset.group[train_rows]).size >= 2:
+        fit, select = split_by_group(dataset.group[train_rows], validation_fraction=config.selection_fraction,
+                                     seed=config.seed + 2)
+        train_rows, selection_rows = train_rows[fit], train_rows[select]
     if warm_start is not None:
         mean, std = (warm_start.members[0].feature_mean.cpu().numpy(), warm_start.members[0].feature_std.cpu().numpy())
     else:
@@ -851,7 +907,10 @@ def train_ensemble(
                 if progress is not None:
                     progress(f"member {k + 1}/{config.n_members} epoch {epoch + 1}", i + 1, len(batches))
             train_curve.append(total / weight)
-            val_loss = _validation_loss(model, dataset, val_rows, device, use_bf16)
+            if not selection_rows.size:  # nothing to select on: the last epoch stands
+                best_state, best_epoch = copy.deepcopy(model.state_dict()), epoch
+                continue
+            val_loss = _validation_loss(model, dataset, selection_rows, device, use_bf16)
             val_curve.append(val_loss)
             if val_loss < best_loss - 1e-4:
                 best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
@@ -872,7 +931,7 @@ def train_ensemble(
     seconds = time.perf_counter() - started
     return TrainingResult(
         ensemble=ensemble, evaluation=evaluation, curves=curves, train_rows=train_rows, calibration_rows=calibration_rows,
-        validation_rows=val_rows,
+        validation_rows=val_rows, selection_rows=selection_rows,
         seconds=seconds, pairs_per_second=pairs_seen / seconds,
     )
 

@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -47,6 +47,7 @@ from rlhf.reward_model import (
     RewardEnsemble,
     TrainingConfig,
     dataset_from_judgements,
+    evaluate,
     load_checkpoint,
     save_checkpoint,
     select_device,
@@ -63,6 +64,10 @@ ARTIFACT_FOLDER = "reward_models"
 CACHE_FOLDER = "cache/model_input"
 REFERENCE_SET_SIZE = 256
 DEFAULT_MIN_GOLD_ACCURACY = 0.7
+# Fewer tracks than this: the reward model's splits keep excerpts apart instead of tracks.  Four
+# disjoint track sets (training, calibration, early-stopping selection, validation) out of four
+# to seven tracks would leave one to three tracks, a small share of the pairs, for training.
+MIN_TRACKS_FOR_TRACK_SPLIT = 8
 
 Progress = Callable[[str, int, int], None]
 
@@ -124,6 +129,29 @@ def dense_combined_scores(edits: Sequence[Edit]) -> np.ndarray:
     return scores
 
 
+def dense_scale(edits: Sequence[Edit]) -> dict[str, float]:
+    """Mean and spread of the dense combined score over ``edits`` (a reward model's reference edits).
+
+    The policy's learned reward is mapped onto this scale (``rlhf.policy.EnsembleReward``), so
+    that ``w * learned + (1 - w) * dense`` weighs two rewards of the same spread.
+    """
+    scores = dense_combined_scores(edits) if edits else np.zeros(0)
+    if scores.size < 2:
+        return {"mean": 0.0, "std": 1.0}
+    return {"mean": float(scores.mean()), "std": float(max(scores.std(), 1e-3))}
+
+
+def policy_reward(version: RewardModelVersion, *, pessimism: float = 0.0):
+    """The learned reward a policy trains on: the version's ensemble on the dense scale, ``pessimism`` k.
+
+    Versions trained before the dense scale was recorded keep the plain normalised reward.
+    """
+    from rlhf.policy import EnsembleReward
+
+    scale = version.metrics.get("reward_scale", {}).get("dense", {"mean": 0.0, "std": 1.0})
+    return EnsembleReward(reward_model_load(version), pessimism=pessimism, scale=(scale["mean"], scale["std"]))
+
+
 # --------------------------------------------------------------------------- dataset
 
 @dataclass(frozen=True)
@@ -135,6 +163,7 @@ class TrainingData:
     judgement_ids: tuple[int, ...]
     judgements_sha256: str
     dropped_annotators: tuple[int, ...]
+    split_unit: str = "track"  # what ``dataset.group`` holds: "track" or "excerpt"
 
 
 def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float | None = None,
@@ -161,12 +190,18 @@ def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float 
         qs, dropped = judgements_for_export(filters)
     rows = list(qs.values_list(
         "id", "comparison_id", "comparison__track_id", "comparison__edit_a_id", "comparison__edit_b_id",
-        "choice", "confidence",
+        "choice", "confidence", "comparison__edit_a__excerpt_start_beat", "comparison__edit_a__n_source_beats",
+        "comparison__edit_a__target_beats",
     ))
+    # Splits keep whole groups apart: tracks when there are enough of them, else excerpts (a
+    # track-wise split of three tracks would leave one for training).
+    by_track = len({r[2] for r in rows}) >= MIN_TRACKS_FOR_TRACK_SPLIT
+    excerpt_ids: dict[tuple, int] = {}
+    groups = [r[2] if by_track else excerpt_ids.setdefault((r[2], r[7], r[8], r[9]), len(excerpt_ids)) for r in rows]
     edit_ids = sorted({r[3] for r in rows} | {r[4] for r in rows})
     edits = tuple(Edit.objects.filter(pk__in=edit_ids).select_related("track").order_by("pk"))
     index = {e.pk: i for i, e in enumerate(edits)}
-    judgements = [(track, index[a], index[b], choice, conf) for _, _, track, a, b, choice, conf in rows]
+    judgements = [(group, index[r[3]], index[r[4]], r[5], r[6]) for group, r in zip(groups, rows)]
     digest = hashlib.sha256(json.dumps([[r[0], r[1], r[5], r[6]] for r in rows]).encode()).hexdigest()
     dataset = dataset_from_judgements(
         edit_inputs(edits), judgements,
@@ -174,7 +209,7 @@ def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float 
     )
     return TrainingData(
         dataset=dataset, edits=edits, judgement_ids=tuple(r[0] for r in rows), judgements_sha256=digest,
-        dropped_annotators=tuple(dropped),
+        dropped_annotators=tuple(dropped), split_unit="track" if by_track else "excerpt",
     )
 
 
@@ -244,8 +279,14 @@ def reward_model_train(
         "n_train_pairs": int(result.train_rows.size),
         "n_calibration_pairs": int(result.calibration_rows.size),
         "n_validation_pairs": int(result.validation_rows.size),
+        "n_selection_pairs": int(result.selection_rows.size),
+        "split_unit": data.split_unit,
         "temperature": result.ensemble.temperature,
-        "validation_tracks": sorted({int(t) for t in data.dataset.group[result.validation_rows]}),
+        "validation_tracks": sorted({int(data.edits[data.dataset.pair_a[r]].track_id) for r in result.validation_rows}),
+        "reward_scale": {
+            "learned": {"mean": result.ensemble.reward_mean, "std": result.ensemble.reward_std},
+            "dense": dense_scale(reference),
+        },
         "train_seconds": round(result.seconds, 2),
         "pairs_per_second": round(result.pairs_per_second, 1),
         "reference_edit_ids": [e.pk for e in reference],
@@ -305,3 +346,53 @@ def edit_rewards_predict(*, edits: Sequence[Edit], version: RewardModelVersion |
     ensemble = reward_model_load(version)
     mean, std = ensemble.predict(edit_inputs(edits))
     return EditRewards(version=version, reward=mean, uncertainty=std, normalized=ensemble.normalize(mean))
+
+
+# --------------------------------------------------------------------------- before and after
+
+def reward_model_holdout_accuracy(*, version: RewardModelVersion,
+                                  previous: RewardModelVersion | None) -> dict[str, Any]:
+    """Accuracy of ``version``, of ``previous`` and of the dense reward alone on the same unbiased held-out pairs.
+
+    Held out: judgements ``version`` was trained with, on its validation tracks (no pair of those
+    tracks was trained on).  Unbiased: only comparisons that no reward model picked, i.e. the
+    ones without a ``reward_model_version`` (baselines); a comparison picked where a model was
+    unsure would make that model look worse than it is.  ``previous`` may have trained on some
+    of these pairs (another split of older data): ``n_trained_on`` says how many judgements.
+
+    Returns a JSON object for the cycle's metrics: ``n_pairs`` and ``n_decided`` (pairs whose
+    combined answer is not a tie), ``after`` / ``before`` (None without a previous version) /
+    ``dense`` with their ``accuracy`` (None when no pair is decided).
+    """
+    tracks = [int(t) for t in version.metrics.get("validation_tracks", [])]
+    trained = set(version.judgement_ids)
+    candidates = Judgement.objects.filter(
+        comparison__track_id__in=tracks, comparison__reward_model_version="", comparison__is_gold=False,
+        pk__lte=max(trained, default=0),
+    ).values_list("pk", flat=True)
+    ids = sorted(pk for pk in candidates if pk in trained)
+    empty = {"tracks": tracks, "n_judgements": len(ids), "n_pairs": 0, "n_decided": 0,
+             "after": {"label": version.label, "accuracy": None}, "dense": {"accuracy": None},
+             "before": None if previous is None else {"label": previous.label, "accuracy": None, "n_trained_on": 0}}
+    if not ids:
+        return empty
+    # The thresholds the version was trained with, so the pairs are exactly a subset of its data.
+    data = training_data_build(judgement_ids=ids, include_gold=False,
+                               min_gold_accuracy=version.hyperparameters.get("min_gold_accuracy"))
+    if data.dataset.n_pairs == 0:
+        return {**empty, "n_judgements": 0}
+    after = evaluate(reward_model_load(version), data.dataset)
+    result: dict[str, Any] = {
+        "tracks": tracks, "n_judgements": len(data.judgement_ids), "n_pairs": after.n_pairs,
+        "n_decided": after.n_decided, "after": {"label": version.label, "accuracy": _finite(after.accuracy)},
+        "dense": {"accuracy": after.baseline_accuracy}, "before": None,
+    }
+    if previous is not None:
+        before = evaluate(reward_model_load(previous), data.dataset)
+        result["before"] = {"label": previous.label, "accuracy": _finite(before.accuracy),
+                            "n_trained_on": len(set(data.judgement_ids) & set(previous.judgement_ids))}
+    return result
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else float(value)  # evaluate() gives NaN when no pair is decided

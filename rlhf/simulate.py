@@ -1,45 +1,32 @@
-"""Simulated annotators: answer open comparisons by a hidden rule, through the annotators' own services.
+"""Simulated annotators: answer open comparisons with a pluggable listener, through the annotators' own services.
 
-Researchers use them to test the whole loop before paying people; the tests
-use them to prove that the reward model learns a preference it was never told.
+Researchers use them to test the whole loop before paying people; the tests use them to
+prove that the reward model learns a preference it was never told.
 
-The hidden preference rule (``PreferenceRule``) listens to the rendered audio
-------------------------------------------------------------------------------
-Each edit gets a score, higher is better, from its stored rendering (the WAV
-file the annotation page plays) and its beat grid:
+The listener
+------------
+Each edit gets a score, higher is better, from a *listener* (``rlhf.listeners``): any callable
+``score(clip)`` over a :class:`rlhf.listeners.Clip` built from the edit's stored rendering
+(the WAV file the annotation page plays), its beat timeline, the source track's audio and
+grid, and the track's ground truth where the corpus came with one.  The default listener
+hears harmonic clashes on the waveform and counts metre and four-bar phrases on the true grid;
+``--listener PATH.py:NAME`` plugs in another.
 
-* every seam costs ``seam_cost`` (0.5): a listener notices each splice;
-* a loudness jump at a seam costs ``jump_cost`` (1.0) per 6 dB: the level is
-  the RMS in dBFS of the ``window_ms`` (80 ms) of rendered audio just before
-  and just after the seam (the crossfade itself is in neither window);
-* a seam whose incoming beat is not a downbeat (bar position 0 on the track's
-  beat grid) costs ``off_bar_cost`` (1.0): a cut off the bar line stumbles;
-* every output beat that replays a track beat already heard costs
-  ``repeat_cost`` (0.15): loops get tiresome;
-* every beat of difference between the edit's length and the length it was
-  asked for (``Edit.target_beats``) costs ``length_cost`` (0.1): a listener
-  who asked for a 24-beat edit hears a 2-beat one as broken, however clean.
-  Without this term the cheapest edit is the shortest one (no seams at all),
-  and a policy trained against the rule learns to stop after a beat or two.
-
-Penalties add up over the edit (more glitches, worse edit), unlike the dense
-rewards, which average over seams; so the rule is related to the dense
-rewards but not the same, and a learned model can beat them.
-
-Answers
--------
-With probability ``noise`` (default 0.1, as in Christiano et al. 2017) an
-annotator answers A or B uniformly at random with a uniformly random
-confidence.  Otherwise, with margin ``m = score_A - score_B``, it prefers A with
-probability ``sigmoid(m / temperature)`` (Boltzmann-rational, temperature
-0.5) and reports the confidence whose target in ``reward_model`` (0.6 ... 0.98)
-is closest to ``sigmoid(|m| / temperature)``: confidence follows the margin.
-An exact tie of scores is answered "tie".
+Answers (:class:`AnnotatorModel`)
+---------------------------------
+With probability ``noise`` (default 0.1, as in Christiano et al. 2017) an annotator answers A
+or B uniformly at random with a uniformly random confidence.  Otherwise, with margin
+``m = score_A - score_B``: below ``tie_margin`` (0.1 score units) it answers "tie" with
+confidence 1 (it cannot tell them apart); else it prefers A with probability
+``sigmoid(m / temperature)`` (Boltzmann-rational, temperature 0.5), and its confidence is its
+own rule, 1 plus the number of ``confidence_margins`` (0.25, 0.5, 1, 2) that ``|m|`` exceeds:
+a clearer difference, a surer answer.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -50,10 +37,11 @@ from django.contrib.auth.models import Group
 
 from annotations.assignment import assignment_next
 from annotations.judgements import judgement_submit
-from annotations.models import Edit
+from annotations.listening import listening_record_in_full, listening_wait_seconds
+from annotations.models import Edit, Track
 from annotations.roles import ANNOTATOR
-from annotations.services import track_load_analysis
-from rlhf.reward_model import CONFIDENCE_LEVELS, confidence_target
+from annotations.services import track_load_analysis, track_load_audio, track_load_truth
+from rlhf.listeners import Clip, Listener, clip_build, default_listener, listener_score
 
 SIMULATED_PREFIX = "sim-annotator-"
 
@@ -63,100 +51,67 @@ class SimulationError(ValueError):
 
 
 @dataclass(frozen=True)
-class PreferenceRule:
-    """The hidden rule (see the module docstring); costs are in score units."""
-
-    seam_cost: float = 0.5
-    jump_cost_per_6db: float = 1.0
-    off_bar_cost: float = 1.0
-    repeat_cost: float = 0.15
-    length_cost: float = 0.1
-    window_ms: float = 80.0
-
-    def score(self, audio: np.ndarray, sample_rate: int, *, seam_seconds: list[float],
-              track_beats: np.ndarray, seam_output_beats: list[int], bar_positions: np.ndarray,
-              target_beats: int | None = None) -> float:
-        """Score one rendered edit.
-
-        Parameters
-        ----------
-        audio : np.ndarray [shape=(n,)], float  rendered mono audio
-        sample_rate : int, Hz
-        seam_seconds : output time of every seam, s
-        track_beats : np.ndarray [shape=(n_output_beats,)], int  track beat of each output beat
-        seam_output_beats : output beat index starting each seam (same order as ``seam_seconds``)
-        bar_positions : np.ndarray [shape=(n_track_beats,)], int  the track's bar positions
-        target_beats : the length the edit was asked for, in output beats (None: no length term)
-        """
-        window = max(1, int(self.window_ms / 1000 * sample_rate))
-        score = 0.0
-        for t, k in zip(seam_seconds, seam_output_beats):
-            centre = int(round(t * sample_rate))
-            before = audio[max(0, centre - window) : centre]
-            after = audio[centre : centre + window]
-            jump_db = abs(_rms_db(after) - _rms_db(before)) if before.size and after.size else 0.0
-            score -= self.seam_cost + self.jump_cost_per_6db * jump_db / 6.0
-            if bar_positions[track_beats[k]] != 0:
-                score -= self.off_bar_cost
-        _, first_seen = np.unique(track_beats, return_index=True)
-        score -= self.repeat_cost * (track_beats.size - first_seen.size)
-        if target_beats:
-            score -= self.length_cost * abs(track_beats.size - target_beats)
-        return float(score)
-
-
-def seam_output_beats(beat_starts_seconds: np.ndarray, seam_seconds: list[float]) -> list[int]:
-    """The output beat each seam starts: the one whose start is nearest the seam.
-
-    Parameters
-    ----------
-    beat_starts_seconds : np.ndarray [shape=(n_output_beats + 1,)], output beat boundaries, s
-    seam_seconds : output time of every seam, s
-    """
-    starts = np.asarray(beat_starts_seconds, dtype=np.float64)[:-1]
-    return [int(np.argmin(np.abs(starts - t))) for t in seam_seconds]
-
-
-def _rms_db(x: np.ndarray) -> float:
-    # -100 dBFS floor: digital silence would otherwise be -inf.
-    return float(20 * np.log10(max(np.sqrt(np.mean(np.square(x, dtype=np.float64))), 1e-5)))
-
-
-@dataclass(frozen=True)
 class AnnotatorModel:
-    """How a simulated annotator turns rule scores into answers."""
+    """How a simulated annotator turns listener scores into answers (see the module docstring)."""
 
     noise: float = 0.1
     temperature: float = 0.5
+    tie_margin: float = 0.1
+    confidence_margins: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
 
     def answer(self, margin: float, rng: random.Random) -> tuple[str, int, bool]:
         """(choice, confidence, answered at random) for a score margin ``score_A - score_B``."""
         if rng.random() < self.noise:
             return ("a" if rng.random() < 0.5 else "b"), rng.randint(1, 5), True
-        if margin == 0.0:
+        if abs(margin) < self.tie_margin:
             return "tie", 1, False
         p_a = 1.0 / (1.0 + np.exp(-margin / self.temperature))
         choice = "a" if rng.random() < p_a else "b"
-        p_sure = max(p_a, 1.0 - p_a)
-        confidence = min(CONFIDENCE_LEVELS, key=lambda c: abs(confidence_target("a", c) - p_sure))
-        return choice, confidence, False
+        confidence = 1 + sum(abs(margin) > m for m in self.confidence_margins)
+        return choice, int(confidence), False
+
+    def win_probability(self, margin: np.ndarray | float) -> np.ndarray:
+        """Expected share of answers preferring A for margins ``score_A - score_B`` (a tie counts one half)."""
+        m = np.asarray(margin, dtype=np.float64)
+        p_rule = np.where(np.abs(m) < self.tie_margin, 0.5, 1.0 / (1.0 + np.exp(-m / self.temperature)))
+        return self.noise * 0.5 + (1.0 - self.noise) * p_rule
 
 
-def edit_rule_score(edit: Edit, rule: PreferenceRule, *, cache: dict[int, float] | None = None) -> float:
-    """The hidden rule's score of ``edit``, from its rendered audio and the track's beat grid."""
-    if cache is not None and edit.pk in cache:
-        return cache[edit.pk]
+@dataclass
+class _TrackCache:
+    """Per-track audio, grid and truth, loaded once per simulation."""
+
+    entries: dict[int, tuple] = field(default_factory=dict)
+
+    def get(self, track: Track) -> tuple:
+        if track.pk not in self.entries:
+            analysis = track_load_analysis(track)
+            self.entries[track.pk] = (track_load_audio(track), analysis.beat_samples, analysis.bar_positions,
+                                      track_load_truth(track))
+        return self.entries[track.pk]
+
+
+def edit_clip(edit: Edit, *, tracks: _TrackCache | None = None) -> Clip:
+    """The :class:`rlhf.listeners.Clip` of a stored edit: its rendered audio as annotators hear it."""
     with edit.audio.open("rb") as fh:
         audio, sr = sf.read(fh, dtype="float32", always_2d=False)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
+    y, beat_samples, bar_positions, truth = (tracks or _TrackCache()).get(edit.track)
     render = edit.render
-    seams = [float(t) for t in render["seam_seconds"]]
-    seam_beats = seam_output_beats(render["beat_starts_seconds"], seams)
-    analysis = track_load_analysis(edit.track)
-    value = rule.score(audio, sr, seam_seconds=seams, track_beats=np.asarray(render["track_beats"], dtype=np.int64),
-                       seam_output_beats=seam_beats, bar_positions=analysis.bar_positions,
-                       target_beats=edit.target_beats)
+    return clip_build(audio=audio, sample_rate=sr, output_beat_seconds=np.asarray(render["beat_starts_seconds"]),
+                      source_beats=np.asarray(render["track_beats"]), seam_seconds=render["seam_seconds"],
+                      track_audio=y, beat_samples=beat_samples, bar_positions=bar_positions, truth=truth,
+                      excerpt_start=edit.excerpt_start_beat, n_source_beats=edit.n_source_beats,
+                      target_beats=edit.target_beats)
+
+
+def edit_listener_score(edit: Edit, listener: Listener, *, cache: dict[int, float] | None = None,
+                        tracks: _TrackCache | None = None) -> float:
+    """The listener's score of a stored ``edit``."""
+    if cache is not None and edit.pk in cache:
+        return cache[edit.pk]
+    value = listener_score(listener, edit_clip(edit, tracks=tracks))
     if cache is not None:
         cache[edit.pk] = value
     return value
@@ -190,25 +145,29 @@ def annotators_simulate(
     *,
     n_annotators: int = 3,
     max_judgements: int | None = None,
-    rule: PreferenceRule = PreferenceRule(),
+    listener: Listener = default_listener,
     model: AnnotatorModel = AnnotatorModel(),
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> SimulationReport:
     """Let simulated annotators judge open comparisons until none is left (or ``max_judgements``).
 
-    Each annotator takes work from ``annotations.assignment.assignment_next``
-    and answers with ``annotations.judgements.judgement_submit``, exactly as
-    the API does, so assignment rules, quotas, gold items and repeats apply.
+    ``listener`` scores each edit (``rlhf.listeners``).  Each annotator takes work from
+    ``annotations.assignment.assignment_next`` and answers with
+    ``annotations.judgements.judgement_submit``, exactly as the API does, so assignment rules,
+    quotas, gold items and repeats apply.
     """
     if not 0.0 <= model.noise <= 1.0:
         raise SimulationError(f"noise rate {model.noise} is outside [0, 1]")
     users = simulated_annotators(n_annotators)
     rng = random.Random(seed)
     cache: dict[int, float] = {}
+    tracks = _TrackCache()
     done = n_random = 0
     active = list(users)
+    answers: dict[int, tuple[str, int, bool]] = {}
     while active and (max_judgements is None or done < max_judgements):
+        waits: list[float] = []
         for user in list(active):
             if max_judgements is not None and done >= max_judgements:
                 break
@@ -217,9 +176,18 @@ def annotators_simulate(
                 active.remove(user)
                 continue
             comparison = assignment.comparison
-            margin = (edit_rule_score(comparison.edit_a, rule, cache=cache)
-                      - edit_rule_score(comparison.edit_b, rule, cache=cache))
-            choice, confidence, was_random = model.answer(margin, rng)
+            if assignment.pk not in answers:
+                # Answered when given (so `rng` is drawn in the same order as without waiting), its audio
+                # recorded as served; submitted once the minimum listen has passed, the browser's rule.
+                margin = (edit_listener_score(comparison.edit_a, listener, cache=cache, tracks=tracks)
+                          - edit_listener_score(comparison.edit_b, listener, cache=cache, tracks=tracks))
+                answers[assignment.pk] = model.answer(margin, rng)
+                listening_record_in_full(annotator=user, assignment=assignment)
+            wait = listening_wait_seconds(assignment=assignment)
+            if wait > 0:  # all annotators wait at once: a round costs one minimum listen
+                waits.append(wait)
+                continue
+            choice, confidence, was_random = answers.pop(assignment.pk)
             n_random += was_random
             left = comparison.edit_a if assignment.left_is_a else comparison.edit_b
             # A simulated listener hears both edits in full (at least the minimum the service demands).
@@ -234,4 +202,6 @@ def annotators_simulate(
             done += 1
             if progress is not None:
                 progress(done)
+        if waits:
+            time.sleep(min(waits))
     return SimulationReport(n_judgements=done, n_annotators=n_annotators, n_random=n_random)

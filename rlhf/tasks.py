@@ -1,9 +1,7 @@
 """Celery tasks of the learning side: thin wrappers over the services (routed to the "training" queue)."""
 from __future__ import annotations
 
-from celery import shared_task
-
-from feedback_site.background import enqueue
+from celery import chain, shared_task
 
 
 @shared_task(name="rlhf.tasks.train_reward_model_task")
@@ -32,13 +30,20 @@ def run_cycle_step(self, cycle_id: int, step: str) -> bool:
 
 
 def cycle_dispatch(cycle_id: int, from_step: str) -> None:
-    """Send the cycle's steps from ``from_step`` on as one chain (see ``feedback_site.background``)."""
-    from celery import chain
+    """Send the cycle's steps from ``from_step`` on, each after the previous one succeeded.
 
+    The first step is sent with the rest linked to it: sending goes through the
+    task class (``apply_async``), which is where the Celery app's configuration
+    decides on a worker, a thread of the site or an inline run.  A ``chain``'s
+    own eager path would bypass that choice and run the whole cycle inside the
+    request.
+    """
     from rlhf.cycle import STEPS
 
-    steps = STEPS[STEPS.index(from_step):]
-    enqueue(chain(*(run_cycle_step.si(cycle_id, step) for step in steps)))
+    first, *rest = (run_cycle_step.si(cycle_id, step) for step in STEPS[STEPS.index(from_step):])
+    if rest:
+        first.link(chain(*rest) if len(rest) > 1 else rest[0])
+    first.delay()
 
 
 @shared_task(name="rlhf.tasks.maybe_start_cycle")
@@ -46,7 +51,7 @@ def maybe_start_cycle(min_new_judgements: int | None = None) -> str:
     """Periodic (django-celery-beat): recover a lost cycle, else start one when enough judgements are new."""
     from django.conf import settings
 
-    from rlhf.cycle import CycleBusy, CycleParameters, cycle_recover, cycle_should_start, cycle_start
+    from rlhf.cycle import CycleBusy, CycleParameters, CycleRefused, cycle_recover, cycle_should_start, cycle_start
 
     recovered = cycle_recover()
     if recovered:
@@ -57,6 +62,16 @@ def maybe_start_cycle(min_new_judgements: int | None = None) -> str:
         return f"no cycle started: {reason}"
     try:
         cycle = cycle_start(parameters=CycleParameters.defaults(), trigger="schedule")
-    except CycleBusy as err:
+    except (CycleBusy, CycleRefused) as err:
         return f"no cycle started: {err}"
     return f"started cycle {cycle.pk}: {reason}"
+
+
+# --------------------------------------------------------------------------- retargeting
+
+@shared_task(name="rlhf.tasks.retarget_job_task")
+def retarget_job_task(job_id: int) -> str:
+    """Make the edits of a retarget job (``rlhf.retarget_services.retarget_job_run``); returns its status."""
+    from rlhf.retarget_services import retarget_job_run
+
+    return retarget_job_run(job_id=job_id).status

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from annotations.errors import DomainError
 from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
 from rlhf.models import PolicyVersion, RewardModelVersion
 
 
-class RewardServiceError(ValueError):
+class RewardServiceError(DomainError, ValueError):
     """A reward-model service refused; the message names the version or data and the reason.
 
     Not a subclass of ``rlhf.reward_model.RewardModelError``: that module imports
     torch, and the site must be able to catch this error without loading it.
     """
 
+    status_code = 409
+    code = "reward_model_refused"
 
-class PolicyServiceError(ValueError):
+
+class PolicyServiceError(DomainError, ValueError):
     """A policy-version service refused; the message names the version and the reason."""
+
+    status_code = 409
+    code = "policy_refused"
 
 
 # --------------------------------------------------------------------------- reward models
@@ -63,16 +70,24 @@ def policy_active() -> PolicyVersion | None:
     return PolicyVersion.objects.filter(is_active=True).first()
 
 
-def policy_activate(*, version: PolicyVersion) -> PolicyVersion:
-    """Make ``version`` the one active policy (refuses one saved for other spaces)."""
+def policy_spaces_problem(version: PolicyVersion) -> str | None:
+    """Why ``version`` cannot act in this env (it was trained for other spaces), or None when it can."""
     # The current spaces are declared once, in the env module, which imports gymnasium
-    # (a few tens of ms); only activating a policy pays for it, not every page.
+    # (a few tens of ms); only the callers that use a policy pay for it, not every page.
     from editing.env import SpacesSpecMismatch, check_spaces_spec
 
     try:
         check_spaces_spec(version.spaces_spec, what=f"policy {version.label}")
     except SpacesSpecMismatch as err:
-        raise PolicyServiceError(str(err)) from err
+        return f"{err}; a cycle trains a first policy for the current spaces"
+    return None
+
+
+def policy_activate(*, version: PolicyVersion) -> PolicyVersion:
+    """Make ``version`` the one active policy (refuses one saved for other spaces)."""
+    problem = policy_spaces_problem(version)
+    if problem:
+        raise PolicyServiceError(problem)
     with transaction.atomic():
         PolicyVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
         PolicyVersion.objects.filter(pk=version.pk).update(is_active=True)

@@ -3,24 +3,16 @@ from __future__ import annotations
 
 import io
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
-from annotations.roles import is_researcher
+from annotations.roles import researcher_required
 from rlhf.models import RewardModelVersion
 
 
-def _require_researcher(request: HttpRequest) -> None:
-    if not is_researcher(request.user):
-        raise PermissionDenied("researchers only")
-
-
-@login_required
+@researcher_required
 def reward_model_loss_plot(request: HttpRequest, pk: int) -> HttpResponse:
     """PNG of the train and validation loss per epoch of every ensemble member of one version."""
-    _require_researcher(request)
     version = get_object_or_404(RewardModelVersion, pk=pk)
     # Agg: no display on servers; imported here so pages that never plot don't pay for matplotlib.
     import matplotlib

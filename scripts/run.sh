@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
+# The local demo runs with DEBUG on (a development key, tracebacks, plain HTTP); the site's own default is off.
+export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 $PY manage.py migrate --noinput
 $PY manage.py make_demo_corpus --out var/demo_corpus
 $PY manage.py ingest_audio var/demo_corpus

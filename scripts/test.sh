@@ -15,7 +15,10 @@ bash scripts/services.sh
 PY=.venv/bin/python
 echo "== tests on SQLite =="
 env -u DATABASE_URL $PY -m pytest "$@"
-echo "== tests on PostgreSQL, with a real Celery worker over Redis (the browser test ran above) =="
+echo "== tests on PostgreSQL, with a real Celery worker over Redis =="
+# Every fast test again, and the slow ones that are about the database or the worker. The other slow
+# tests (model training, browsers, schemathesis) ran above; they do not depend on the engine and
+# would double the suite's time.
 DATABASE_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/studio}" \
 TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}" \
-  $PY -m pytest -m "not browser" "$@"
+  $PY -m pytest -m "${TEST_POSTGRES_MARKERS:-not browser and (not slow or postgres or celery)}" "$@"

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from annotations.models import ExportJob
+from rlhf.models import Cycle
 from tests.annotations.factories import make_comparison, make_judgement, make_user
 
 
@@ -43,3 +44,33 @@ def test_export_started_from_the_api_finishes_after_the_response(settings, stora
         assert time.monotonic() < deadline, ExportJob.objects.get(pk=job_id).error
         time.sleep(0.1)
     assert ExportJob.objects.get(pk=job_id).n_rows == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cycle_started_from_the_api_runs_its_steps_in_a_thread_in_order(settings):
+    """The API answers at once; the thread then runs the steps one after another (here the first one
+    fails: the judged pairs are factory rows without audio analysis, and the later ones, linked to
+    it, see an ended cycle)."""
+    from tests.rlhf.cycle_data import judged_pairs
+
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 6, 6
+    judged_pairs(n_pairs=6)  # past the preflight, so the cycle is queued
+    settings.TASKS_IN_THREAD = True
+    client = Client()
+    client.force_login(make_user("curie", role="researcher"))
+
+    response = client.post("/api/rlhf/cycles/", {"ppo_timesteps": 128}, content_type="application/json")
+
+    assert response.status_code == 201
+    cycle = Cycle.objects.get(pk=response.json()["id"])
+    deadline = time.monotonic() + 60
+    while cycle.is_running:
+        assert time.monotonic() < deadline, cycle.log
+        time.sleep(0.1)
+        cycle.refresh_from_db()
+    assert cycle.status == Cycle.Status.FAILED and "train_reward_model" in cycle.error
+    assert cycle.reward_model_version is None and cycle.policy_version is None
+    # The thread also ran the linked later steps (no-ops on an ended cycle); it ends by itself.
+    for thread in [t for t in threading.enumerate() if t.name.startswith("task-")]:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), thread.name

@@ -1,47 +1,17 @@
 /* The listening page: two edits over one transport (Web Audio), keyboard-first, talking to the REST API.
  *
- * The playhead mapping (locate / targetBeat / mapPlayhead) is the twin of
- * annotations/playhead.py; keep them in step (tests/annotations/test_playhead.py
- * runs this file's functions against the Python ones).
+ * Page keys act only when no control has focus: a focused button, radio,
+ * text box or summary keeps the platform's own keys (Space, Enter, arrows).
+ * The next comparison is assigned and its audio fetched and decoded while the
+ * current one is judged, so a submit shows it at once.
+ *
+ * The playhead mapping lives in static/js/beatmap.js, the twin of annotations/playhead.py
+ * (tests/annotations/test_playhead.py runs it against the Python one).
  */
 "use strict";
 
-/* ---------- pure playhead mapping (no DOM) ---------- */
-
-// Output beat playing at `seconds`, the track beat it plays and the fraction elapsed in [0, 1).
-function locate(map, seconds) {
-  const starts = map.beat_starts_seconds, n = map.track_beats.length;
-  let lo = 0, hi = starts.length;              // first index with starts[i] > seconds
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (starts[mid] <= seconds) lo = mid + 1; else hi = mid; }
-  const i = Math.min(Math.max(lo - 1, 0), n - 1);
-  const length = starts[i + 1] - starts[i];
-  let fraction = length <= 0 ? 0 : Math.min(Math.max((seconds - starts[i]) / length, 0), 1);
-  fraction = Math.min(fraction, 0.999);
-  return { outputBeat: i, trackBeat: map.track_beats[i], fraction };
-}
-
-// Output beat of `map` to land on: the same track beat (occurrence nearest in output position),
-// else the kept beat nearest in the track (ties: nearest in output position, then earlier).
-function targetBeat(map, pos) {
-  const beats = map.track_beats;
-  let best = -1, bestKey = null;
-  for (let j = 0; j < beats.length; j++) {
-    const key = [Math.abs(beats[j] - pos.trackBeat), Math.abs(j - pos.outputBeat), j];
-    if (best < 0 || key[0] < bestKey[0] || (key[0] === bestKey[0] && (key[1] < bestKey[1] ||
-        (key[1] === bestKey[1] && key[2] < bestKey[2])))) { best = j; bestKey = key; }
-  }
-  return { beat: best, same: beats[best] === pos.trackBeat };
-}
-
-// Seconds in `dst` playing the same musical moment as `seconds` in `src`.
-function mapPlayhead(src, dst, seconds) {
-  const pos = locate(src, seconds);
-  const t = targetBeat(dst, pos);
-  const start = dst.beat_starts_seconds[t.beat], end = dst.beat_starts_seconds[t.beat + 1];
-  return start + (t.same ? pos.fraction : 0) * (end - start);
-}
-
-if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPlayhead };
+// The playhead mapping is BeatMap (static/js/beatmap.js, loaded first), shared with the retarget page.
+const mapPlayhead = BeatMap.mapPlayhead;
 
 /* ---------- the page ---------- */
 
@@ -50,17 +20,26 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
   const root = document.getElementById("annotate");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
+  const SIDES = ["left", "right"];
   const OTHER = { left: "right", right: "left" };
   const LABEL = { left: "A", right: "B" };
   const SEEK_SECONDS = 2;
+  const TOAST_MS = 1500;
+  // Clips shorter than the site's minimum listen loop by themselves: one press, heard over and over.
+  const SITE_MIN_LISTEN = Number(root.dataset.minListenSeconds);
+  // Controls that own their keys; page shortcuts stay out of their way.
+  const NATIVE_KEYS = "button, input, select, textarea, summary, a[href], [contenteditable]";
+  const ONBOARDED_KEY = `annotate-onboarded:${root.dataset.user}`;
 
   let ctx = null;
-  let shown = null;            // the comparison from the API
+  let shown = null;            // the comparison from the API, as shown
   let buffers = {};            // side -> AudioBuffer
   let peaks = {};              // side -> Float32Array of per-pixel peaks
   let current = "left", playing = false, offset = 0, startedAt = 0, node = null;
   let looping = false, heard = { left: 0, right: 0 }, lastTick = 0, switches = 0, shownAt = 0;
-  let busy = false;
+  let busy = false, everPlayed = false, submittedAt = null;
+  let upcoming = null;         // the next comparison, already assigned
+  const prepared = new Map();  // comparison id -> Promise of {left, right} AudioBuffers
 
   function csrfToken() {
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -82,17 +61,37 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     return data;
   }
 
+  // Writes only on change: live regions re-announce text that is merely rewritten.
+  function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+
   function say(text, isError = false) {
-    const s = $("status");
-    s.textContent = text;
-    s.classList.toggle("error", isError);
+    setText($("status"), text);
+    $("status").classList.toggle("error", isError);
+  }
+
+  let toastTimer = null;
+  function toast(text) {
+    const el = $("toast");
+    el.textContent = text;
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.hidden = true; }, TOAST_MS);
+  }
+
+  // Decoding needs a context but no sound: it is made on load and resumed only by a key or a press.
+  function decoderContext() {
+    if (!ctx) ctx = new (window.AudioContext || window.webkitAudioContext)();
+    return ctx;
   }
 
   function audioContext() {
-    if (!ctx) ctx = new (window.AudioContext || window.webkitAudioContext)();
-    if (ctx.state === "suspended") ctx.resume();
-    return ctx;
+    const c = decoderContext();
+    if (c.state === "suspended") c.resume();
+    return c;
   }
+
+  const isTouch = window.matchMedia && window.matchMedia("(hover: none), (pointer: coarse)").matches;
+  root.classList.toggle("touch", Boolean(isTouch));
 
   /* --- transport --- */
 
@@ -101,12 +100,15 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     return r && r[1] > r[0] ? r : null;
   }
 
+  function autoLoops(side) { return buffers[side] && buffers[side].duration < SITE_MIN_LISTEN; }
+
   function position() {
     if (!playing) return offset;
     const raw = offset + (ctx.currentTime - startedAt);
-    const r = looping ? region(current) : null;
+    const duration = buffers[current].duration;
+    const r = looping ? region(current) : (autoLoops(current) ? [0, duration] : null);
     if (r && raw >= r[1]) return r[0] + ((raw - r[1]) % (r[1] - r[0]));
-    return Math.min(raw, buffers[current].duration);
+    return Math.min(raw, duration);
   }
 
   // Adds the time heard since the last tick to the side now playing (audio clock, not wall clock).
@@ -120,9 +122,10 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     const source = c.createBufferSource();
     source.buffer = buffers[current];
     source.connect(c.destination);
-    const r = looping ? region(current) : null;
+    const duration = source.buffer.duration;
+    const r = looping ? region(current) : (autoLoops(current) ? [0, duration] : null);
     if (r) { source.loop = true; source.loopStart = r[0]; source.loopEnd = r[1]; }
-    if (offset >= source.buffer.duration - 0.01 && !r) offset = 0;
+    if (offset >= duration - 0.01) offset = r ? r[0] : 0;
     source.onended = () => {
       if (node !== source) return;
       account();
@@ -132,7 +135,7 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     node = source;
     startedAt = c.currentTime; lastTick = c.currentTime;
     source.start(0, offset);
-    playing = true;
+    playing = true; everPlayed = true;
   }
 
   function stop() {
@@ -142,20 +145,24 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     if (node) { const n = node; node = null; n.stop(); }
   }
 
-  function playPause() {
+  function pauseResume() {
     if (!shown) return;
     if (playing) stop(); else start();
     render();
   }
 
-  function switchSide() {
+  // Play one side; from the other side, at the same musical moment.  Pressing the side playing pauses it.
+  function playSide(side) {
     if (!shown) return;
+    if (side === current && playing) { stop(); render(); return; }
     const was = playing;
-    stop();
-    offset = mapPlayhead(shown[current], shown[OTHER[current]], offset);
-    current = OTHER[current];
-    switches += 1;
-    if (was) start();
+    if (was) stop();
+    if (side !== current) {
+      if (everPlayed) offset = mapPlayhead(shown[current], shown[side], offset);
+      current = side;
+      switches += 1;
+    }
+    start();
     render();
   }
 
@@ -171,7 +178,7 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
   function seekBy(delta) { if (shown) seekTo(current, position() + delta); }
 
   function toggleLoop() {
-    if (!shown || !region("left")) { say("These edits play the same beats: nothing to loop."); return; }
+    if (!shown || !shown.loop_useful || !region(current)) return;
     const was = playing;
     stop();
     looping = !looping;
@@ -181,7 +188,9 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     render();
   }
 
-  /* --- waveform --- */
+  /* --- waveforms on one time axis --- */
+
+  function longest() { return Math.max(buffers.left.duration, buffers.right.duration); }
 
   function computePeaks(buffer, width) {
     const data = buffer.getChannelData(0), out = new Float32Array(width);
@@ -196,57 +205,119 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     return out;
   }
 
+  // Each canvas is as wide as its edit is long, on the scale of the longer one.
+  function layout() {
+    const total = longest();
+    for (const side of SIDES) {
+      const canvas = $(`wave-${side}`);
+      canvas.style.width = `${(100 * buffers[side].duration / total).toFixed(3)}%`;
+      const seams = shown[side].seam_seconds;
+      const where = seams.length ? ` at ${seams.map((t) => `${t.toFixed(1)} s`).join(", ")}` : "";
+      canvas.setAttribute("aria-label", `Waveform of ${LABEL[side]}: ${buffers[side].duration.toFixed(1)} s long, `
+        + `${seams.length} seam${seams.length === 1 ? "" : "s"}${where}`);
+      setText($(`duration-${side}`), `${buffers[side].duration.toFixed(1)} s · ${seams.length} seam${seams.length === 1 ? "" : "s"}`);
+    }
+    $("axis").setAttribute("aria-label", `Time axis, 0 to ${total.toFixed(1)} s, shared by A and B`);
+    peaks = {};
+  }
+
+  // Sizes the canvas's pixels to its CSS box at the screen's density; returns [width, height, density].
+  function fit(canvas) {
+    const dpr = window.devicePixelRatio || 1;
+    const width = Math.max(20, Math.floor(canvas.clientWidth * dpr)), height = Math.max(10, Math.floor(canvas.clientHeight * dpr));
+    if (canvas.width !== width) canvas.width = width;
+    if (canvas.height !== height) canvas.height = height;
+    return [width, height, dpr];
+  }
+
   function draw(side) {
     const canvas = $(`wave-${side}`), buffer = buffers[side];
-    if (!buffer) return;
-    const width = canvas.width = Math.max(200, Math.floor(canvas.clientWidth * (window.devicePixelRatio || 1)));
-    const height = canvas.height;
+    const [width, height, dpr] = fit(canvas);
     if (!peaks[side] || peaks[side].length !== width) peaks[side] = computePeaks(buffer, width);
-    const g = canvas.getContext("2d"), duration = buffer.duration, x = (t) => (t / duration) * width;
+    const g = canvas.getContext("2d"), x = (t) => (t / buffer.duration) * width;
     g.clearRect(0, 0, width, height);
     const r = region(side);
-    if (r) { g.fillStyle = looping ? "rgba(255,200,0,.35)" : "rgba(255,200,0,.18)"; g.fillRect(x(r[0]), 0, x(r[1]) - x(r[0]), height); }
-    const max = Math.max(...peaks[side], 1e-6);
-    g.fillStyle = side === current ? "#2f6fde" : "#9aa7bd";
+    if (r) { g.fillStyle = looping ? "rgba(255,190,0,.40)" : "rgba(255,190,0,.18)"; g.fillRect(x(r[0]), 0, x(r[1]) - x(r[0]), height); }
+    let max = 1e-6;
+    for (const v of peaks[side]) if (v > max) max = v;
+    g.fillStyle = side === current ? "#2f6fde" : "#8d9bb3";
     for (let i = 0; i < width; i++) {
       const h = (peaks[side][i] / max) * (height / 2 - 2);
       g.fillRect(i, height / 2 - h, 1, Math.max(1, 2 * h));
     }
     g.fillStyle = "#d0312d";
-    for (const seam of shown[side].seam_seconds) g.fillRect(Math.round(x(seam)) - 1, 0, 2, height);
+    const seamWidth = Math.max(2, Math.round(2 * dpr));
+    for (const seam of shown[side].seam_seconds) g.fillRect(Math.round(x(seam)) - seamWidth / 2, 0, seamWidth, height);
     const here = side === current ? position() : mapPlayhead(shown[current], shown[side], position());
     g.fillStyle = side === current ? "#111" : "rgba(0,0,0,.35)";
-    g.fillRect(Math.round(x(here)), 0, 2, height);
+    g.fillRect(Math.min(Math.round(x(here)), width - seamWidth), 0, seamWidth, height);
+  }
+
+  // Seconds between labelled ticks: the finest step that leaves each label about 60 CSS pixels.
+  function tickStep(total, cssWidth) {
+    const most = Math.max(1, Math.floor(cssWidth / 60));
+    for (const step of [0.5, 1, 2, 5, 10, 15, 30, 60]) if (total / step <= most) return step;
+    return 120;
+  }
+
+  function drawAxis() {
+    const canvas = $("axis"), [width, height, dpr] = fit(canvas);
+    const g = canvas.getContext("2d"), total = longest(), step = tickStep(total, width / dpr), scale = width / total;
+    g.clearRect(0, 0, width, height);
+    g.fillStyle = "#666";
+    g.font = `${Math.round(11 * dpr)}px system-ui, sans-serif`;
+    g.textBaseline = "bottom";
+    for (let t = 0; t <= total + 1e-6; t += step) {
+      const px = Math.min(Math.round(t * scale), width - 1);
+      g.fillRect(px, 0, Math.max(1, Math.round(dpr)), Math.round(6 * dpr));
+      const text = `${Number(t.toFixed(1))} s`;
+      const w = g.measureText(text).width;
+      g.fillText(text, Math.min(Math.max(px - w / 2, 0), width - w), height);
+    }
   }
 
   /* --- state shown on the page --- */
 
-  function minimumHeard() {
-    return heard.left >= shown.min_listen_seconds && heard.right >= shown.min_listen_seconds;
-  }
+  function stillToHear(side) { return Math.max(0, shown[side].min_listen_seconds - heard[side]); }
 
   function chosen(name) {
-    const input = document.querySelector(`input[name="${name}"]:checked`);
+    const input = document.querySelector(`#judge input[name="${name}"]:checked`);
     return input ? input.value : null;
+  }
+
+  // Why a submit would be refused now, naming the side that is short; "" when it would go through.
+  function refusal() {
+    const short = SIDES.filter((side) => stillToHear(side) > 0);
+    if (short.length) {
+      const parts = short.map((side) => `${LABEL[side]} for ${stillToHear(side).toFixed(1)} s more`);
+      return `Listen to ${parts.join(" and to ")} first.`;
+    }
+    if (!chosen("choice")) return "Choose A, B or tie.";
+    if (!chosen("confidence")) return "Say how sure you are, 1 to 5.";
+    return "";
   }
 
   function render() {
     if (!shown) return;
-    for (const side of ["left", "right"]) {
+    for (const side of SIDES) {
       $(`side-${side}`).classList.toggle("active", side === current);
-      const el = $(`heard-${side}`);
-      el.textContent = `heard ${heard[side].toFixed(1)} / ${shown.min_listen_seconds} s`;
-      el.classList.toggle("enough", heard[side] >= shown.min_listen_seconds);
+      const left = stillToHear(side), el = $(`to-hear-${side}`);
+      setText(el, left > 0 ? `${left.toFixed(1)} s left to hear` : "heard ✓");
+      el.classList.toggle("enough", left <= 0);
+      $(`play-${side}`).classList.toggle("on", playing && side === current);
       draw(side);
     }
-    $("now-playing").textContent = `${playing ? "▶" : "❚❚"} ${LABEL[current]}`;
-    $("play").firstChild.textContent = playing ? "Pause " : "Play ";
-    $("clock").textContent = `${position().toFixed(1)} / ${buffers[current].duration.toFixed(1)} s`;
-    const ready = minimumHeard() && chosen("choice") && chosen("confidence");
-    $("submit").disabled = !ready || busy;
-    $("submit-hint").textContent = !minimumHeard()
-      ? `Listen to both sides for at least ${shown.min_listen_seconds} s each.`
-      : (!chosen("choice") ? "Choose A, B or tie." : (!chosen("confidence") ? "Give your confidence, 1–5." : "Ready."));
+    drawAxis();
+    setText($("now-playing"), playing ? `Playing ${LABEL[current]}` : (everPlayed ? `Paused on ${LABEL[current]}` : "Paused"));
+    $("play").firstChild.textContent = playing ? "Pause" : (everPlayed ? "Resume" : "Play");
+    setText($("clock"), `${position().toFixed(1)} / ${buffers[current].duration.toFixed(1)} s`);
+    const why = refusal();
+    $("submit").setAttribute("aria-disabled", String(Boolean(why) || busy));
+    const hint = $("submit-hint");
+    if (!hint.classList.contains("error") || !why) {
+      hint.classList.remove("error");
+      setText(hint, why || "Ready to submit.");
+    }
     root.dataset.comparison = String(shown.id);
     root.dataset.leftEdit = String(shown.left.edit_id);
     root.dataset.heardLeft = heard.left.toFixed(2);
@@ -254,16 +325,27 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     root.dataset.switches = String(switches);
     root.dataset.playing = String(playing);
     root.dataset.current = current;
+    root.dataset.position = position().toFixed(2);
   }
 
-  function tick() { account(); render(); }
+  function tick() { if (shown) { account(); render(); } }
 
-  /* --- loading, submitting, skipping --- */
+  /* --- loading: the next pair is fetched and decoded ahead --- */
 
   async function decode(side) {
     const response = await fetch(side.audio_url, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`audio of edit ${side.edit_id}: ${response.status}`);
-    return audioContext().decodeAudioData(await response.arrayBuffer());
+    if (!response.ok) throw new Error(`audio could not be fetched (${response.status} ${response.statusText})`);
+    return decoderContext().decodeAudioData(await response.arrayBuffer());
+  }
+
+  function prepare(comparison) {
+    if (!prepared.has(comparison.id)) {
+      const ready = Promise.all([decode(comparison.left), decode(comparison.right)])
+        .then(([left, right]) => ({ left, right }));
+      ready.catch(() => prepared.delete(comparison.id));
+      prepared.set(comparison.id, ready);
+    }
+    return prepared.get(comparison.id);
   }
 
   function showProgress(p) {
@@ -272,122 +354,203 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
     $("left-in-queue").textContent = p.left_in_queue;
   }
 
-  async function loadNext() {
-    if (playing) stop();
-    shown = null; buffers = {}; peaks = {};
-    say("Loading the next comparison…");
-    const data = await api(root.dataset.nextUrl);
-    showProgress(data.progress);
-    if (!data.comparison) {
-      $("work").hidden = true; $("empty").hidden = false; say("");
-      root.dataset.comparison = "";
-      return;
-    }
-    const next = data.comparison;
-    const [left, right] = await Promise.all([decode(next.left), decode(next.right)]);
-    // Only now does the page show it: render() needs both buffers.
-    buffers = { left, right };
+  function show(next, decoded) {
+    buffers = decoded;
     shown = next;
-    current = "left"; offset = 0; playing = false; looping = false; node = null;
+    current = "left"; offset = 0; playing = false; looping = false; node = null; everPlayed = false;
     heard = { left: 0, right: 0 }; switches = 0; shownAt = performance.now();
+    for (const id of prepared.keys()) if (id !== next.id && (!upcoming || id !== upcoming.id)) prepared.delete(id);
     $("loop").setAttribute("aria-pressed", "false");
-    $("judge").reset(); $("skip-form").hidden = true;
-    $("work").hidden = false; $("empty").hidden = true;
-    say(`Comparison ${next.id}: listen to A and B, then choose.`);
+    $("loop").hidden = !(next.loop_useful && region("left"));
+    $("judge").reset(); $("comment-box").open = false; closeSkip();
+    $("submit-hint").classList.remove("error");
+    $("empty").hidden = true;
+    $("work").hidden = !$("onboarding").hidden;
+    layout();
+    say("Listen to A and B, then choose.");
     render();
+    if (submittedAt !== null) {
+      root.dataset.playableMs = (performance.now() - submittedAt).toFixed(0);
+      submittedAt = null;
+    }
+    root.dataset.ready = "true";
   }
 
-  function secondsFor(choiceValue) {
-    return shown.left.choice === choiceValue ? heard.left : heard.right;
+  function showNothingLeft() {
+    shown = null; buffers = {};
+    $("work").hidden = true; $("empty").hidden = false; say("");
+    root.dataset.comparison = ""; root.dataset.ready = "true";
+  }
+
+  // Asks the server for the comparison to judge and the one after it; shows the first unless already shown.
+  async function refresh() {
+    const data = await api(root.dataset.nextUrl);
+    showProgress(data.progress);
+    upcoming = data.upcoming;
+    if (upcoming) prepare(upcoming).catch(() => {});
+    if (!data.comparison) { showNothingLeft(); return; }
+    if (shown && shown.id === data.comparison.id) return;
+    const decoded = await prepare(data.comparison);
+    show(data.comparison, decoded);
+  }
+
+  // After a save: the prefetched pair at once, then the server's word on what follows it.
+  async function advance() {
+    const next = upcoming;
+    upcoming = null;
+    if (next) {
+      try {
+        show(next, await prepare(next));
+      } catch (err) {
+        say(`Could not load the next comparison's audio: ${err.message}`, true);
+      }
+    }
+    await refresh();
+  }
+
+  /* --- submitting and skipping --- */
+
+  function clearPair(text) {
+    if (playing) stop();
+    shown = null;
+    root.dataset.ready = "false";
+    $("work").hidden = true;
+    say(text);
   }
 
   async function submit() {
     if (!shown || busy) return;
     account();
-    if (!minimumHeard()) { say(`Listen to both sides for at least ${shown.min_listen_seconds} s each first.`, true); return; }
-    const side = chosen("choice"), confidence = chosen("confidence");
-    if (!side || !confidence) { say("Choose A, B or tie, and your confidence.", true); return; }
+    const why = refusal();
+    if (why) {
+      const hint = $("submit-hint");
+      hint.textContent = `Not yet: ${why}`;
+      hint.classList.add("error");
+      hint.setAttribute("role", "alert");
+      return;
+    }
+    const old = { shown, buffers, heard: { ...heard }, current };
     const body = {
       comparison: shown.id,
-      choice: side === "tie" ? "tie" : shown[side].choice,
-      confidence: Number(confidence),
+      choice: chosen("choice") === "tie" ? "tie" : shown[chosen("choice")].choice,
+      confidence: Number(chosen("confidence")),
       left_edit: shown.left.edit_id,
-      seconds_a: secondsFor("a"), seconds_b: secondsFor("b"),
+      seconds_a: shown.left.choice === "a" ? heard.left : heard.right,
+      seconds_b: shown.left.choice === "a" ? heard.right : heard.left,
       switches, decision_seconds: (performance.now() - shownAt) / 1000,
       comment: $("comment").value,
     };
-    busy = true; render();
+    busy = true;
+    submittedAt = performance.now();
+    clearPair("Saving…");
     try {
       await api(root.dataset.submitUrl, { method: "POST", body: JSON.stringify(body) });
-      say("Saved.");
-      await loadNext();
     } catch (err) {
+      // Nothing was stored: put the pair back as it was, answer included.
+      busy = false; submittedAt = null;
+      shown = old.shown; buffers = old.buffers; heard = old.heard; current = old.current;
+      $("work").hidden = false; root.dataset.ready = "true";
       say(`Not saved: ${err.message}`, true);
-    } finally {
-      busy = false; render();
+      render();
+      return;
+    }
+    busy = false;
+    root.dataset.saveMs = (performance.now() - submittedAt).toFixed(0);
+    toast("Saved");
+    // Counted here at once; the server's figures follow with the next refresh.
+    for (const id of ["done-today", "done-total"]) $(id).textContent = String(Number($(id).textContent) + 1);
+    try {
+      await advance();
+    } catch (err) {
+      say(`Could not load the next comparison: ${err.message}`, true);
     }
   }
 
   function openSkip() {
     if (!shown) return;
     $("skip-form").hidden = false;
-    $("skip-reason").focus();
+    $("skip-form").querySelector("input[name=reason_choice]").focus();
+  }
+
+  function closeSkip() {
+    $("skip-form").hidden = true;
+    $("skip-form").reset();
+    $("skip-hint").textContent = "";
   }
 
   async function skip(event) {
     event.preventDefault();
+    const picked = $("skip-form").querySelector("input[name=reason_choice]:checked");
     const reason = $("skip-reason").value.trim();
-    if (!reason) { say("A skip needs a reason.", true); return; }
+    if (!picked) { $("skip-hint").textContent = "Pick a reason to skip."; return; }
+    if (picked.value === "other" && !reason) {
+      $("skip-hint").textContent = "Say in a few words why you skip.";
+      $("skip-reason").focus();
+      return;
+    }
+    const id = shown.id;
+    clearPair("Skipping…");
     try {
-      await api(root.dataset.skipUrlTemplate.replace("{id}", shown.id), { method: "POST", body: JSON.stringify({ reason }) });
-      $("skip-reason").value = "";
-      await loadNext();
+      await api(root.dataset.skipUrlTemplate.replace("{id}", id), {
+        method: "POST", body: JSON.stringify({ reason_choice: picked.value, reason }),
+      });
     } catch (err) {
       say(`Not skipped: ${err.message}`, true);
+      await refresh().catch(() => {});
+      return;
     }
+    toast("Skipped");
+    await advance().catch((err) => say(`Could not load the next comparison: ${err.message}`, true));
   }
 
   function pick(name, value) {
-    const input = document.querySelector(`input[name="${name}"][value="${value}"]`);
+    const input = document.querySelector(`#judge input[name="${name}"][value="${value}"]`);
     if (input) { input.checked = true; render(); }
   }
 
-  /* --- keys: every action has one --- */
+  /* --- keys: every action has one, and none overrides a focused control --- */
 
   document.addEventListener("keydown", (event) => {
-    const typing = event.target.closest && event.target.closest("textarea, input[type=text], input:not([type])");
+    const target = event.target;
+    const inControl = target && target.closest && target.closest(NATIVE_KEYS);
     if (event.key === "Escape") {
-      if (!$("skip-form").hidden) $("skip-form").hidden = true;
-      if (typing) event.target.blur();
+      if (!$("skip-form").hidden) { closeSkip(); $("skip").focus(); return; }
+      if (inControl) target.blur();
       return;
     }
-    if (typing || event.ctrlKey || event.metaKey || event.altKey || !shown) return;
-    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
-    const actions = {
-      " ": playPause, "s": switchSide, "l": toggleLoop, "ArrowLeft": () => seekBy(-SEEK_SECONDS),
-      "ArrowRight": () => seekBy(SEEK_SECONDS), "a": () => pick("choice", "left"), "b": () => pick("choice", "right"),
-      "t": () => pick("choice", "tie"), "Enter": submit, "k": openSkip,
-      "c": () => $("comment").focus(),
-    };
-    for (const n of "12345") actions[n] = () => pick("confidence", n);
-    const action = actions[key];
+    if (inControl || event.ctrlKey || event.metaKey || event.altKey || !shown || !$("onboarding").hidden) return;
+    const digit = /^Digit([1-5])$/.exec(event.code);
+    let action = null;
+    if (digit && event.shiftKey) action = () => pick("confidence", digit[1]);
+    else if (event.code === "Digit1") action = () => playSide("left");
+    else if (event.code === "Digit2") action = () => playSide("right");
+    else {
+      const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+      action = {
+        " ": pauseResume, "l": toggleLoop, "ArrowLeft": () => seekBy(-SEEK_SECONDS),
+        "ArrowRight": () => seekBy(SEEK_SECONDS), "a": () => pick("choice", "left"), "b": () => pick("choice", "right"),
+        "t": () => pick("choice", "tie"), "Enter": submit, "k": openSkip,
+        "c": () => { $("comment-box").open = true; $("comment").focus(); },
+      }[key];
+    }
     if (!action) return;
     event.preventDefault();
     audioContext();
     action();
   });
 
-  $("play").addEventListener("click", playPause);
-  $("switch").addEventListener("click", switchSide);
+  $("play-left").addEventListener("click", () => playSide("left"));
+  $("play-right").addEventListener("click", () => playSide("right"));
+  $("play").addEventListener("click", pauseResume);
   $("back").addEventListener("click", () => seekBy(-SEEK_SECONDS));
   $("forward").addEventListener("click", () => seekBy(SEEK_SECONDS));
   $("loop").addEventListener("click", toggleLoop);
   $("skip").addEventListener("click", openSkip);
-  $("skip-cancel").addEventListener("click", () => { $("skip-form").hidden = true; });
+  $("skip-cancel").addEventListener("click", () => { closeSkip(); $("skip").focus(); });
   $("skip-form").addEventListener("submit", skip);
   $("judge").addEventListener("submit", (event) => { event.preventDefault(); submit(); });
-  $("judge").addEventListener("change", render);
-  for (const side of ["left", "right"]) {
+  $("judge").addEventListener("change", () => { $("submit-hint").removeAttribute("role"); render(); });
+  for (const side of SIDES) {
     $(`wave-${side}`).addEventListener("click", (event) => {
       if (!buffers[side]) return;
       const box = event.currentTarget.getBoundingClientRect();
@@ -396,5 +559,153 @@ if (typeof module !== "undefined") module.exports = { locate, targetBeat, mapPla
   }
   window.addEventListener("resize", () => { peaks = {}; render(); });
   setInterval(tick, 100);
-  loadNext().catch((err) => say(`Could not load a comparison: ${err.message}`, true));
+
+  /* --- first visit: the rubric and practice items with explained answers --- */
+
+  const practice = {
+    items: null, index: 0, node: null,
+  };
+
+  // A 4-bar groove (kick, snare, hi-hat, bass, a closing chord on bar 4), 120 BPM, made here: no download.
+  function grooveSamples(rate) {
+    const beat = 0.5, n = Math.round(16 * beat * rate), out = new Float32Array(n);
+    let seed = 7;
+    const noise = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x3fffffff - 1; };
+    const add = (at, seconds, fn) => {
+      const first = Math.round(at * rate), count = Math.round(seconds * rate);
+      for (let i = 0; i < count && first + i < n; i++) out[first + i] += fn(i / rate);
+    };
+    const roots = [110, 87.31, 130.81, 98];
+    for (let b = 0; b < 16; b++) {
+      const t0 = b * beat, bar = Math.floor(b / 4), inBar = b % 4;
+      if (inBar === 0 || inBar === 2) add(t0, 0.3, (t) => 0.8 * Math.exp(-t * 12) * Math.sin(2 * Math.PI * (50 + 70 * Math.exp(-t * 30)) * t));
+      if (inBar === 1 || inBar === 3) add(t0, 0.2, (t) => 0.35 * Math.exp(-t * 18) * noise());
+      for (const half of [0, beat / 2]) add(t0 + half, 0.05, (t) => 0.12 * Math.exp(-t * 80) * noise());
+      if (b < 12) add(t0, beat, (t) => 0.25 * Math.exp(-t * 3) * Math.sin(2 * Math.PI * roots[bar] * t));
+    }
+    for (const f of [196, 246.94, 293.66, 98]) add(12 * beat, 4 * beat, (t) => 0.14 * Math.exp(-t * 0.9) * Math.sin(2 * Math.PI * f * t));
+    return out;
+  }
+
+  // Joins [from, to) beat ranges of the groove; `fade` smooths each seam (10 ms), without it a seam clicks.
+  function spliced(groove, rate, ranges, fade) {
+    const beat = 0.5, parts = ranges.map(([a, b]) => groove.subarray(Math.round(a * beat * rate), Math.round(b * beat * rate)));
+    const out = new Float32Array(parts.reduce((sum, p) => sum + p.length, 0));
+    let at = 0;
+    const ramp = Math.round(0.01 * rate);
+    parts.forEach((p, k) => {
+      const copy = Float32Array.from(p);
+      if (fade) {
+        for (let i = 0; i < ramp && i < copy.length; i++) {
+          if (k > 0) copy[i] *= i / ramp;
+          if (k < parts.length - 1) copy[copy.length - 1 - i] *= i / ramp;
+        }
+      }
+      out.set(copy, at); at += copy.length;
+    });
+    return out;
+  }
+
+  function practiceItems() {
+    const c = decoderContext(), rate = c.sampleRate, groove = grooveSamples(rate);
+    const buffer = (samples) => { const b = c.createBuffer(1, samples.length, rate); b.copyToChannel(samples, 0); return b; };
+    return [
+      {
+        prompt: "A and B both leave out the third bar. Which one would you rather hear?",
+        a: buffer(spliced(groove, rate, [[0, 8], [12, 16]], true)),
+        b: buffer(spliced(groove, rate, [[0, 5.5], [12.25, 16]], false)),
+        answer: "a",
+        why: "A cuts on a bar line, so the beat carries on evenly. B jumps in the middle of a beat: you hear a click "
+          + "at the seam and the groove stumbles. Seams and groove decide this one.",
+      },
+      {
+        prompt: "Now a question of phrasing and length. Which one is better?",
+        a: buffer(spliced(groove, rate, [[0, 13.5]], true)),
+        b: buffer(spliced(groove, rate, [[0, 4], [8, 16]], true)),
+        answer: "b",
+        why: "A stops in the middle of the last bar and never reaches the closing chord; it sounds cut off. B drops a "
+          + "whole bar at a bar line and ends where the music ends. It is shorter, and it is still the better edit: "
+          + "judge how it sounds, not how long it is.",
+      },
+    ];
+  }
+
+  function stopPractice() {
+    if (practice.node) { const n = practice.node; practice.node = null; n.stop(); }
+  }
+
+  function playPractice(side) {
+    stopPractice();
+    const c = audioContext(), source = c.createBufferSource();
+    source.buffer = practice.items[practice.index][side];
+    source.connect(c.destination);
+    source.onended = () => { if (practice.node === source) { practice.node = null; root.dataset.practicePlaying = ""; } };
+    source.start();
+    practice.node = source;
+    root.dataset.practicePlaying = side;
+  }
+
+  function showPractice() {
+    const item = practice.items[practice.index];
+    setText($("practice-number"), String(practice.index + 1));
+    setText($("practice-total"), String(practice.items.length));
+    setText($("practice-prompt"), item.prompt);
+    setText($("practice-feedback"), "");
+    $("practice-feedback").classList.remove("right", "wrong");
+    $("practice-next").hidden = true;
+    root.dataset.practiceItem = String(practice.index + 1);
+  }
+
+  function answerPractice(answer) {
+    const item = practice.items[practice.index];
+    const right = answer === item.answer;
+    const feedback = $("practice-feedback");
+    feedback.textContent = `${right ? "Yes" : "Not quite"}: the expected answer is ${item.answer.toUpperCase()}. ${item.why}`;
+    feedback.classList.toggle("right", right);
+    feedback.classList.toggle("wrong", !right);
+    const last = practice.index === practice.items.length - 1;
+    $("practice-next").textContent = last ? "Start judging" : "Next practice item";
+    $("practice-next").hidden = false;
+  }
+
+  function openOnboarding() {
+    if (playing) { stop(); render(); }
+    practice.items = practice.items || practiceItems();
+    practice.index = 0;
+    showPractice();
+    $("onboarding").hidden = false;
+    $("work").hidden = true;
+    $("onboarding-title").setAttribute("tabindex", "-1");
+    $("onboarding-title").focus();
+  }
+
+  function closeOnboarding() {
+    stopPractice();
+    try { localStorage.setItem(ONBOARDED_KEY, "1"); } catch (err) { /* private mode: ask again next visit */ }
+    $("onboarding").hidden = true;
+    $("work").hidden = !shown;
+    if (shown) render();
+    $("play-left").focus();
+  }
+
+  $("practice-play-a").addEventListener("click", () => playPractice("a"));
+  $("practice-play-b").addEventListener("click", () => playPractice("b"));
+  $("practice-stop").addEventListener("click", stopPractice);
+  for (const button of document.querySelectorAll("#practice [data-answer]")) {
+    button.addEventListener("click", () => answerPractice(button.dataset.answer));
+  }
+  $("practice-next").addEventListener("click", () => {
+    stopPractice();
+    if (practice.index === practice.items.length - 1) { closeOnboarding(); return; }
+    practice.index += 1;
+    showPractice();
+    $("practice-play-a").focus();
+  });
+  $("onboarding-done").addEventListener("click", closeOnboarding);
+  $("show-rubric").addEventListener("click", openOnboarding);
+
+  let onboarded = false;
+  try { onboarded = localStorage.getItem(ONBOARDED_KEY) === "1"; } catch (err) { onboarded = false; }
+  if (!onboarded) openOnboarding();
+  refresh().catch((err) => say(`Could not load a comparison: ${err.message}`, true));
 })();

@@ -116,3 +116,29 @@ def make_judgement(annotator, comparison: Comparison, *, choice: str = "a", conf
         Judgement.objects.filter(pk=judgement.pk).update(created_at=created_at)
         judgement.refresh_from_db()
     return judgement
+
+
+def assignment_age(assignment: Assignment, seconds: float) -> None:
+    """Make ``assignment`` look given ``seconds`` ago, so a test need not wait out the minimum listen."""
+    Assignment.objects.filter(pk=assignment.pk).update(created_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def listen_through_audio_view(client, annotator, shown: dict, *, aged_seconds: float = 60.0) -> None:
+    """Fetch both sides of ``shown`` (the API's comparison) in full through the audio view, as the page does,
+    and age the assignment past any minimum listen."""
+    for side in ("left", "right"):
+        response = client.get(shown[side]["audio_url"])
+        assert response.status_code == 200, response
+        b"".join(response.streaming_content)  # read to the end: the view records what it streamed
+    assignment_age(Assignment.objects.get(annotator=annotator, comparison_id=shown["id"]), aged_seconds)
+
+
+def listen_through_service(annotator, assignment: Assignment, *, aged_seconds: float = 60.0) -> None:
+    """Record both edits of ``assignment`` as served in full (``annotations.listening``), and age it."""
+    from annotations.listening import listening_record
+
+    comparison = assignment.comparison
+    for edit in (comparison.edit_a, comparison.edit_b):
+        size = edit.audio.size
+        listening_record(annotator=annotator, edit_id=edit.pk, first_byte=0, n_bytes=size, file_bytes=size)
+    assignment_age(assignment, aged_seconds)

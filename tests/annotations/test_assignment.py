@@ -14,7 +14,14 @@ from annotations.assignment import assignment_next, queue_length
 from annotations.judgements import assignment_skip, judgement_submit, progress_get
 from annotations.models import Assignment, Comparison, Judgement
 
-from .factories import make_comparison, make_edit, make_judgement, make_track, make_user
+from .factories import (
+    listen_through_service,
+    make_comparison,
+    make_edit,
+    make_judgement,
+    make_track,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +37,7 @@ def _plain_rates(settings):
 def submit(user, assignment, choice="a", confidence=4):
     c = assignment.comparison
     left = c.edit_a_id if assignment.left_is_a else c.edit_b_id
+    listen_through_service(user, assignment)
     return judgement_submit(annotator=user, comparison_id=c.pk, choice=choice, confidence=confidence,
                             left_edit_id=left, seconds_a=3.0, seconds_b=3.0, switches=1, decision_seconds=9.0)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 
 from annotations import export
 from annotations.models import ExportJob, Judgement
@@ -184,11 +185,13 @@ def test_export_api_refuses_anonymous_annotators_and_researchers(client, data):
     assert not ExportJob.objects.exists()
 
 
-def test_background_export_finishes_and_the_admin_downloads_it(client, data):
+def test_background_export_finishes_and_the_admin_downloads_it(client, data, django_capture_on_commit_callbacks):
     admin = make_user("ada", role="admin")
     login(client, admin)
-    created = client.post("/api/exports/", {"format": "csv", "filters": {"exclude_gold": True}},
-                          content_type="application/json")
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        created = client.post("/api/exports/", {"format": "csv", "filters": {"exclude_gold": True}},
+                              content_type="application/json")
+    assert len(queued) == 1  # the job is queued once, when its row is committed
     assert created.status_code == 201, created.content
     job = created.json()
     status = client.get(f"/api/exports/{job['id']}/").json()
@@ -224,12 +227,13 @@ def test_streamed_export_and_its_card(client, data):
     assert card["counts"]["rows"] == len(rows) and card["filters"] == {"annotators": [data["alice"].pk]}
 
 
-def test_admin_action_exports_the_selection(client, data):
+def test_admin_action_exports_the_selection(client, data, django_capture_on_commit_callbacks):
     admin = make_user("root", role="admin", is_staff=True, is_superuser=True)
     login(client, admin)
     chosen = db_ids(annotator=data["alice"])
-    response = client.post("/admin/annotations/judgement/",
-                           {"action": "export_jsonl", "_selected_action": [str(i) for i in chosen]}, follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/admin/annotations/judgement/",
+                               {"action": "export_jsonl", "_selected_action": [str(i) for i in chosen]}, follow=True)
     assert response.status_code == 200
     job = ExportJob.objects.get()
     assert job.status == "done" and job.n_rows == len(chosen) and job.requested_by == admin
@@ -238,3 +242,18 @@ def test_admin_action_exports_the_selection(client, data):
     assert f"/api/exports/{job.pk}/download/" in page
     lines = b"".join(client.get(f"/api/exports/{job.pk}/download/").streaming_content).decode().splitlines()
     assert [json.loads(line)["judgement_id"] for line in lines] == chosen
+
+
+def test_an_export_job_is_queued_only_once_its_row_is_committed(data, django_capture_on_commit_callbacks):
+    admin = make_user("ada", role="admin")
+    with django_capture_on_commit_callbacks() as queued:
+        with transaction.atomic():
+            export.export_job_start(requested_by=admin, fmt="jsonl", filters=ExportFilters())
+            transaction.set_rollback(True)
+    assert queued == [] and not ExportJob.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        job = export.export_job_start(requested_by=admin, fmt="jsonl", filters=ExportFilters())
+        assert ExportJob.objects.get(pk=job.pk).status == ExportJob.Status.QUEUED
+    assert len(queued) == 1
+    job.refresh_from_db()
+    assert job.status == ExportJob.Status.DONE and job.n_rows == Judgement.objects.count()

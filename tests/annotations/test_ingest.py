@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from django.core.management import CommandError, call_command
 
-from annotations.models import Comparison, Edit, Track
+from annotations.models import Comparison, Edit, Track, TrackUpload
 from annotations.services import (
     baseline_comparisons_create,
     edit_create,
@@ -17,7 +17,7 @@ from annotations.services import (
 )
 from editing.audio import AudioError
 from editing.demo import write_demo_corpus
-from editing.edit import Action
+from editing.edit import Action, passage_frame
 
 pytestmark = pytest.mark.django_db
 
@@ -123,33 +123,61 @@ def test_ingest_command_fails_when_nothing_can_be_ingested(storage_root, tmp_pat
         call_command("ingest_audio", str(tmp_path / "missing.wav"))
 
 
-def test_admin_upload_ingests_and_refuses_with_the_reason(storage_root, demo_track_path, admin_client, tmp_path):
-    with open(demo_track_path, "rb") as good:
-        response = admin_client.post("/admin/annotations/track/upload/", {"files": [good]}, follow=True)
-    assert response.status_code == 200
-    assert Track.objects.count() == 1
-    assert "Ingested" in response.content.decode()
+def test_admin_upload_is_analysed_by_a_task_and_refuses_with_the_reason_and_no_server_path(
+        storage_root, demo_track_path, admin_client, tmp_path, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as queued, open(demo_track_path, "rb") as good:
+        response = admin_client.post("/admin/annotations/track/upload/", {"files": [good]})
+    # The request stored the file and queued its analysis; it analysed nothing itself.
+    assert response.status_code == 302 and response["Location"] == "/admin/annotations/trackupload/"
+    upload = TrackUpload.objects.get()
+    assert upload.status == TrackUpload.Status.QUEUED and upload.progress == 0 and Track.objects.count() == 0
+    assert len(queued) == 1
+    queued[0]()  # the committed request's task runs
+    upload.refresh_from_db()
+    assert upload.status == TrackUpload.Status.DONE and upload.progress == 1.0 and upload.track == Track.objects.get()
+    assert not upload.file  # the track keeps its own copy
+    listing = admin_client.get("/admin/annotations/trackupload/").content.decode()
+    assert f"{upload.track.n_beats} beats at" in listing and "100%" in listing
 
     bad = tmp_path / "garbage.mp3"
     bad.write_bytes(b"\x00" * 1000)
     files_before = stored_files(storage_root)
-    with open(bad, "rb") as fh:
-        response = admin_client.post("/admin/annotations/track/upload/", {"files": [fh]}, follow=True)
-    assert "Refused: garbage.mp3" in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True), open(bad, "rb") as fh:
+        admin_client.post("/admin/annotations/track/upload/", {"files": [fh]})
+    refused = TrackUpload.objects.get(original_name="garbage.mp3")
+    assert refused.status == TrackUpload.Status.REFUSED and refused.message.startswith("garbage.mp3: ")
+    assert "/tmp" not in refused.message and str(storage_root) not in refused.message, refused.message
     assert Track.objects.count() == 1
     assert stored_files(storage_root) == files_before
 
 
+def test_an_upload_over_the_size_limit_is_refused_before_it_is_stored(settings, storage_root, admin_client, tmp_path):
+    settings.MAX_UPLOAD_BYTES = 1_000_000
+    big = tmp_path / "long.wav"
+    big.write_bytes(b"\x00" * 1_500_000)
+    with open(big, "rb") as fh:
+        response = admin_client.post("/admin/annotations/track/upload/", {"files": [fh]})
+    assert response.status_code == 413
+    assert "the upload is 1.5 MB, at most 1.0 MB can be uploaded at once" in response.content.decode()
+    assert not TrackUpload.objects.exists() and stored_files(storage_root) == []
+
+
 def test_edit_is_rendered_stored_and_reused(storage_root, demo_track_path):
     track, _ = track_ingest(path=demo_track_path)
-    actions = [Action.KEEP] * 8 + [Action.CUT] * 4 + [Action.KEEP] * 20
+    head_end, tail_start = passage_frame(track_load_analysis(track).bar_positions[:32])
+    # Keep the opening bar (written by the builder), two beats, cut four, keep the rest of the middle.
+    actions = [Action.KEEP] * 2 + [Action.CUT] * 4 + [Action.KEEP] * (tail_start - head_end - 6)
 
-    edit = edit_create(track=track, actions=actions, excerpt_start=0, n_source_beats=32, source="test")
-    again = edit_create(track=track, actions=actions, excerpt_start=0, n_source_beats=32, source="test")
+    edit = edit_create(track=track, actions=actions, excerpt_start=0, n_source_beats=32, target_beats=28, source="test")
+    again = edit_create(track=track, actions=actions, excerpt_start=0, n_source_beats=32, target_beats=28, source="test")
 
     assert again.pk == edit.pk and Edit.objects.count() == 1
     info = sf.info(storage_root / edit.audio.name)
     assert abs(info.duration - edit.duration_seconds) < 1e-3
+    # The page's compressed copy is made with it: the same length, a fraction of the bytes.
+    listening = sf.info(storage_root / edit.listening_audio.name)
+    assert listening.format == "MP3" and abs(listening.duration - edit.duration_seconds) < 0.05
+    assert edit.listening_audio.size < edit.audio.size / 4
     assert len(edit.render["track_beats"]) == 28
     assert len(edit.render["seam_seconds"]) == 1
 
@@ -161,7 +189,13 @@ def test_baseline_comparisons_pair_edits_of_one_track(storage_root, demo_track_p
 
     assert comparisons
     gold = [c for c in comparisons if c.is_gold]
-    assert gold and all(c.gold_answer == "b" and c.edit_b.source == "baseline:bar_cut" for c in gold)
+    assert gold and all(c.gold_answer == "b" and c.edit_b.source == "baseline:heuristic" for c in gold)
     for comparison in Comparison.objects.all():
-        assert comparison.edit_a.track_id == comparison.edit_b.track_id == track.pk
-        assert comparison.edit_a_id != comparison.edit_b_id
+        a, b = comparison.edit_a, comparison.edit_b
+        assert a.track_id == b.track_id == track.pk
+        assert a.pk != b.pk
+        # Both edits retarget the same passage to the same length, shortening or lengthening.
+        assert (a.excerpt_start_beat, a.n_source_beats, a.target_beats) == (b.excerpt_start_beat, b.n_source_beats, b.target_beats)
+        assert len(a.render["track_beats"]) == a.target_beats
+    targets = {c.edit_a.target_beats / c.edit_a.n_source_beats for c in comparisons}
+    assert min(targets) < 1 < max(targets)

@@ -8,7 +8,14 @@ from rest_framework.test import APIClient
 
 from annotations.models import Judgement
 
-from .factories import PASSWORD, make_assignment, make_comparison, make_judgement, make_user
+from .factories import (
+    PASSWORD,
+    listen_through_service,
+    make_assignment,
+    make_comparison,
+    make_judgement,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -43,8 +50,8 @@ def test_annotator_reads_only_their_own_judgements():
 def test_a_user_field_in_the_body_cannot_submit_for_someone_else():
     me, victim = make_user(), make_user()
     comparison = make_comparison()
-    make_assignment(me, comparison, left_is_a=True)
-    make_assignment(victim, comparison, left_is_a=True)
+    listen_through_service(me, make_assignment(me, comparison, left_is_a=True))
+    listen_through_service(victim, make_assignment(victim, comparison, left_is_a=True))
     body = {"comparison": comparison.pk, "choice": "a", "confidence": 3, "left_edit": comparison.edit_a_id,
             "seconds_a": 2, "seconds_b": 2, "annotator": victim.pk, "user": victim.pk}
     assert api_as(me).post("/api/judgements/", body, format="json").status_code == 201
@@ -127,7 +134,7 @@ def test_anonymous_gets_nothing():
 def test_csrf_is_enforced_for_logged_in_api_calls():
     me = make_user()
     comparison = make_comparison()
-    make_assignment(me, comparison, left_is_a=True)
+    listen_through_service(me, make_assignment(me, comparison, left_is_a=True))
     body = {"comparison": comparison.pk, "choice": "b", "confidence": 2, "left_edit": comparison.edit_a_id,
             "seconds_a": 2, "seconds_b": 2}
     api = APIClient(enforce_csrf_checks=True)

@@ -11,7 +11,7 @@ import pytest
 
 from annotations.playhead import BeatMap, difference_region, locate, map_playhead
 
-JS = Path(__file__).resolve().parents[2] / "static" / "js" / "annotate.js"
+JS = Path(__file__).resolve().parents[2] / "static" / "js" / "beatmap.js"
 
 
 def beat_map(track_beats, seconds_per_beat=0.5) -> BeatMap:
@@ -56,11 +56,24 @@ def test_the_end_of_an_edit_maps_into_the_last_beat():
     assert map_playhead(FULL, CUT_4_TO_7, 99.0) < CUT_4_TO_7.duration_seconds
 
 
-def test_difference_region_covers_the_change_with_one_beat_of_context():
-    region = difference_region(FULL, CUT_4_TO_7)
-    assert region.a_seconds == pytest.approx((1.5, 4.5))  # beats 3..8 of FULL
-    assert region.b_seconds == pytest.approx((1.5, 2.5))  # the seam 3|8 with a beat either side
+def test_difference_region_is_where_the_edits_first_part_with_context_either_side():
+    region = difference_region(FULL, CUT_4_TO_7, context_beats=2)
+    assert region.a_seconds == pytest.approx((1.0, 3.0))  # beats 2..5 of FULL: 4 is where they part
+    assert region.b_seconds == pytest.approx((1.0, 3.0))  # beats 2, 3 | 8, 9 of the cut: the seam in the middle
     assert difference_region(FULL, beat_map(range(16))) is None
+
+
+def test_difference_region_stays_short_when_the_edits_never_meet_again():
+    # Parted at output beat 2 and different to the end: the region is the parting, not the whole clip.
+    region = difference_region(beat_map(range(64)), beat_map([0, 1, *range(40, 64)]), context_beats=4)
+    assert region.a_seconds == pytest.approx((0.0, 3.0))
+    assert region.b_seconds == pytest.approx((0.0, 3.0))
+
+
+def test_difference_region_of_an_edit_that_stops_early_is_its_ending():
+    region = difference_region(beat_map(range(16)), beat_map(range(12)), context_beats=4)
+    assert region.a_seconds == pytest.approx((4.0, 8.0))  # beats 8..15 of the long one
+    assert region.b_seconds == pytest.approx((4.0, 6.0))  # its last four beats
 
 
 def test_bad_beat_map_is_refused_with_the_reason():
@@ -81,14 +94,16 @@ def rendered():
     beat_samples = np.round(boundaries * sr).astype(np.int64)
     keep, cut, loop = int(edit_lib.Action.KEEP), int(edit_lib.Action.CUT), int(edit_lib.Action.LOOP)
     n = 16
+    # The builder writes the opening bar (source beats 0..3) and the final bar (12..15); the plans
+    # act on the middle, source beats 4..11.
     plans = {
-        "full": [keep] * n,
-        "cut": [keep] * 8 + [cut] * 4 + [keep] * 4,   # source beats 8..11 dropped
-        "loop": [keep] * 5 + [loop] + [keep] * 10,    # source beat 5 played twice
+        "full": ([keep] * 8, 16),
+        "cut": ([keep] * 4 + [cut] * 4, 12),   # source beats 8..11 dropped
+        "loop": ([keep] + [loop] + [keep] * 6, 17),    # source beat 5 played twice
     }
     maps = {}
-    for name, actions in plans.items():
-        edit = edit_lib.apply_actions(actions, excerpt_start=4, bar_positions=bars[4:4 + n])
+    for name, (actions, target) in plans.items():
+        edit = edit_lib.apply_actions(actions, excerpt_start=4, bar_positions=bars[4:4 + n], target_beats=target)
         result = render.render_edit(y, sr, beat_samples, edit)
         maps[name] = BeatMap(result.beat_starts_seconds, result.track_beats)
     return maps
@@ -116,7 +131,7 @@ def test_real_edits_keep_the_moment_within_a_shared_beat(rendered):
     assert where.track_beat == 15 and where.fraction == pytest.approx(0.3, abs=0.01)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's JavaScript twin")
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the pages' JavaScript twin")
 def test_javascript_twin_agrees_with_python(rendered):
     cases = []
     for src_name, dst_name in [("full", "cut"), ("cut", "full"), ("full", "loop"), ("loop", "cut")]:

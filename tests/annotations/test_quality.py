@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import krippendorff
 import numpy as np
@@ -197,6 +198,13 @@ def test_researcher_sees_tables_and_plots(client, judged):
     assert "alice" in text and "bob" in text
     assert "1.00 (1)" in text and "0.00 (1)" in text  # gold accuracy of alice and bob
     assert "policy:v1" in text and "baseline:random" in text
+    # bob failed his gold item: flagged in his row and above the table; alice is not
+    assert "1 annotator below the gold threshold of 0.70" in text
+    rows = {name: row for row in text.split("<tr") for name in ("alice", "bob") if f"<td>{name}</td>" in row}
+    assert "below 0.70: left out of training" in rows["bob"] and "below-threshold" in rows["bob"]
+    assert "left out of training" not in rows["alice"]
+    assert 'href="/research/"' in text and 'style="' not in text
+    assert 'href="/annotate/quality/"' in client.get("/research/").content.decode()
     for plot in ("sources", "annotators"):
         image = client.get(f"/annotate/quality/{plot}.png")
         assert image.status_code == 200 and image["Content-Type"] == "image/png"
@@ -211,3 +219,22 @@ def test_annotators_and_anonymous_cannot_see_quality(client, judged):
     client.login(username="alice", password=PASSWORD)
     assert client.get("/annotate/quality/").status_code == 403
     assert client.get("/annotate/quality/sources.png").status_code == 403
+
+
+@pytest.mark.django_db
+def test_quality_page_counts_skips_per_preset_reason(client):
+    from annotations.judgements import assignment_skip
+    from tests.annotations.factories import PASSWORD, make_assignment, make_comparison, make_user
+
+    ann = make_user("skipper")
+    for choice, words in (("broken_audio", ""), ("broken_audio", ""), ("identical", ""), ("other", "phone rang")):
+        comparison = make_comparison()
+        make_assignment(ann, comparison)
+        assignment_skip(annotator=ann, comparison_id=comparison.pk, reason_choice=choice, reason=words)
+    make_assignment(ann, make_comparison(), skipped_reason="typed before presets")
+    make_user("rita", role="researcher")
+    client.login(username="rita", password=PASSWORD)
+    text = client.get("/annotate/quality/").content.decode()
+    counts = dict(re.findall(r'<td>([^<]+)</td><td data-skip-reason="\w*">(\d+)</td>', text))
+    assert counts == {"Broken audio": "2", "They sound identical": "1", "Cannot decide": "0", "Other": "1",
+                      "Free text (before presets)": "1"}

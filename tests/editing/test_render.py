@@ -6,10 +6,12 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
+from editing.baselines import bar_aligned_cut
 from editing.edit import Action, EditBuilder, EditError, apply_actions
 from editing.render import (
     DEFAULT_CROSSFADE_MS,
     EDGE_FADE_MS,
+    LONG_CROSSFADE_MS,
     PEAK_CEILING_DBFS,
     TARGET_LUFS,
     RenderError,
@@ -17,6 +19,7 @@ from editing.render import (
     render_edit,
     write_audio,
 )
+from tests.editing.factories import masked_rollout, random_target
 
 SR = 22050
 SAMPLES_PER_BEAT = SR // 2  # 120 BPM
@@ -44,18 +47,22 @@ def click_track() -> tuple[np.ndarray, np.ndarray]:
 
 
 def random_edit(rng: np.random.Generator, n_track_beats: int, bar_positions: np.ndarray, n: int = 32):
+    """A masked random retarget of a random ``n``-beat passage to a random reachable target."""
     start = int(rng.integers(0, n_track_beats - n + 1))
-    builder = EditBuilder(n, bar_positions[start : start + n], excerpt_start=start)
-    while not builder.done:
-        mask = builder.action_mask()
-        mask[Action.STOP] &= rng.random() < 0.1  # longer edits: more seams per edit
-        builder.step(int(rng.choice(np.flatnonzero(mask))) if mask.any() else Action.STOP)
+    passage = bar_positions[start : start + n]
+    builder = EditBuilder(n, passage, excerpt_start=start, target_beats=random_target(rng, passage))
+    masked_rollout(rng, builder)
     return builder.build()
+
+
+def keep_all(n: int) -> list[int]:
+    """The actions of an edit that changes nothing: KEEP every middle beat of regular bars."""
+    return [Action.KEEP] * (n - 8)
 
 
 def test_keep_only_renders_back_to_the_source(click_track):
     y, beat_samples = click_track
-    edit = apply_actions([Action.KEEP] * 32, excerpt_start=8, bar_positions=bars(32))
+    edit = apply_actions(keep_all(32), excerpt_start=8, bar_positions=bars(32), target_beats=32)
     result = render_edit(y, SR, beat_samples, edit, normalize=False)
     source = y[beat_samples[8] : beat_samples[40]]
     assert result.audio.shape == source.shape
@@ -69,13 +76,14 @@ def test_keep_only_renders_back_to_the_source(click_track):
 
 def test_cut_edit_lasts_as_long_as_its_kept_beats(click_track):
     y, beat_samples = click_track
-    actions = [Action.KEEP, Action.KEEP, Action.KEEP, Action.KEEP, Action.CUT, Action.CUT, Action.CUT, Action.CUT] * 4
-    edit = apply_actions(actions, excerpt_start=0, bar_positions=bars(32))
+    # Bars 0, 2 and 4 of an 8-bar passage, then its final bar (STOP jumps there).
+    actions = [Action.CUT] * 4 + [Action.KEEP] * 4 + [Action.CUT] * 4 + [Action.KEEP] * 4 + [Action.STOP]
+    edit = apply_actions(actions, excerpt_start=0, bar_positions=bars(32), target_beats=16)
     result = render_edit(y, SR, beat_samples, edit)
     assert result.audio.shape[0] == 16 * SAMPLES_PER_BEAT
     assert result.duration_seconds == pytest.approx(8.0)
     np.testing.assert_allclose(result.beat_starts_seconds, np.arange(17) * 0.5)
-    assert result.track_beats.tolist() == [b for bar in (0, 8, 16, 24) for b in range(bar, bar + 4)]
+    assert result.track_beats.tolist() == [b for bar in (0, 8, 16, 28) for b in range(bar, bar + 4)]
     assert result.seam_seconds == (2.0, 4.0, 6.0)
     timeline = result.timeline()
     assert timeline["seam_seconds"] == [2.0, 4.0, 6.0] and len(timeline["beat_starts_seconds"]) == 17
@@ -84,9 +92,10 @@ def test_cut_edit_lasts_as_long_as_its_kept_beats(click_track):
 def test_seams_do_not_click_on_a_tone(click_track):
     """A hard cut from a tone's peak to its trough clicks; the crossfade does not."""
     _, beat_samples = click_track
-    # 200.5 Hz peaks at 0.5 s (end of beat 0) and dips at 1.5 s (start of beat 3): the worst place to cut.
-    tone = (0.5 * np.sin(2 * np.pi * 200.5 * np.arange(beat_samples[-1] + SR) / SR)).astype(np.float32)
-    edit = apply_actions([Action.KEEP, Action.CUT, Action.CUT] + [Action.KEEP] * 13, excerpt_start=0, bar_positions=bars(16))
+    # 200.125 Hz peaks at 2.0 s (end of beat 3, the opening bar's last) and dips at 6.0 s (start of beat 12,
+    # the final bar's first): the worst place for the one seam of the shortest retarget.
+    tone = (0.5 * np.sin(2 * np.pi * 200.125 * np.arange(beat_samples[-1] + SR) / SR)).astype(np.float32)
+    edit = apply_actions([Action.STOP], excerpt_start=0, bar_positions=bars(16), target_beats=8)
     source_jump = np.abs(np.diff(tone)).max()
     hard = render_edit(tone, SR, beat_samples, edit, crossfade_ms=0, normalize=False).audio
     smooth = render_edit(tone, SR, beat_samples, edit, normalize=False).audio
@@ -98,11 +107,14 @@ def test_crossfade_action_gives_a_long_crossfade():
     """The outgoing tone is still heard 100 ms after a CROSSFADE seam, but not after a CUT seam."""
     beat_samples = np.arange(17, dtype=np.int64) * SAMPLES_PER_BEAT
     y = np.zeros(beat_samples[-1] + SR, dtype=np.float32)
-    # A tone in beats 0 and 1 only: after the seam from beat 0 to the silent beat 2, whatever is heard is the fade-out.
-    y[: 2 * SAMPLES_PER_BEAT] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * SAMPLES_PER_BEAT) / SR)
-    at_100ms = slice(SAMPLES_PER_BEAT + int(0.095 * SR), SAMPLES_PER_BEAT + int(0.105 * SR))
-    cut = apply_actions([Action.KEEP, Action.CUT] + [Action.KEEP] * 14, excerpt_start=0, bar_positions=bars(16))
-    crossfade = apply_actions([Action.KEEP, Action.CROSSFADE] + [Action.KEEP] * 14, excerpt_start=0, bar_positions=bars(16))
+    # A tone in beats 3 and 4 only: after the seam from beat 3 (the opening bar's last) to the silent beat 5,
+    # whatever is heard is the fade-out.
+    y[3 * SAMPLES_PER_BEAT : 5 * SAMPLES_PER_BEAT] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * SAMPLES_PER_BEAT) / SR)
+    at_100ms = slice(4 * SAMPLES_PER_BEAT + int(0.095 * SR), 4 * SAMPLES_PER_BEAT + int(0.105 * SR))
+    assert 100 < LONG_CROSSFADE_MS
+    cut = apply_actions([Action.CUT] + [Action.KEEP] * 7, excerpt_start=0, bar_positions=bars(16), target_beats=15)
+    crossfade = apply_actions([Action.CROSSFADE] + [Action.KEEP] * 7, excerpt_start=0, bar_positions=bars(16),
+                              target_beats=15)
     cut_audio = render_edit(y, SR, beat_samples, cut, normalize=False).audio
     long_audio = render_edit(y, SR, beat_samples, crossfade, normalize=False).audio
     assert np.abs(cut_audio[at_100ms]).max() == 0.0
@@ -115,7 +127,7 @@ def test_normalised_output_hits_the_target_and_never_clips():
     beat_samples = np.arange(33, dtype=np.int64) * SAMPLES_PER_BEAT
     y = (0.02 * rng.standard_normal(beat_samples[-1] + SR)).astype(np.float32)
     y[beat_samples[:-1] + 100] = 0.99
-    edit = apply_actions([Action.KEEP] * 32, excerpt_start=0, bar_positions=bars(32))
+    edit = apply_actions(keep_all(32), excerpt_start=0, bar_positions=bars(32), target_beats=32)
     audio = render_edit(y, SR, beat_samples, edit).audio
     assert np.abs(audio).max() <= 10 ** (PEAK_CEILING_DBFS / 20)
     loudness = pyloudnorm.Meter(SR).integrated_loudness(audio.astype(np.float64))
@@ -137,24 +149,41 @@ def test_loudness_is_pyloudnorms_bs1770_value(demo_analyses):
 
 def test_a_silent_excerpt_renders_silent():
     beat_samples = np.arange(17, dtype=np.int64) * SAMPLES_PER_BEAT
-    edit = apply_actions([Action.KEEP] * 16, excerpt_start=0, bar_positions=bars(16))
+    edit = apply_actions(keep_all(16), excerpt_start=0, bar_positions=bars(16), target_beats=16)
     audio = render_edit(np.zeros(beat_samples[-1], dtype=np.float32), SR, beat_samples, edit).audio
     assert audio.shape == (16 * SAMPLES_PER_BEAT,) and not audio.any()
 
 
-def test_a_single_beat_edit_renders(click_track):
+def test_the_shortest_passage_renders_as_written(click_track):
     y, beat_samples = click_track
-    edit = apply_actions([Action.KEEP, Action.STOP], excerpt_start=0, bar_positions=bars(16))
-    result = render_edit(y, SR, beat_samples, edit)
-    assert result.audio.shape == (SAMPLES_PER_BEAT,) and np.isfinite(result.audio).all()
+    edit = apply_actions([], excerpt_start=4, bar_positions=bars(8), target_beats=8)  # two bars, nothing to edit
+    result = render_edit(y, SR, beat_samples, edit, normalize=False)
+    assert result.audio.shape == (8 * SAMPLES_PER_BEAT,) and result.seam_seconds == ()
+    np.testing.assert_array_equal(result.audio[EDGE:-EDGE], y[beat_samples[4] + EDGE : beat_samples[12] - EDGE])
+
+
+@pytest.mark.parametrize("target", [16, 24, 27, 40, 64])
+def test_a_retarget_lasts_its_target_and_starts_and_ends_like_the_source(click_track, target):
+    # What a user asked for: the duration they typed (to the beat), the passage's opening and ending as written.
+    y, beat_samples = click_track
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=target), excerpt_start=16,
+                         bar_positions=bars(32), target_beats=target)
+    result = render_edit(y, SR, beat_samples, edit, normalize=False)
+    assert result.duration_seconds == pytest.approx(target * 0.5)
+    assert result.audio.shape == (target * SAMPLES_PER_BEAT,)
+    bar = 4 * SAMPLES_PER_BEAT
+    np.testing.assert_array_equal(result.audio[EDGE:bar], y[beat_samples[16] + EDGE : beat_samples[16] + bar])
+    # The final bar is joined by a seam whose crossfade lies inside its first beat; the rest is the source's.
+    fade = int(round(DEFAULT_CROSSFADE_MS * SR / 1000))
+    np.testing.assert_array_equal(result.audio[-bar + fade : -EDGE], y[beat_samples[48] - bar + fade : beat_samples[48] - EDGE])
 
 
 def test_render_rejects_bad_inputs(click_track):
     y, beat_samples = click_track
-    edit = apply_actions([Action.KEEP] * 16, excerpt_start=50, bar_positions=bars(16))
+    edit = apply_actions(keep_all(16), excerpt_start=50, bar_positions=bars(16), target_beats=16)
     with pytest.raises(EditError, match="run past the track"):
         render_edit(y, SR, beat_samples, edit)
-    ok = apply_actions([Action.KEEP] * 16, excerpt_start=0, bar_positions=bars(16))
+    ok = apply_actions(keep_all(16), excerpt_start=0, bar_positions=bars(16), target_beats=16)
     with pytest.raises(RenderError, match="increase strictly"):
         render_edit(y, SR, beat_samples[::-1], ok)
     with pytest.raises(RenderError, match="mono float"):

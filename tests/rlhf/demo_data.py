@@ -12,10 +12,13 @@ import numpy as np
 
 from annotations.models import Comparison, Track
 from annotations.services import comparison_create, edit_create, track_ingest, track_load_analysis, track_load_audio
-from editing.baselines import bar_aligned_cut, random_actions
+from editing.baselines import BAR_CUT, BASELINE_EDIT_SOURCES, RANDOM, bar_aligned_cut, random_actions
 from editing.demo import write_demo_corpus
+from editing.edit import reachable_target
 
 EXCERPT_BEATS = 32
+# Retarget lengths of the 32-beat passages: shortening and lengthening.
+TARGETS = (20, 24, 28, 40, 48)
 
 
 def demo_tracks(folder: Path, *, n_tracks: int = 6) -> list[Track]:
@@ -24,20 +27,22 @@ def demo_tracks(folder: Path, *, n_tracks: int = 6) -> list[Track]:
 
 def demo_comparisons(tracks: list[Track], *, edits_per_excerpt: int, excerpt_step: int, seed: int,
                      required_judgements: int = 3) -> list[Comparison]:
-    """Per excerpt (every ``excerpt_step`` beats): random edits and a bar-aligned cut, compared in a ring."""
+    """Per passage (every ``excerpt_step`` beats, one target each, shortening or lengthening):
+    random retargets and a bar-aligned one, compared in a ring."""
     rng = np.random.default_rng(seed)
     comparisons = []
     for track in tracks:
         analysis, y = track_load_analysis(track), track_load_audio(track)
         for start in range(0, analysis.n_beats - EXCERPT_BEATS + 1, excerpt_step):
             bars = analysis.bar_positions[start : start + EXCERPT_BEATS]
-            common = dict(track=track, excerpt_start=start, n_source_beats=EXCERPT_BEATS, analysis=analysis, y=y)
-            edits = [edit_create(actions=bar_aligned_cut(bar_positions=bars, target_beats=24), target_beats=24,
-                                 source="baseline:bar_cut", **common)]
+            target = reachable_target(bars, int(rng.choice(TARGETS)))
+            common = dict(track=track, excerpt_start=start, n_source_beats=EXCERPT_BEATS, target_beats=target,
+                          analysis=analysis, y=y)
+            edits = [edit_create(actions=bar_aligned_cut(bar_positions=bars, target_beats=target),
+                                 source=BASELINE_EDIT_SOURCES[BAR_CUT], **common)]
             for _ in range(edits_per_excerpt):
-                target = int(rng.integers(20, 33))
                 edits.append(edit_create(actions=random_actions(rng, bar_positions=bars, target_beats=target),
-                                         target_beats=target, source="baseline:random", **common))
+                                         source=BASELINE_EDIT_SOURCES[RANDOM], **common))
             unique = list({e.pk: e for e in edits}.values())
             for i in range(len(unique)):
                 a, b = unique[i], unique[(i + 1) % len(unique)]

@@ -11,6 +11,7 @@ from django_celery_beat.models import PeriodicTask
 from annotations.models import Comparison, Edit
 from rlhf import cycle as cycle_module
 from rlhf.cycle import (
+    STEP_SPAN,
     CycleBusy,
     CycleError,
     CycleParameters,
@@ -19,8 +20,8 @@ from rlhf.cycle import (
     cycle_run,
     cycle_should_start,
     cycle_step_run,
-    simulated_loop,
 )
+from rlhf.evaluation import simulated_loop
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.simulate import annotators_simulate
 from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
@@ -36,8 +37,12 @@ def _active():
 def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_nothing(storage_root, monkeypatch):
     small_studio(storage_root / "demo")
 
-    first = cycle_run(cycle=cycle_create(parameters=TINY))
+    seen: list[tuple[float, str]] = []
+    first = cycle_run(cycle=cycle_create(parameters=TINY), echo=lambda fraction, message: seen.append((fraction, message)))
     assert first.status == Cycle.Status.DONE, first.error
+    # The bar moves through every reward-model epoch instead of jumping to the step's end.
+    reward_step = [f for f, _ in seen if f < STEP_SPAN["train_policy"][0]]
+    assert reward_step == sorted(reward_step) and len(set(reward_step)) >= TINY.rm_members * 2
     assert first.progress == 1.0 and not first.is_running and first.finished_at is not None
     rm1, policy1 = _active()
     assert (first.reward_model_version, first.policy_version) == (rm1, policy1)
@@ -52,7 +57,7 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)
     assert all(0.0 <= c.predicted_preference <= 1.0 and c.reward_model_version == rm1.label for c in proposed)
     sources = {e.source for c in proposed for e in (c.edit_a, c.edit_b)}
-    assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut"}
+    assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut", "baseline:heuristic"}
 
     # A redelivered step of a finished cycle does nothing.
     assert cycle_step_run(cycle_id=first.pk, step="train_policy") is False
@@ -83,6 +88,13 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert second.policy_version == policy2 and policy2.parent == policy1 and policy2.reward_model == rm3
     assert policy2.num_timesteps == policy1.num_timesteps + policy2.metrics["timesteps_this_run"]
     assert rm3.parent == rm1  # the failed cycle's version never became active
+    # Before and after on the same unbiased held-out pairs: baseline comparisons of rm3's validation tracks.
+    holdout = second.metrics["reward_model"]["holdout"]
+    assert holdout["tracks"] == rm3.metrics["validation_tracks"] and holdout["n_pairs"] > 0
+    assert holdout["before"]["label"] == rm1.label and holdout["after"]["label"] == rm3.label
+    for figure in (holdout["before"], holdout["after"], holdout["dense"]):
+        assert 0.0 <= figure["accuracy"] <= 1.0
+    assert first.metrics["reward_model"]["holdout"]["before"] is None  # the first reward model has no "before"
     sources = set(Edit.objects.filter(source__startswith="policy:").values_list("source", flat=True))
     assert {policy1.source, policy2.source} <= sources
     assert artifact_files(storage_root, "policies") == {policy1.artifact.name, policy2.artifact.name}
@@ -160,11 +172,50 @@ def test_schedule_cycles_creates_an_editable_periodic_task():
 
 
 @pytest.mark.slow
-def test_after_three_simulated_cycles_the_policy_beats_random_edits(storage_root):
+def test_three_simulated_cycles_keep_the_policy_level_with_the_heuristic_and_far_above_random_edits(storage_root):
     small_studio(storage_root / "demo")
-    # Default cycle sizes (about 20 s a cycle here): with 2,048 PPO steps a cycle the policy
-    # improves on the first policy but stays below random edits of the same excerpts.
+    # Default cycle sizes: the first policy imitates the heuristic (about a minute here), later
+    # cycles fine-tune it under the KL guard; the README's evaluation measures the same on held-out tracks.
     rows = simulated_loop(n_cycles=3, parameters=CycleParameters(), eval_excerpts=24)
     print("\n".join(str(r) for r in rows))
-    assert rows[-1].win_vs_random > 0.7
-    assert rows[-1].win_vs_random > rows[0].win_vs_random
+    for row in rows:
+        assert row.win_vs_random > 0.85
+        assert row.win_vs_heuristic > 0.35
+
+
+def _older_spaces() -> dict:
+    """The spaces spec of a policy trained before the heuristic block (observation v2, 427 dims)."""
+    from editing.env import spaces_spec
+
+    spec = spaces_spec()
+    spec["observation"] = {**spec["observation"], "version": "editing-obs-v2", "shape": [427],
+                           "layout": [part for part in spec["observation"]["layout"] if part[0] != "heuristic"]}
+    return spec
+
+
+def test_a_policy_of_older_spaces_is_refused_by_its_label_not_by_a_path():
+    from rlhf.policy_services import PolicyServiceError, policy_activate, policy_load
+
+    old = PolicyVersion.objects.create(artifact="policies/old.zip", artifact_sha256="0" * 64, spaces_spec=_older_spaces(),
+                                       num_timesteps=512)
+    for call in (policy_load, lambda version: policy_activate(version=version)):
+        with pytest.raises(PolicyServiceError) as refused:
+            call(old)
+        message = str(refused.value)
+        assert message.startswith(f"policy {old.label}: spaces differ") and "editing-obs-v2" in message
+        assert "/" not in message
+        assert "a cycle trains a first policy" in message
+
+
+@pytest.mark.slow
+def test_a_cycle_over_a_policy_of_older_spaces_trains_a_first_policy_and_says_why(storage_root):
+    small_studio(storage_root / "demo", n_tracks=2)
+    first = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert first.status == Cycle.Status.DONE, first.error
+    PolicyVersion.objects.filter(pk=first.policy_version.pk).update(spaces_spec=_older_spaces())
+    annotators_simulate(n_annotators=3, seed=1)
+    second = cycle_run(cycle=cycle_create(parameters=TINY))
+    assert second.status == Cycle.Status.DONE, second.error
+    assert second.policy_version.parent is None and second.policy_version.is_active
+    assert f"policy {first.policy_version.label}: spaces differ" in second.log
+    assert second.metrics["policy"]["imitation"]["n_episodes"] == TINY.ppo_imitation_episodes

@@ -7,8 +7,10 @@ from django.urls import reverse
 
 from annotations.roles import RESEARCHER
 from editing.env import spaces_spec
+from annotations.models import Judgement
 from rlhf.models import Cycle, PolicyVersion
 from tests.annotations.factories import make_user
+from tests.rlhf.cycle_data import finished_cycles, judged_pairs
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +48,9 @@ def test_annotators_get_403_on_every_research_page_and_endpoint():
     assert Cycle.objects.count() == 1 and not PolicyVersion.objects.get().is_active
 
 
-def test_a_researcher_starts_a_cycle_by_post_with_csrf_and_watches_its_status():
+def test_a_researcher_starts_a_cycle_by_post_with_csrf_and_watches_its_status(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 4, 4
+    judged_pairs(n_pairs=4)
     client = _client(RESEARCHER, csrf=True)
     assert client.post(reverse("rlhf:cycle-start"), {"ppo_timesteps": "256"}).status_code == 403  # no token
     response = client.post(reverse("rlhf:cycle-start"), {"ppo_timesteps": "256", "n_pairs": ""},
@@ -60,13 +64,15 @@ def test_a_researcher_starts_a_cycle_by_post_with_csrf_and_watches_its_status():
     assert status["status"] == "queued" and status["progress"] == 0 and "queued (manual)" in status["log"]
 
     again = client.post(reverse("rlhf:cycle-start"), {}, HTTP_X_CSRFTOKEN=_csrf(client))
-    assert again.status_code == 409 and b"still running" in again.content
+    assert again.status_code == 409 and b"still running" in again.content and b'id="start-refusal"' in again.content
     bad = client.post("/api/rlhf/cycles/", {"ppo_timesteps": 0}, content_type="application/json",
                       HTTP_X_CSRFTOKEN=_csrf(client))
     assert bad.status_code == 400
 
 
-def test_the_api_refuses_bad_parameters_and_lists_cycles():
+def test_the_api_refuses_bad_parameters_and_lists_cycles(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 4, 4
+    judged_pairs(n_pairs=4)
     client = _client(RESEARCHER)
     bad = client.post("/api/rlhf/cycles/", {"learned_weight": 2}, content_type="application/json")
     assert bad.status_code == 400 and "learned_weight" in bad.json()["detail"]
@@ -98,3 +104,103 @@ def test_plots_across_cycles_are_pngs(name):
     response = _client(RESEARCHER).get(reverse("rlhf:cycle-plot", args=[name]))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_start_form_shows_what_a_cycle_would_use_and_a_start_short_of_data_is_refused_before_queueing(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 6, 6
+    judged_pairs(n_pairs=5)
+    client = _client(RESEARCHER)
+    page = client.get(reverse("rlhf:home")).content.decode()
+    assert 'data-figure="judgements">5<' in page and 'data-figure="pairs">5<' in page
+    assert 'data-figure="tracks">2<' in page and 'data-figure="new-judgements">5<' in page
+    assert "5 judged pairs of edits, at least 6 needed" in page and "5 new judgements in all, at least 6 needed" in page
+
+    refused = client.post(reverse("rlhf:cycle-start"), {})
+    assert refused.status_code == 409 and Cycle.objects.count() == 0
+    assert "Refused: not enough data for a cycle: 5 judged pairs of edits, at least 6 needed" in refused.content.decode()
+    api = client.post("/api/rlhf/cycles/", {}, content_type="application/json")
+    assert api.status_code == 409 and api.json()["code"] == "not_enough_data" and Cycle.objects.count() == 0
+    preflight = client.get("/api/rlhf/cycles/preflight/").json()
+    assert preflight["ready"] is False and preflight["n_pairs"] == 5 and preflight["min_pairs"] == 6
+    assert preflight["refusals"] == ["5 judged pairs of edits, at least 6 needed",
+                                     "5 new judgements in all, at least 6 needed"]
+    assert _client("annotator").get("/api/rlhf/cycles/preflight/").status_code == 403
+
+    judged_pairs(n_pairs=1)
+    bad = client.post(reverse("rlhf:cycle-start"), {"learned_weight": "2"})
+    assert bad.status_code == 400 and "Refused: cycle parameter learned_weight must lie in 0.0..1.0" in bad.content.decode()
+    assert client.post(reverse("rlhf:cycle-start"), {}).status_code == 302
+    assert Cycle.objects.get().status == Cycle.Status.QUEUED
+
+
+def test_new_judgements_count_from_the_last_finished_cycle(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 4, 3
+    judged_pairs(n_pairs=4)
+    Cycle.objects.create(parameters={}, status=Cycle.Status.DONE, is_running=False,
+                         judgements_seen=Judgement.objects.order_by("-pk").first().pk)
+    judged_pairs(n_pairs=2)
+    from rlhf.selectors import cycle_preflight
+
+    check = cycle_preflight()
+    assert (check.n_judgements, check.n_new_judgements, check.n_pairs, check.n_tracks) == (6, 2, 6, 4)
+    assert not check.ready and check.refusals == (f"2 new judgements since cycle {check.last_cycle_id}, at least 3 needed",)
+
+
+def test_one_sided_or_single_track_data_is_refused_with_the_reason(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 2, 2
+    judged_pairs(n_pairs=3, n_tracks=1, choices="a")
+    from rlhf.selectors import cycle_preflight
+
+    reasons = cycle_preflight().refusals
+    assert "the judged pairs cover 1 track, a held-out track needs at least 2" in reasons
+    assert any(r.startswith("every decided judgement chose edit A") for r in reasons)
+
+
+def test_the_run_cycle_command_refuses_short_data_with_the_same_reasons(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 3, 3
+    with pytest.raises(CommandError, match="no tracks are ingested; 0 judged pairs of edits, at least 3 needed"):
+        call_command("run_cycle", verbosity=0)
+    assert Cycle.objects.count() == 0
+
+
+def test_plots_without_data_are_sentences_not_empty_axes():
+    page = _client(RESEARCHER).get(reverse("rlhf:home")).content.decode()
+    assert "No reward model yet: finish a cycle." in page and "No policy version yet: finish a cycle." in page
+    assert "No judgement compares a policy version" in page
+    assert reverse("rlhf:cycle-plot", args=["reward-model-accuracy"]) not in page
+    _policy(active=True)
+    page = _client(RESEARCHER).get(reverse("rlhf:home")).content.decode()
+    assert reverse("rlhf:cycle-plot", args=["policy-reward"]) in page and "No policy version yet" not in page
+
+
+def test_wilson_intervals_match_the_textbook_values():
+    from rlhf.selectors import Proportion
+
+    eight_of_ten = Proportion.wilson(0.8, 10)
+    assert (round(eight_of_ten.low, 3), round(eight_of_ten.high, 3)) == (0.49, 0.943)
+    all_of_five = Proportion.wilson(1.0, 5)
+    assert all_of_five.high == 1.0 and round(all_of_five.low, 3) == 0.566
+    assert Proportion.wilson(None, 0).low is None
+
+
+def test_a_finished_cycle_shows_its_report_card_and_links_to_its_comparisons(storage_root):
+    data = finished_cycles()
+    client = _client(RESEARCHER)
+    page = client.get(reverse("rlhf:cycle-detail", args=[data["second"].pk])).content.decode()
+    card = page[page.index('id="report-card"'):page.index("</section>", page.index('id="report-card"'))]
+    rows = {r.split("</th>")[0].split(">")[-1]: r for r in card.split("<tr>")[1:]}
+    assert f"{data['rm1'].label} (before)" in rows and "0.611" in rows[f"{data['rm1'].label} (before)"]
+    assert "0.806" in rows[f"{data['rm2'].label} (after)"] and "0.667" in rows["dense reward only"]
+    assert "0.650 – 0.902" in rows[f"{data['rm2'].label} (after)"]  # Wilson, 29 of 36
+    assert "40 pairs of edits on held-out tracks 7, 9" in card
+    assert "-0.210" in rows[f"{data['v1'].label} (start)"] and "0.370" in rows[f"{data['v2'].label} (end)"]
+    assert "0.833" in rows["baseline:bar_cut"] and "0.667" in rows[data["v1"].source]
+    assert f'href="{reverse("rlhf:cycle-comparisons", args=[data["second"].pk])}"' in card and "6 comparisons" in card
+    assert "<details>" in page and 'id="cycle-metrics"' in page.split("<details>", 2)[2]  # raw metrics disclosed
+    assert "<script>" not in page and 'style="' not in page
+
+    listing = client.get(reverse("rlhf:cycle-comparisons", args=[data["second"].pk])).content.decode()
+    assert listing.count("<tr><td>") == 6 and "2 of 3" in listing and "2 / 0 / 0" in listing
+    assert "report card" not in client.get(reverse("rlhf:cycle-detail", args=[data["first"].pk])).content.decode()

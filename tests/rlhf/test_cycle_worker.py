@@ -40,11 +40,12 @@ def test_a_cycle_runs_through_a_worker(storage_root, worker):
 
 
 def test_a_worker_killed_during_policy_training_leaves_the_previous_versions_and_the_cycle_resumes(
-        storage_root, worker):
+        storage_root, worker, settings):
     small_studio(storage_root / "demo")
     first = cycle_run(cycle=cycle_create(parameters=TINY))  # in this process: the previous versions
     assert first.status == Cycle.Status.DONE, first.error
     previous = (first.reward_model_version, first.policy_version)
+    settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 0  # the same judgements again: this test is about the worker
 
     proc = worker()
     # Long enough that the kill lands inside policy training.

@@ -46,32 +46,53 @@ class FakeEnsemble:
 
 
 def _candidates(n_excerpts: int, per_excerpt: int, tracks) -> list[Candidate]:
-    """Distinct candidates: KEEP everything, then STOP after k kept beats, k = 1..per_excerpt - 1."""
+    """Distinct candidates per excerpt: random retargets of 16 beats to 12, one per seed until distinct."""
+    from editing.baselines import random_actions
     from editing.edit import apply_actions
 
     out = []
     for e in range(n_excerpts):
-        excerpt = Excerpt(track_index=e % len(tracks), start=e, n_beats=16, target_beats=12)
-        bars = tracks[excerpt.track_index].bar_positions[excerpt.start : excerpt.start + 16]
-        for k in range(per_excerpt):
-            actions = [int(Action.KEEP)] * 16 if k == 0 else [int(Action.KEEP)] * k + [int(Action.STOP)]
-            edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=bars)
+        track_bars = tracks[e % len(tracks)].bar_positions
+        start = int(np.flatnonzero(track_bars[4 * e:] == 0)[0]) + 4 * e  # on a downbeat: an 8-beat middle
+        excerpt = Excerpt(track_index=e % len(tracks), start=start, n_beats=16, target_beats=12)
+        bars = track_bars[excerpt.start : excerpt.start + 16]
+        keys: set[str] = set()
+        seed = 0
+        while len(keys) < per_excerpt:
+            assert seed < 200, f"fewer than {per_excerpt} distinct retargets of excerpt {excerpt}"
+            actions = random_actions(np.random.default_rng([e, seed]), bar_positions=bars, target_beats=12)
+            seed += 1
+            edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=bars, target_beats=12)
+            if edit.key() in keys:
+                continue
+            keys.add(edit.key())
             out.append(Candidate(excerpt=excerpt, actions=tuple(actions), edit=edit, source="random"))
     return out
 
 
 def test_duplicates_are_dropped_by_edit_key_keeping_the_first_source(tracks, monkeypatch):
-    fixed = [int(Action.KEEP)] * 64
-    # Every "random" edit is the same full KEEP edit, identical to the bar-aligned cut at a full target.
-    monkeypatch.setattr(proposal_module, "random_actions", lambda rng, *, bar_positions, target_beats: fixed[: len(bar_positions)])
+    from editing.baselines import RANDOM
+    from editing.edit import passage_frame
+
+    real = proposal_module.baseline_actions
+
+    def keep_all_for_random(name, **kwargs):
+        # Every "random" edit keeps the whole middle: at a target of the passage's own length it is
+        # identical to the bar-aligned cut's and the heuristic's edits.
+        if name != RANDOM:
+            return real(name, **kwargs)
+        head_end, tail_start = passage_frame(kwargs["bar_positions"])
+        return [int(Action.KEEP)] * (tail_start - head_end)
+
+    monkeypatch.setattr(proposal_module, "baseline_actions", keep_all_for_random)
     excerpts = [Excerpt(0, 0, 16, 16), Excerpt(1, 4, 20, 20)]
-    config = ProposalConfig(random_samples=3, include_bar_aligned_cut=True)
+    config = ProposalConfig(random_samples=3, include_bar_aligned_cut=True, include_heuristic=True)
     candidates, dropped = sample_candidates(
         tracks, excerpts, policy=None, previous_policy=None, config=config, rng=np.random.default_rng(0)
     )
     keys = [c.key for c in candidates]
     assert len(keys) == len(set(keys))
-    assert len(candidates) == 2 and dropped == 2 * 4 - 2
+    assert len(candidates) == 2 and dropped == 2 * 5 - 2
     assert all(c.source == "random" for c in candidates)
 
 
@@ -83,10 +104,11 @@ def test_candidates_come_from_the_policy_the_previous_policy_and_the_baselines(t
     candidates, dropped = sample_candidates(
         tracks, excerpts, policy=policy, previous_policy=previous, config=config, rng=np.random.default_rng(0)
     )
-    assert {c.source for c in candidates} == {"policy", "previous_policy", "random", "bar_aligned_cut"}
-    assert len(candidates) + dropped == 3 * (2 + 1 + 1 + 1)
+    assert {c.source for c in candidates} == {"policy", "previous_policy", "random", "bar_aligned_cut", "heuristic"}
+    assert len(candidates) + dropped == 3 * (2 + 1 + 1 + 1 + 1)
     for c in candidates:
         assert c.edit.excerpt_start == c.excerpt.start and c.edit.n_source_beats == c.excerpt.n_beats
+        assert c.edit.n_output_beats == c.excerpt.target_beats
 
 
 def test_excerpts_are_spread_across_tracks(tracks):
@@ -178,7 +200,14 @@ def test_propose_end_to_end_scores_all_candidates_in_one_call(tracks):
     result = propose(tracks, reward=ensemble, policy=build_policy(tracks, config=SMALL), config=config,
                      env_config=EnvConfig(min_excerpt_beats=16, max_excerpt_beats=24))
     assert ensemble.calls == 1
-    assert len(result.pairs) == 6 and sum(p.chosen_by == "random" for p in result.pairs) == 2
+    chosen = [p for p in result.pairs if p.chosen_by != "anchor"]
+    assert len(chosen) == 6 and sum(p.chosen_by == "random" for p in chosen) == 2
+    # On top: the policy's edit against fixed references, the heuristic first, so each version's
+    # human score against the baselines fills in.
+    anchors = [p for p in result.pairs if p.chosen_by == "anchor"]
+    assert len(anchors) == config.anchor_pairs == 4
+    assert all(p.a.source == "policy" and p.b.source in ("heuristic", "bar_aligned_cut", "random") for p in anchors)
+    assert anchors[0].b.source == "heuristic" and all(p.priority == 1.0 for p in anchors)
     assert {c.excerpt.track_index for c in result.candidates} == {0, 1, 2}
     keys = [c.key for c in result.candidates]
     assert len(keys) == len(set(keys))

@@ -117,7 +117,7 @@ def test_checkpoint_of_other_features_is_refused_naming_both(tmp_path, monkeypat
 
 
 def test_edit_of_wrong_width_is_refused():
-    with pytest.raises(rm.RewardModelError, match="expected \\(n_output_beats, 125\\)"):
+    with pytest.raises(rm.RewardModelError, match=f"expected \\(n_output_beats, {N_MODEL_FEATURES}\\)"):
         rm.EditInput(np.zeros((4, 121), np.float32), np.zeros(4, np.int64))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rlhf.cycle import CycleError, CycleParameters, cycle_create, cycle_run, cycle_start
+from rlhf.cycle import CycleError, CycleParameters, cycle_create, cycle_require_data, cycle_run, cycle_start
 
 
 def add_parameter_arguments(parser) -> None:
@@ -39,6 +39,7 @@ class Command(BaseCommand):
                 cycle = cycle_start(parameters=parameters, trigger="command")
                 self.stdout.write(f"cycle {cycle.pk} queued")
                 return
+            cycle_require_data()
             cycle = cycle_create(parameters=parameters, trigger="command")
         except CycleError as err:
             raise CommandError(str(err)) from err

@@ -1,0 +1,153 @@
+"""What each annotator was actually served of each side, measured by the server.
+
+The audio view calls ``listening_record`` once per response, after streaming,
+with the bytes that left the server; simulated annotators call the same
+service for the audio they read.  ``listening_heard`` turns those records into
+seconds of each side, and ``listening_check`` is the rule a judgement must
+pass: both sides served for the minimum listen (``settings.
+ANNOTATION_MIN_LISTEN_SECONDS``, or the whole clip when it is shorter), and at
+least that much wall time since the assignment was given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .assignment import min_listen_seconds
+from .errors import InvalidJudgement, NotListenedEnough
+from .models import Assignment, Comparison, ListeningRecord
+
+# Float slack when comparing served seconds (computed from bytes) with the required seconds.
+_SECONDS_SLACK = 1e-6
+
+
+def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, file_bytes: int,
+                     started_at: datetime | None = None,
+                     finished_at: datetime | None = None) -> list[ListeningRecord]:
+    """Record that ``n_bytes`` of edit ``edit_id``'s audio, from ``first_byte`` on, were served to ``annotator``.
+
+    One record per unfinished assignment of the annotator whose comparison
+    shows this edit (usually one); nothing is recorded for anyone else (a
+    researcher listening, a completed comparison replayed).
+
+    Parameters
+    ----------
+    first_byte : offset of the first byte served, bytes
+    n_bytes : bytes actually handed over, from ``first_byte`` on
+    file_bytes : size of the whole audio file, bytes
+    started_at, finished_at : when the request arrived and ended (default: now)
+
+    Raises
+    ------
+    InvalidJudgement : the byte span does not fit in the file.
+    """
+    if file_bytes <= 0 or first_byte < 0 or n_bytes < 0 or first_byte + n_bytes > file_bytes:
+        raise InvalidJudgement(
+            f"edit {edit_id}: {n_bytes} bytes from byte {first_byte} do not fit a file of {file_bytes} bytes")
+    now = timezone.now()
+    assignments = Assignment.objects.filter(
+        Q(comparison__edit_a_id=edit_id) | Q(comparison__edit_b_id=edit_id),
+        annotator=annotator, completed_at__isnull=True, skipped_reason="",
+    ).values_list("pk", "comparison__edit_a_id")
+    records = [
+        ListeningRecord(assignment_id=pk, side="a" if edit_a_id == edit_id else "b", first_byte=first_byte,
+                        n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at or now,
+                        finished_at=finished_at or now)
+        for pk, edit_a_id in assignments
+    ]
+    return ListeningRecord.objects.bulk_create(records)
+
+
+def _covered_bytes(spans: list[tuple[int, int]]) -> int:
+    """Bytes covered by the union of half-open ``(start, end)`` spans."""
+    covered, reach = 0, -1
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        covered += end - max(start, reach)
+        reach = end
+    return covered
+
+
+@dataclass(frozen=True)
+class Heard:
+    """Seconds of each side served to the annotator of one assignment (distinct audio, not repeats)."""
+
+    seconds_a: float
+    seconds_b: float
+
+
+def listening_heard(*, assignment: Assignment, comparison: Comparison) -> Heard:
+    """Selector: seconds of edit A and edit B served for ``assignment``.
+
+    A side's seconds are the share of its file covered by the served byte
+    ranges times its duration: fetching the same bytes twice counts once.
+    """
+    spans: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    sizes: dict[str, int] = {}
+    for side, first, n, size in ListeningRecord.objects.filter(assignment=assignment).values_list(
+            "side", "first_byte", "n_bytes", "file_bytes"):
+        spans[side].append((first, first + n))
+        sizes[side] = max(sizes.get(side, 0), size)
+    durations = {"a": comparison.edit_a.duration_seconds, "b": comparison.edit_b.duration_seconds}
+    seconds = {
+        side: (min(_covered_bytes(spans[side]), sizes[side]) / sizes[side] * float(durations[side])
+               if sizes.get(side) else 0.0)
+        for side in ("a", "b")
+    }
+    return Heard(seconds_a=seconds["a"], seconds_b=seconds["b"])
+
+
+def listening_check(*, assignment: Assignment, comparison: Comparison, now: datetime) -> tuple[Heard, float]:
+    """The listening rule of a submit: returns what was served and the wall seconds since the assignment.
+
+    Raises
+    ------
+    NotListenedEnough : 409 -- a side was served less than its minimum listen, or
+        less wall time than that has passed since the comparison was assigned.
+    """
+    heard = listening_heard(assignment=assignment, comparison=comparison)
+    wall_seconds = max(0.0, (now - assignment.created_at).total_seconds())
+    required = {"A": min_listen_seconds(comparison.edit_a.duration_seconds),
+                "B": min_listen_seconds(comparison.edit_b.duration_seconds)}
+    for label, served in (("A", heard.seconds_a), ("B", heard.seconds_b)):
+        if served + _SECONDS_SLACK < required[label]:
+            raise NotListenedEnough(
+                f"edit {label} of comparison {comparison.pk}: the server has sent you {served:.1f} s of its "
+                f"audio; at least {required[label]:g} s must be fetched from its audio URL before judging"
+            )
+    least = max(required.values())
+    if wall_seconds + _SECONDS_SLACK < least:
+        raise NotListenedEnough(
+            f"comparison {comparison.pk} was assigned {wall_seconds:.1f} s ago; "
+            f"judging needs at least {least:g} s of listening"
+        )
+    return heard, wall_seconds
+
+
+def listening_record_in_full(*, annotator, assignment: Assignment) -> list[ListeningRecord]:
+    """Record both edits of ``assignment`` as served whole to ``annotator``, as the audio view would.
+
+    For listeners that read the audio files themselves (the simulated
+    annotators of ``rlhf.simulate``): they pass the same rule as a browser,
+    which needs both files fetched and the time waited (``listening_wait_seconds``).
+    """
+    comparison = assignment.comparison
+    records: list[ListeningRecord] = []
+    for edit in (comparison.edit_a, comparison.edit_b):
+        size = edit.audio.size
+        records += listening_record(annotator=annotator, edit_id=edit.pk, first_byte=0, n_bytes=size,
+                                    file_bytes=size)
+    return records
+
+
+def listening_wait_seconds(*, assignment: Assignment, now: datetime | None = None) -> float:
+    """Selector: wall seconds still to pass before ``assignment`` may be judged (0 when it may be now)."""
+    comparison = assignment.comparison
+    least = max(min_listen_seconds(comparison.edit_a.duration_seconds),
+                min_listen_seconds(comparison.edit_b.duration_seconds))
+    elapsed = ((now or timezone.now()) - assignment.created_at).total_seconds()
+    return max(0.0, least - elapsed)

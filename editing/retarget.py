@@ -1,0 +1,146 @@
+"""Retarget a track or a passage to a duration: the request, checked, as a passage and a target in beats.
+
+Pure: arrays in, a :class:`RetargetPlan` out.  Who makes the edit (the policy, best of N by the
+reward model, or the heuristic) is the caller's choice; every method makes the same task of the
+plan, so their results can be compared and paired for annotators.
+
+Rules (each refusal names the thing and the reason):
+
+- the duration is a positive number of seconds, given as ``150``, ``150.5``, ``2:30`` or
+  ``1:02:30``;
+- the passage is beats ``[from_beat, to_beat)`` of the track (default: all of it), at least two
+  bars (8 beats);
+- the duration lies within 0.5x..2x of the passage's own, as the task allows;
+- the target in beats is the reachable length nearest ``duration / mean beat duration``, so the
+  rendered edit lands within about a beat of the duration.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from editing.edit import MAX_PASSAGE_BEATS, MAX_STRETCH, MIN_PASSAGE_BEATS, MIN_STRETCH, reachable_target
+
+__all__ = ["RetargetError", "RetargetPlan", "parse_duration", "format_duration", "plan_retarget"]
+
+_DURATION = re.compile(r"^\s*(-?)(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)\s*s?\s*$")
+# A duration past a day is a typo, not a request (and keeps every later figure finite).
+_MAX_SECONDS = 24 * 3600.0
+
+
+class RetargetError(ValueError):
+    """A retarget request that cannot be met; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class RetargetPlan:
+    """A checked retarget request.
+
+    Attributes
+    ----------
+    start_beat : int
+        Track beat of the passage's first beat.
+    n_beats : int
+        Passage length, beats.
+    target_beats : int
+        Exact output length, beats.
+    target_seconds : float
+        The duration asked for.
+    passage_seconds : float
+        The passage's own duration.
+    expected_seconds : float
+        ``target_beats`` times the passage's mean beat duration: what the edit will last, give
+        or take the tempo's variation.
+    """
+
+    start_beat: int
+    n_beats: int
+    target_beats: int
+    target_seconds: float
+    passage_seconds: float
+    expected_seconds: float
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``150``, ``150.5``, ``2:30``, ``1:02:30`` (or a number); refuses zero, negatives and junk."""
+    if isinstance(text, bool):
+        raise RetargetError(f"duration {text!r}: give seconds or m:ss")
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text))
+        if match is None:
+            raise RetargetError(f"duration {text!r}: give seconds (150) or minutes and seconds (2:30)")
+        sign, first, second, last = match.groups()
+        if second is not None:  # h:mm:ss
+            seconds = int(first) * 3600 + int(second) * 60 + float(last)
+        elif first is not None:  # m:ss
+            seconds = int(first) * 60 + float(last)
+        else:
+            seconds = float(last)
+        seconds = -seconds if sign else seconds
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise RetargetError(f"duration {text!r}: must be more than zero seconds")
+    if seconds > _MAX_SECONDS:
+        raise RetargetError(f"duration {text!r}: at most {format_duration(_MAX_SECONDS)}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``m:ss.s`` (``h:mm:ss`` past an hour)."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample_rate: int, target_seconds: float,
+                  from_beat: int | None = None, to_beat: int | None = None, name: str = "track") -> RetargetPlan:
+    """Check a retarget request against a track's beat grid and turn it into beats.
+
+    Parameters
+    ----------
+    beat_samples : np.ndarray [shape=(n_beats + 1,)], int
+        The track's beat boundaries, samples.
+    bar_positions : np.ndarray [shape=(n_beats,)], int
+        The track's bar position of each beat.
+    sample_rate : int
+        Hz.
+    target_seconds : float
+        The duration asked for (see :func:`parse_duration`).
+    from_beat, to_beat : int, optional
+        The passage, beats ``[from_beat, to_beat)``; default the whole track.
+    name : str
+        Names the track in messages.
+
+    Raises
+    ------
+    RetargetError
+    """
+    bar_positions = np.asarray(bar_positions)
+    beat_samples = np.asarray(beat_samples)
+    n_track = int(bar_positions.size)
+    start = 0 if from_beat is None else int(from_beat)
+    stop = n_track if to_beat is None else int(to_beat)
+    if not 0 <= start < stop <= n_track:
+        raise RetargetError(f"{name}: beats {start}..{stop} are not a range of its {n_track} beats (0..{n_track})")
+    n = stop - start
+    if n < MIN_PASSAGE_BEATS:
+        raise RetargetError(f"{name}: a range of {n} beats is shorter than two bars ({MIN_PASSAGE_BEATS} beats)")
+    if n > MAX_PASSAGE_BEATS:
+        raise RetargetError(f"{name}: a range of {n} beats is longer than {MAX_PASSAGE_BEATS} beats")
+    if not math.isfinite(target_seconds) or target_seconds <= 0:
+        raise RetargetError(f"duration of {target_seconds} s: must be more than zero seconds")
+    passage_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
+    lowest, highest = MIN_STRETCH * passage_seconds, MAX_STRETCH * passage_seconds
+    if not lowest <= target_seconds <= highest:
+        raise RetargetError(
+            f"{name}: {format_duration(target_seconds)} is outside {format_duration(lowest)}..{format_duration(highest)}, "
+            f"half to twice the passage's {format_duration(passage_seconds)}"
+        )
+    mean_beat = passage_seconds / n
+    target_beats = reachable_target(bar_positions[start:stop], round(target_seconds / mean_beat))
+    return RetargetPlan(start_beat=start, n_beats=n, target_beats=target_beats, target_seconds=float(target_seconds),
+                        passage_seconds=passage_seconds, expected_seconds=target_beats * mean_beat)

@@ -1,0 +1,226 @@
+"""Reading the learning side for people: what a cycle would use, and what a finished cycle changed.
+
+Selectors only read rows; they import no torch, so the research pages use them.
+:func:`cycle_preflight` is the one check every way of starting a cycle goes through
+(``rlhf.cycle.cycle_start``, used by the page, the API, ``run_cycle`` and the schedule);
+:func:`cycle_report` is the report card of a finished cycle.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q
+
+from annotations.models import Comparison, Judgement, Track
+from annotations.quality import source_games
+from annotations.selectors import ExportFilters, judgement_rows_for_quality, judgements_for_export
+from rlhf.models import Cycle, PolicyVersion
+
+BASELINE_PREFIX = "baseline:"
+
+
+# --------------------------------------------------------------------------- before a cycle
+
+@dataclass(frozen=True)
+class CyclePreflight:
+    """What a cycle started now would train on, and why it may not start (``refusals``).
+
+    Judgements count as the reward model counts them: gold comparisons and annotators below
+    ``REWARD_MIN_GOLD_ACCURACY`` are left out.  "New" means arrived since the last cycle that
+    finished (a failed cycle activated nothing, so its data are still new to the active model).
+    """
+
+    n_judgements: int
+    n_new_judgements: int
+    n_pairs: int  # distinct unordered pairs of edits judged: the reward model's training rows
+    n_tracks: int  # tracks those pairs cover (a track-wise validation split needs two)
+    n_tracks_ingested: int
+    n_dropped_annotators: int
+    last_cycle_id: int | None
+    min_pairs: int
+    min_new_judgements: int
+    refusals: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.refusals
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.refusals)
+
+
+def cycle_preflight(*, min_new_judgements: int | None = None, min_pairs: int | None = None) -> CyclePreflight:
+    """Count what a cycle would use now and list what is short of the minimums (settings by default)."""
+    min_new = settings.CYCLE_START_MIN_NEW_JUDGEMENTS if min_new_judgements is None else min_new_judgements
+    min_pairs = settings.REWARD_MIN_PAIRS if min_pairs is None else min_pairs
+    threshold = settings.REWARD_MIN_GOLD_ACCURACY
+    qs, dropped = judgements_for_export(ExportFilters(exclude_gold=True,
+                                                      min_gold_accuracy=threshold if threshold > 0 else None))
+    last = Cycle.objects.filter(status=Cycle.Status.DONE).order_by("-pk").first()
+    since = last.judgements_seen if last is not None else 0
+    pairs: set[tuple[int, int]] = set()
+    tracks: set[int] = set()
+    chose = {"a": 0, "b": 0, "tie": 0}
+    n_judgements = n_new = 0
+    for pk, track, a, b, choice in qs.values_list("pk", "comparison__track_id", "comparison__edit_a_id",
+                                                  "comparison__edit_b_id", "choice").iterator(chunk_size=5000):
+        n_judgements += 1
+        n_new += pk > since
+        pairs.add((min(a, b), max(a, b)))
+        tracks.add(track)
+        chose[choice] += 1
+    n_tracks_ingested = Track.objects.count()
+
+    refusals: list[str] = []
+    if n_tracks_ingested == 0:
+        refusals.append("no tracks are ingested")
+    if len(pairs) < min_pairs:
+        refusals.append(f"{len(pairs)} judged pairs of edits, at least {min_pairs} needed")
+    if pairs and len(tracks) < 2:
+        refusals.append(f"the judged pairs cover {len(tracks)} track, a held-out track needs at least 2")
+    if n_judgements and chose["a"] + chose["b"] == 0:
+        refusals.append("every judgement is a tie")
+    elif n_judgements and (chose["a"] == 0 or chose["b"] == 0):
+        side = "A" if chose["a"] else "B"
+        refusals.append(f"every decided judgement chose edit {side}: the data teach the order of the pair")
+    if n_new < min_new:
+        where = f"since cycle {last.pk}" if last is not None else "in all"
+        refusals.append(f"{n_new} new judgements {where}, at least {min_new} needed")
+    return CyclePreflight(
+        n_judgements=n_judgements, n_new_judgements=n_new, n_pairs=len(pairs), n_tracks=len(tracks),
+        n_tracks_ingested=n_tracks_ingested, n_dropped_annotators=len(dropped),
+        last_cycle_id=last.pk if last is not None else None, min_pairs=min_pairs, min_new_judgements=min_new,
+        refusals=tuple(refusals),
+    )
+
+
+# --------------------------------------------------------------------------- after a cycle
+
+@dataclass(frozen=True)
+class Proportion:
+    """A share with its 95 % Wilson score interval; ``value`` is None when nothing was measured."""
+
+    value: float | None
+    n: float
+    low: float | None
+    high: float | None
+
+    @classmethod
+    def wilson(cls, share: float | None, n: float, *, z: float = 1.96) -> "Proportion":
+        """Wilson (1927) interval: stays inside [0, 1] and is honest for small n and shares near 0 or 1."""
+        if share is None or n <= 0:
+            return cls(value=None, n=n, low=None, high=None)
+        denominator = 1 + z * z / n
+        centre = (share + z * z / (2 * n)) / denominator
+        half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / denominator
+        return cls(value=share, n=n, low=max(0.0, centre - half), high=min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class RewardModelFigure:
+    name: str  # what was scored, e.g. "rm-4 (before)"
+    accuracy: Proportion
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class WinRate:
+    opponent: str  # an edit source, e.g. "baseline:bar_cut"
+    share: Proportion  # ties count half a win
+    n_judgements: float
+
+
+@dataclass(frozen=True)
+class PolicyRewards:
+    """Learned (normalised by one reward model) and dense reward at the start and end of the policy training.
+
+    The first PPO update's rollout is played by the starting weights (the parent's, or a fresh
+    network), the last updates' by the new version; both are scored by the cycle's reward
+    model, so the two rows compare on one scale.
+    """
+
+    reward_model: str
+    start_label: str
+    start_learned: float | None
+    start_dense: float | None
+    end_label: str
+    end_learned: float | None
+    end_dense: float | None
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    cycle: Cycle
+    first_reward_model: bool  # no previous version to compare with
+    holdout_pairs: int
+    holdout_tracks: tuple[int, ...]
+    reward_models: tuple[RewardModelFigure, ...]
+    policy_rewards: PolicyRewards | None
+    win_rates: tuple[WinRate, ...]
+    n_comparisons: int
+
+
+def cycle_comparisons_label(cycle: Cycle) -> str:
+    """``Comparison.proposed_by`` of the comparisons a cycle creates."""
+    return f"cycle {cycle.pk}"
+
+
+def cycle_report(cycle: Cycle) -> CycleReport | None:
+    """The report card of a finished cycle (None while it runs or when it failed)."""
+    if cycle.status != Cycle.Status.DONE:
+        return None
+    rm = cycle.metrics.get("reward_model", {})
+    holdout = rm.get("holdout") or {}
+    n_decided = holdout.get("n_decided", 0)
+    figures: list[RewardModelFigure] = []
+    before = holdout.get("before")
+    if before is not None:
+        note = (f"had trained on {before['n_trained_on']} of these judgements" if before.get("n_trained_on") else "")
+        figures.append(RewardModelFigure(f"{before['label']} (before)",
+                                         Proportion.wilson(before.get("accuracy"), n_decided), note))
+    if holdout:
+        figures.append(RewardModelFigure(f"{holdout['after']['label']} (after)",
+                                         Proportion.wilson(holdout["after"].get("accuracy"), n_decided)))
+        figures.append(RewardModelFigure("dense reward only",
+                                         Proportion.wilson(holdout["dense"].get("accuracy"), n_decided)))
+    policy = cycle.policy_version
+    return CycleReport(
+        cycle=cycle, first_reward_model=bool(holdout) and before is None, holdout_pairs=holdout.get("n_pairs", 0),
+        holdout_tracks=tuple(holdout.get("tracks", ())), reward_models=tuple(figures),
+        policy_rewards=_policy_rewards(policy, cycle) if policy else None,
+        win_rates=_win_rates(policy) if policy else (),
+        n_comparisons=Comparison.objects.filter(proposed_by=cycle_comparisons_label(cycle)).count(),
+    )
+
+
+def _policy_rewards(policy: PolicyVersion, cycle: Cycle) -> PolicyRewards:
+    updates = [u for u in policy.metrics.get("per_update", []) if u.get("mean_learned_reward") is not None]
+    first = updates[0] if updates else {}
+    return PolicyRewards(
+        reward_model=cycle.reward_model_version.label if cycle.reward_model_version_id else "–",
+        start_label=f"{policy.parent.label} (start)" if policy.parent_id else "untrained network (start)",
+        start_learned=first.get("mean_learned_reward"), start_dense=first.get("mean_dense_reward"),
+        end_label=f"{policy.label} (end)",
+        end_learned=policy.metrics.get("mean_learned_reward"), end_dense=policy.metrics.get("mean_dense_reward"),
+    )
+
+
+def _win_rates(policy: PolicyVersion) -> tuple[WinRate, ...]:
+    """The policy's win rate against each baseline and its parent, in the judgements so far (humans or simulated)."""
+    judgements = Judgement.objects.filter(comparison__is_gold=False).filter(
+        Q(comparison__edit_a__source=policy.source) | Q(comparison__edit_b__source=policy.source))
+    sources, wins = source_games(judgement_rows_for_quality(judgements))
+    if policy.source not in sources:
+        return ()
+    i = sources.index(policy.source)
+    parent = policy.parent.source if policy.parent_id else None
+    rates = []
+    for j, opponent in enumerate(sources):
+        if j == i or not (opponent.startswith(BASELINE_PREFIX) or opponent == parent):
+            continue
+        games = wins[i, j] + wins[j, i]
+        rates.append(WinRate(opponent=opponent, share=Proportion.wilson(wins[i, j] / games, games), n_judgements=games))
+    return tuple(rates)

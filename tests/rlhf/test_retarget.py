@@ -1,0 +1,244 @@
+"""Retargeting in use: manage.py retarget, the job service behind the page and the API, and their refusals.
+
+Real audio end to end: a generated demo track and a real recording (tests/data, CC BY-SA),
+ingested, retargeted, rendered and written; the result is checked by ear's proxies: it opens
+and closes like the source and lasts the duration asked for, within a beat.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from django.core.management import CommandError, call_command
+
+from annotations.models import Comparison, Edit, Track
+from annotations.services import track_ingest, track_load_analysis, track_load_audio
+from editing.demo import write_demo_corpus
+from editing.env import EnvConfig
+from editing.retarget import RetargetError, parse_duration
+from rlhf.models import RetargetJob
+from rlhf.retarget_services import (
+    RetargetServiceError,
+    method_parse,
+    retarget_job_run,
+    retarget_job_send,
+    retarget_job_start,
+)
+
+pytestmark = pytest.mark.django_db
+
+REAL_CLIP = Path(__file__).resolve().parents[1] / "data" / "caribbean-excerpt.ogg"
+SECONDS = 2.0
+
+
+@pytest.fixture
+def demo_track(storage_root, tmp_path) -> Track:
+    (path,) = write_demo_corpus(tmp_path / "corpus", n_tracks=1)
+    return track_ingest(path=path)[0]
+
+
+@pytest.fixture
+def active_policy(demo_track):
+    """A small trained policy, registered and active (dense reward only: no reward model yet)."""
+    from rlhf.policy import PolicyConfig, train_policy
+    from rlhf.policy_services import policy_register, track_arrays
+
+    config = PolicyConfig(n_envs=2, n_steps=64, batch_size=64, n_epochs=1, net_arch=(32, 32), seed=0)
+    run = train_policy(track_arrays([demo_track]), total_timesteps=128, learned_reward=None,
+                       env_config=EnvConfig(learned_weight=0.0), config=config)
+    return policy_register(run=run, reward_model=None, parent=None, hyperparameters={}, activate=True)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    n = min(a.size, b.size)
+    return float(np.corrcoef(a[:n], b[:n])[0, 1])
+
+
+def _check_written(out: Path, track: Track, target_seconds: float) -> None:
+    """Opens and closes like the source (correlation over 2 s), lasts the target within one beat."""
+    audio, sr = sf.read(out, dtype="float32")
+    analysis = track_load_analysis(track)
+    y = track_load_audio(track)
+    assert sr == analysis.sample_rate
+    beat_seconds = float(np.median(np.diff(analysis.beat_samples))) / sr
+    assert abs(audio.size / sr - target_seconds) <= beat_seconds + 0.01
+    n = int(SECONDS * sr)
+    start, end = int(analysis.beat_samples[0]), int(analysis.beat_samples[-1])  # the passage: first to last beat
+    assert _correlation(audio[:n], y[start:start + n]) > 0.9
+    assert _correlation(audio[-n:], y[end - n:end]) > 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("duration_factor", [0.7, 1.4])
+def test_retarget_command_on_a_demo_track_shortens_and_lengthens(demo_track, tmp_path, capsys, duration_factor):
+    target = round(duration_factor * demo_track.duration_seconds, 1)
+    out = tmp_path / "out.wav"
+    call_command("retarget", str(demo_track.pk), duration=str(target), method="heuristic", out=str(out))
+    _check_written(out, demo_track, target)
+    printed = capsys.readouterr().out
+    assert "seams (" in printed and "reward model score: no active reward model" in printed
+
+
+@pytest.mark.slow
+def test_retarget_command_on_a_real_recording_ingests_it_and_writes_flac(storage_root, tmp_path, capsys):
+    out = tmp_path / "out.flac"
+    call_command("retarget", str(REAL_CLIP), duration="0:22", method="heuristic", out=str(out))
+    assert sf.info(out).format == "FLAC"
+    track = Track.objects.get()
+    _check_written(out, track, 22.0)
+    assert "seams (" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_retarget_command_with_the_active_policy(demo_track, active_policy, tmp_path, capsys):
+    out = tmp_path / "policy.wav"
+    target = round(0.6 * demo_track.duration_seconds, 1)
+    call_command("retarget", demo_track.title, duration=str(target), method="policy", out=str(out))
+    _check_written(out, demo_track, target)
+    assert Edit.objects.get().source == active_policy.source
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--duration", "0"], "more than zero"),
+    (["--duration=-5"], "more than zero"),
+    (["--duration", "soon"], "give seconds"),
+    (["--duration", "999:00"], "half to twice"),
+    (["--duration", "0:05"], "half to twice"),
+    (["--duration", "0:30", "--from-beat", "0", "--to-beat", "6"], "shorter than two bars"),
+    (["--duration", "0:30", "--method", "policy"], "no active policy yet.*heuristic"),
+    (["--duration", "0:30", "--method", "best-of-1"], "N must be"),
+])
+def test_retarget_command_refuses_bad_input_with_the_reason_and_stores_nothing(demo_track, tmp_path, args, reason):
+    method = [] if "--method" in args else ["--method", "heuristic"]
+    with pytest.raises(CommandError, match=reason):
+        call_command("retarget", str(demo_track.pk), *args, *method, "--out", str(tmp_path / "out.wav"))
+    assert not Edit.objects.exists()
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_retarget_command_writes_only_wav_or_flac(demo_track, tmp_path):
+    with pytest.raises(CommandError, match="must be .wav or .flac"):
+        call_command("retarget", str(demo_track.pk), duration="0:30", method="heuristic", out=str(tmp_path / "x.mp3"))
+
+
+def test_retarget_command_refuses_a_file_that_is_not_audio(storage_root, tmp_path):
+    bogus = tmp_path / "notes.ogg"
+    bogus.write_bytes(b"this is not audio at all" * 100)
+    with pytest.raises(CommandError, match="notes.ogg"):
+        call_command("retarget", str(bogus), duration="0:30", method="heuristic", out=str(tmp_path / "o.wav"))
+    assert not Track.objects.exists()
+
+
+@pytest.mark.parametrize("text, seconds", [("150", 150.0), ("2:30", 150.0), ("1:02:03", 3723.0), ("2.5", 2.5), (90, 90.0)])
+def test_durations_read_as_people_write_them(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "", "abc", "1:xx", float("nan"), True])
+def test_durations_that_are_not_durations_are_refused(text):
+    with pytest.raises(RetargetError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text, label", [("policy", "policy"), ("heuristic", "heuristic"), ("Best-of-8", "best-of-8")])
+def test_methods_parse(text, label):
+    assert method_parse(text).label == label
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_makes_both_results_and_sends_the_pair_to_annotators_once(demo_track, active_policy, django_user_model):
+    user = django_user_model.objects.create(username="researcher")
+    target = round(0.75 * demo_track.duration_seconds, 1)
+    job = retarget_job_start(requested_by=user, duration=target, track=demo_track, methods=["policy", "heuristic"])
+    job.refresh_from_db()  # the task ran when the transaction committed (tasks run inline in tests)
+    assert job.status == RetargetJob.Status.DONE, job.error
+    assert [r["method"] for r in job.results] == ["policy", "heuristic"]
+    assert job.results[0]["source"] == active_policy.source and job.results[1]["source"] == "baseline:heuristic"
+    edits = [Edit.objects.get(pk=r["edit_id"]) for r in job.results]
+    assert {(e.excerpt_start_beat, e.n_source_beats, e.target_beats) for e in edits} == {(0, demo_track.n_beats, job.target_beats)}
+    assert edits[0].actions_key != edits[1].actions_key  # a barely trained policy does not find the heuristic's edit
+    comparison = retarget_job_send(job=job)
+    assert retarget_job_send(job=job).pk == comparison.pk
+    assert Comparison.objects.count() == 1 and comparison.proposed_by == f"retarget:{job.pk}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_refused_up_front_stores_nothing(demo_track, django_user_model):
+    user = django_user_model.objects.create(username="researcher")
+    with pytest.raises(RetargetServiceError, match="no active policy yet.*heuristic"):
+        retarget_job_start(requested_by=user, duration=30, track=demo_track, methods=["best-of-8", "heuristic"])
+    with pytest.raises(RetargetServiceError, match="half to twice"):
+        retarget_job_start(requested_by=user, duration=1, track=demo_track, methods=["heuristic"])
+    assert not RetargetJob.objects.exists() and not Edit.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_with_an_upload_that_is_not_audio_fails_with_the_reason(storage_root, django_user_model):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    user = django_user_model.objects.create(username="researcher")
+    upload = SimpleUploadedFile("garbage.wav", b"RIFF....not really a wave file" * 50)
+    job = retarget_job_start(requested_by=user, duration=30, upload=upload, methods=["heuristic"])
+    job.refresh_from_db()
+    assert job.status == RetargetJob.Status.FAILED
+    assert "garbage" in job.error and str(storage_root) not in job.error
+    assert not Track.objects.exists() and not Edit.objects.exists()
+    assert not any(p.is_file() for p in (storage_root / "uploads").rglob("*"))  # the upload is not left behind
+
+
+def test_running_a_job_twice_does_nothing_the_second_time(demo_track, django_user_model, django_capture_on_commit_callbacks):
+    user = django_user_model.objects.create(username="researcher")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = retarget_job_start(requested_by=user, duration=0.8 * demo_track.duration_seconds, track=demo_track,
+                                 methods=["heuristic"])
+    assert retarget_job_run(job_id=job.pk).status == RetargetJob.Status.DONE
+    assert retarget_job_run(job_id=job.pk).status == RetargetJob.Status.DONE
+    assert Edit.objects.count() == 1
+
+
+def test_the_api_starts_polls_and_downloads_for_researchers_only(demo_track, client, django_user_model,
+                                                                 django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Group
+
+    from annotations.roles import ANNOTATOR, RESEARCHER
+
+    annotator = django_user_model.objects.create_user("ann", password="pw")
+    annotator.groups.add(Group.objects.get_or_create(name=ANNOTATOR)[0])
+    researcher = django_user_model.objects.create_user("res", password="pw")
+    researcher.groups.add(Group.objects.get_or_create(name=RESEARCHER)[0])
+    body = {"track": demo_track.pk, "duration": f"{0.8 * demo_track.duration_seconds:.1f}", "methods": ["heuristic"]}
+
+    client.force_login(annotator)
+    assert client.post("/api/retarget/", body, content_type="application/json").status_code == 403
+    assert client.get("/retarget/").status_code == 403
+
+    client.force_login(researcher)
+    assert client.get("/retarget/").status_code == 200
+    refused = client.post("/api/retarget/", {**body, "duration": "0"}, content_type="application/json")
+    assert refused.status_code == 400 and "more than zero" in refused.json()["detail"]
+    with django_capture_on_commit_callbacks(execute=True):
+        started = client.post("/api/retarget/", body, content_type="application/json")
+    assert started.status_code == 202
+    job = client.get(started.json()["url"]).json()
+    assert job["status"] == "done", job["error"]
+    (result,) = job["results"]
+    wav = client.get(result["audio_url"])
+    assert wav.status_code == 200 and wav["Content-Type"] == "audio/wav"
+    flac = client.get(result["flac_url"])
+    assert flac.status_code == 200 and b"".join(flac.streaming_content)[:4] == b"fLaC"
+    client.force_login(annotator)
+    assert client.get(result["audio_url"]).status_code == 403
+
+
+def test_sending_two_results_that_are_one_edit_is_refused(demo_track, django_user_model, django_capture_on_commit_callbacks):
+    user = django_user_model.objects.create(username="researcher")
+    with django_capture_on_commit_callbacks(execute=True):
+        job = retarget_job_start(requested_by=user, duration=0.8 * demo_track.duration_seconds, track=demo_track,
+                                 methods=["heuristic", "heuristic"])
+    job.refresh_from_db()
+    assert job.status == RetargetJob.Status.DONE and job.results[0]["edit_id"] == job.results[1]["edit_id"]
+    with pytest.raises(RetargetServiceError, match="same edit"):
+        retarget_job_send(job=job)
+    assert not Comparison.objects.exists()
