@@ -17,6 +17,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test's fixtures are torn down, the test thread's connection must not be left with autocommit off.
+
+    Outside an atomic block autocommit is never off in this suite (pytest-django's own wrapping of
+    non-transactional tests is an atomic block, which may outlive one test).  A connection left so
+    (see ``live_server`` below) refuses every later test's ``on_commit`` callbacks, so the failure
+    would show tests away from its cause; this makes the test that left it fail instead.
+    """
+    result = yield
+    from django.db import connection
+
+    if connection.connection is None or connection.in_atomic_block or connection.autocommit:
+        return result
+    from pytest_django.plugin import blocking_manager_key
+
+    with item.config.stash[blocking_manager_key].unblock():
+        connection.set_autocommit(True)  # the next tests start clean; this one carries the failure
+    raise AssertionError(f"{item.nodeid} left the database connection with autocommit off")
+
+
 @pytest.fixture
 def storage_root(settings, tmp_path) -> Path:
     """A storage root of this test's own, so a test can assert on exactly what was written."""
@@ -29,6 +50,38 @@ def storage_root(settings, tmp_path) -> Path:
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
     }
     return root
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server):
+    """pytest-django's live server, answering one request at a time while it shares the test's database connection.
+
+    On SQLite the test database lives in memory, so every request thread of the
+    server uses the test thread's one connection object, and its transaction
+    state (in an atomic block, autocommit) is that object's.  Two requests at
+    once (the annotate page saves a judgement while it fetches the next pair)
+    interleave their atomic blocks on it and can leave autocommit off, after
+    which every later test's ``on_commit`` callbacks never run.  On PostgreSQL
+    each request thread has its own connection and nothing is serialised.
+    """
+    import threading
+
+    if live_server.thread.connections_override:
+        httpd = live_server.thread.httpd
+        app, lock = httpd.get_app(), threading.Lock()
+
+        def one_at_a_time(environ, start_response):
+            with lock:
+                response = app(environ, start_response)
+                try:
+                    body = b"".join(response)  # a streamed body may read the database too
+                finally:
+                    if hasattr(response, "close"):
+                        response.close()
+            return [body]
+
+        httpd.set_app(one_at_a_time)
+    return live_server
 
 
 def _database_url(settings_dict: dict) -> str:
@@ -114,3 +167,26 @@ def celery_worker_process(transactional_db, settings, storage_root):
                 os.killpg(proc.pid, signal.SIGKILL)
     app.conf.update(**old)
     _reset_broker_connections(app)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """An empty cache per test: DRF throttles count requests there, and user ids recur across tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def throttle_rates(monkeypatch):
+    """Set DRF scoped throttle rates for one test: ``throttle_rates(cycle_start="2/hour")``.
+
+    ScopedRateThrottle copies the rates when DRF is imported, so overriding the setting alone would not reach it.
+    """
+    from rest_framework.throttling import ScopedRateThrottle
+
+    def set_rates(**rates: str) -> None:
+        monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, **rates})
+
+    return set_rates
