@@ -192,19 +192,6 @@ const mapPlayhead = BeatMap.mapPlayhead;
 
   function longest() { return Math.max(buffers.left.duration, buffers.right.duration); }
 
-  function computePeaks(buffer, width) {
-    const data = buffer.getChannelData(0), out = new Float32Array(width);
-    const per = Math.max(1, Math.floor(data.length / width));
-    for (let x = 0; x < width; x++) {
-      let peak = 0;
-      for (let i = x * per, end = Math.min(data.length, (x + 1) * per); i < end; i++) {
-        const v = Math.abs(data[i]); if (v > peak) peak = v;
-      }
-      out[x] = peak;
-    }
-    return out;
-  }
-
   // Each canvas is as wide as its edit is long, on the scale of the longer one.
   function layout() {
     const total = longest();
@@ -233,7 +220,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
   function draw(side) {
     const canvas = $(`wave-${side}`), buffer = buffers[side];
     const [width, height, dpr] = fit(canvas);
-    if (!peaks[side] || peaks[side].length !== width) peaks[side] = computePeaks(buffer, width);
+    if (!peaks[side] || peaks[side].length !== width) peaks[side] = Waveform.peaks(buffer, width);
     const g = canvas.getContext("2d"), x = (t) => (t / buffer.duration) * width;
     g.clearRect(0, 0, width, height);
     const r = region(side);

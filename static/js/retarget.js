@@ -360,26 +360,13 @@
 
   /* ---------- waveforms on one time axis, seams and playhead ---------- */
 
-  function computePeaks(buffer, width) {
-    const data = buffer.getChannelData(0), out = new Float32Array(width);
-    const per = Math.max(1, Math.floor(data.length / width));
-    for (let x = 0; x < width; x++) {
-      let peak = 0;
-      for (let i = x * per, end = Math.min(data.length, (x + 1) * per); i < end; i++) {
-        const v = Math.abs(data[i]); if (v > peak) peak = v;
-      }
-      out[x] = peak;
-    }
-    return out;
-  }
-
   function draw(index) {
     const side = sides[index], canvas = side.canvas;
     const width = canvas.width = Math.max(200, Math.floor(canvas.clientWidth * (window.devicePixelRatio || 1)));
     const height = canvas.height, axis = axisSeconds();
     // Peaks over this result's own span of the shared axis: a shorter edit ends before the right edge.
     const span = Math.max(1, Math.round(width * side.buffer.duration / axis));
-    if (!side.peaks || side.peaks.length !== span) side.peaks = computePeaks(side.buffer, span);
+    if (!side.peaks || side.peaks.length !== span) side.peaks = Waveform.peaks(side.buffer, span);
     const g = canvas.getContext("2d"), x = (t) => (t / axis) * width;
     g.clearRect(0, 0, width, height);
     g.fillStyle = "#f1f3f7";
