@@ -139,7 +139,7 @@ class CycleParameters:
     ppo_n_steps: int = 128
     ppo_batch_size: int = 256
     ppo_imitation_episodes: int = 1024
-    ppo_heuristic_kl: float = 0.05
+    ppo_heuristic_kl: float = 0.2
     required_judgements: int = 3
     seed: int = 0
 

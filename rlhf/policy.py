@@ -136,7 +136,7 @@ class PolicyConfig:
     # Over-optimisation guard: each step pays ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
     # is the heuristic's soft choice (``editing.env.heuristic_policy``): the KL penalty of RLHF, toward
     # the editor the policy must beat, so that a reward model's blind spots cannot pull it far away.
-    heuristic_kl: float = 0.05
+    heuristic_kl: float = 0.2
     # The reference's temperature, in seam-cost units: a move dearer than the heuristic's by this
     # much keeps e^-1 of its weight.
     heuristic_kl_temperature: float = 0.25
