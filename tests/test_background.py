@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.test import Client
@@ -10,6 +9,18 @@ from django.test import Client
 from annotations.models import ExportJob
 from rlhf.models import Cycle
 from tests.annotations.factories import make_comparison, make_judgement, make_user
+
+
+def join_task_threads(*, timeout: float = 30) -> None:
+    """Wait for the site's task threads to end, without reading the database meanwhile.
+
+    The test database is SQLite in memory with a shared cache, whose table locks make a write
+    fail at once (no busy wait) while another connection reads: polling a job's status while its
+    thread saves it could fail the thread's write.
+    """
+    for thread in [t for t in threading.enumerate() if t.name.startswith("task-")]:
+        thread.join(timeout=timeout)
+        assert not thread.is_alive(), thread.name
 
 
 @pytest.mark.django_db(transaction=True)
@@ -39,11 +50,10 @@ def test_export_started_from_the_api_finishes_after_the_response(settings, stora
     job_id = response.json()["id"]
     assert ExportJob.objects.get(pk=job_id).status == ExportJob.Status.QUEUED
     release.set()
-    deadline = time.monotonic() + 30
-    while ExportJob.objects.get(pk=job_id).status != ExportJob.Status.DONE:
-        assert time.monotonic() < deadline, ExportJob.objects.get(pk=job_id).error
-        time.sleep(0.1)
-    assert ExportJob.objects.get(pk=job_id).n_rows == 1
+    join_task_threads()
+    job = ExportJob.objects.get(pk=job_id)
+    assert job.status == ExportJob.Status.DONE, job.error
+    assert job.n_rows == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -62,15 +72,9 @@ def test_a_cycle_started_from_the_api_runs_its_steps_in_a_thread_in_order(settin
     response = client.post("/api/rlhf/cycles/", {"ppo_timesteps": 128}, content_type="application/json")
 
     assert response.status_code == 201
-    cycle = Cycle.objects.get(pk=response.json()["id"])
-    deadline = time.monotonic() + 60
-    while cycle.is_running:
-        assert time.monotonic() < deadline, cycle.log
-        time.sleep(0.1)
-        cycle.refresh_from_db()
-    assert cycle.status == Cycle.Status.FAILED and "train_reward_model" in cycle.error
+    cycle_id = response.json()["id"]
+    # The thread also runs the linked later steps (no-ops on an ended cycle); it ends by itself.
+    join_task_threads(timeout=60)
+    cycle = Cycle.objects.get(pk=cycle_id)
+    assert cycle.status == Cycle.Status.FAILED and "train_reward_model" in cycle.error, cycle.log
     assert cycle.reward_model_version is None and cycle.policy_version is None
-    # The thread also ran the linked later steps (no-ops on an ended cycle); it ends by itself.
-    for thread in [t for t in threading.enumerate() if t.name.startswith("task-")]:
-        thread.join(timeout=30)
-        assert not thread.is_alive(), thread.name
