@@ -74,3 +74,11 @@ def test_cycle_starts_are_throttled_with_retry_after(researcher, throttle_rates,
     assert page.status_code == 429 and 0 < int(page["Retry-After"]) <= 3600
     assert researcher.get(CYCLES).status_code == 200  # watching is not throttled
     assert Cycle.objects.count() == 1
+
+
+def test_a_cycle_with_default_parameters_trains_the_policy_with_the_policy_defaults():
+    """``CycleParameters`` repeats ``PolicyConfig``'s defaults (the site must not import torch to read
+    them); a default cycle must still train exactly as a default ``PolicyConfig`` would."""
+    from rlhf.policy import PolicyConfig
+
+    assert CycleParameters().policy_config(seed=PolicyConfig.seed, device=PolicyConfig.device) == PolicyConfig()
