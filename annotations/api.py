@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import roles
+from .roles import IsAnnotator, IsAnnotatorOrResearcher
 from .assignment import assignment_ahead, assignment_next, shown_comparison
 from .judgements import assignment_skip, judgement_submit, judgements_visible, progress_get
 from .serializers import (
@@ -25,20 +24,6 @@ from .serializers import (
     SkipInputSerializer,
     SkipResultSerializer,
 )
-
-
-class IsAnnotator(BasePermission):
-    message = "only annotators can do this"
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_annotator(request.user)
-
-
-class IsAnnotatorOrResearcher(BasePermission):
-    message = "only annotators, researchers and admins can do this"
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_annotator(request.user) or roles.is_researcher(request.user)
 
 
 class NextComparisonView(APIView):

@@ -49,6 +49,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import quality
+from .dispatch import export_enqueue
 from .errors import AnnotationError, DomainError
 from .models import Edit, ExportJob, Judgement
 from .selectors import ExportFilters, judgements_for_export
@@ -455,11 +456,9 @@ def export_job_start(*, requested_by, fmt: str, filters: ExportFilters) -> Expor
     its transaction has not yet made visible, and a rolled-back request queues
     nothing.
     """
-    from .tasks import export_run  # the tasks module imports this one
-
     with transaction.atomic():
         job = export_job_create(requested_by=requested_by, fmt=fmt, filters=filters)
-        transaction.on_commit(lambda: export_run.delay(job.pk))
+        transaction.on_commit(lambda: export_enqueue(job.pk))
     return job
 
 

@@ -19,7 +19,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -28,13 +27,6 @@ from rest_framework.views import APIView
 from . import export, roles
 from .models import ExportJob
 from .selectors import ExportFilters
-
-
-class IsExportAdmin(BasePermission):
-    message = "exports are for admins"
-
-    def has_permission(self, request, view) -> bool:
-        return roles.is_admin(request.user)
 
 
 class _NoFormatOverride:
@@ -81,7 +73,7 @@ def _query_filters(request: Request) -> ExportFilters:
 
 
 class ExportJobListView(APIView):
-    permission_classes = [IsExportAdmin]
+    permission_classes = [roles.IsAdmin]
     throttle_scope = "export_create"  # each job reads every judgement: rate in settings
 
     @extend_schema(request=ExportRequestSerializer, responses={201: ExportJobSerializer},
@@ -96,7 +88,7 @@ class ExportJobListView(APIView):
 
 
 class ExportJobDetailView(APIView):
-    permission_classes = [IsExportAdmin]
+    permission_classes = [roles.IsAdmin]
 
     @extend_schema(responses={200: ExportJobSerializer}, summary="An export job: status, card, download link")
     def get(self, request: Request, pk: int) -> Response:
@@ -104,7 +96,7 @@ class ExportJobDetailView(APIView):
 
 
 class ExportJobDownloadView(APIView):
-    permission_classes = [IsExportAdmin]
+    permission_classes = [roles.IsAdmin]
 
     @extend_schema(responses=_file_responses(export.FORMATS), summary="Download a finished export file")
     def get(self, request: Request, pk: int) -> FileResponse:
@@ -118,7 +110,7 @@ class ExportJobDownloadView(APIView):
 
 
 class ExportStreamView(APIView):
-    permission_classes = [IsExportAdmin]
+    permission_classes = [roles.IsAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
     @extend_schema(responses=_file_responses(export.STREAMABLE_FORMATS),
@@ -139,7 +131,7 @@ class ExportStreamView(APIView):
 
 
 class ExportStreamCardView(APIView):
-    permission_classes = [IsExportAdmin]
+    permission_classes = [roles.IsAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="The dataset card of a streamed export")

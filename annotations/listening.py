@@ -132,7 +132,7 @@ def listening_record_in_full(*, annotator, assignment: Assignment) -> list[Liste
     """Record both edits of ``assignment`` as served whole to ``annotator``, as the audio view would.
 
     For listeners that read the audio files themselves (the simulated
-    annotators of ``rlhf.simulate``): they pass the same rule as a browser,
+    annotators of ``rlhf.evidence.simulate``): they pass the same rule as a browser,
     which needs both files fetched and the time waited (``listening_wait_seconds``).
     """
     comparison = assignment.comparison

@@ -1,10 +1,15 @@
-"""The three roles, as Django groups, and the checks that pages and endpoints use."""
+"""The three roles, as Django groups, and the checks that pages and endpoints use.
+
+One check per role: pages use the decorators, the REST API the permission classes below;
+both read the same ``is_*`` functions.
+"""
 from __future__ import annotations
 
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from rest_framework.permissions import BasePermission
 
 ANNOTATOR = "annotator"
 RESEARCHER = "researcher"
@@ -48,3 +53,33 @@ def researcher_required(view):
         return view(request, *args, **kwargs)
 
     return checked
+
+
+# --------------------------------------------------------------------------- REST API permissions
+
+class IsAnnotator(BasePermission):
+    message = "only annotators can do this"
+
+    def has_permission(self, request, view) -> bool:
+        return is_annotator(request.user)
+
+
+class IsAnnotatorOrResearcher(BasePermission):
+    message = "only annotators, researchers and admins can do this"
+
+    def has_permission(self, request, view) -> bool:
+        return is_annotator(request.user) or is_researcher(request.user)
+
+
+class IsResearcher(BasePermission):
+    message = "researchers and admins only"
+
+    def has_permission(self, request, view) -> bool:
+        return is_researcher(request.user)
+
+
+class IsAdmin(BasePermission):
+    message = "admins only"
+
+    def has_permission(self, request, view) -> bool:
+        return is_admin(request.user)

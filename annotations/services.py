@@ -302,13 +302,12 @@ def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority:
         )
     if is_gold and gold_answer not in ("a", "b"):
         raise ComparisonError("a gold comparison needs its known answer, 'a' or 'b'")
-    if required_judgements is None:
-        required_judgements = getattr(settings, "ANNOTATION_JUDGEMENTS_PER_COMPARISON", 3)
+    # None: the model's default (``Comparison.required_judgements``), its one home.
+    asked = {} if required_judgements is None else {"required_judgements": required_judgements}
     return Comparison.objects.create(
         track=edit_a.track, edit_a=edit_a, edit_b=edit_b, proposed_by=proposed_by, priority=priority,
         predicted_preference=predicted_preference, reward_model_version=reward_model_version,
-        required_judgements=required_judgements, is_gold=is_gold, gold_answer=gold_answer,
-        repeat_of=repeat_of,
+        is_gold=is_gold, gold_answer=gold_answer, repeat_of=repeat_of, **asked,
     )
 
 

@@ -1,12 +1,13 @@
-"""Celery tasks of the annotation app: thin wrappers around services.
+"""Celery tasks of the annotation app: thin wrappers around services, queued by name (``annotations.dispatch``).
 
-With no broker configured (the default) Celery runs them in-process (eager).
+With no broker configured (the default) Celery runs them in-process (see ``feedback_site.celery``).
 """
 from __future__ import annotations
 
 from celery import shared_task
 
 from .export import export_job_run
+from .uploads import track_upload_run
 
 
 @shared_task(name="annotations.export_run")
@@ -18,6 +19,4 @@ def export_run(job_id: int) -> int:
 @shared_task(name="annotations.track_upload_analyse")
 def track_upload_analyse(upload_id: int) -> str:
     """Analyse upload ``upload_id`` into a track; returns its status (the row holds the outcome)."""
-    from .uploads import track_upload_run  # ingest loads librosa: only when an upload is analysed
-
     return track_upload_run(upload_id=upload_id).status

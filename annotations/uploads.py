@@ -2,7 +2,8 @@
 
 The request only checks the size (before the body is read, see
 ``feedback_site.limits``), stores the file and queues its analysis; the task
-(``annotations.tasks.track_upload_analyse``) runs :func:`track_upload_run`,
+(``annotations.tasks.track_upload_analyse``, or a retarget job for the retarget
+page's uploads) runs :func:`track_upload_run`,
 which calls the same ``track_ingest`` as ``manage.py ingest_audio``.  Messages
 shown to the uploader name the file as it was uploaded, never a server path.
 """
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from editing.audio import AudioError
 
+from .dispatch import upload_analysis_enqueue
 from .errors import AnnotationError
 from .models import TrackUpload
 from .services import track_ingest
@@ -52,17 +54,25 @@ def upload_check_size(*, n_bytes: int, what: str) -> None:
         raise UploadTooLarge(f"{what} is {_megabytes(n_bytes)}, at most {_megabytes(limit)} can be uploaded at once")
 
 
-def track_upload_start(*, uploaded_by, upload: UploadedFile, title: str = "") -> TrackUpload:
-    """Store an uploaded file and queue its analysis once the row is committed."""
-    from .tasks import track_upload_analyse  # the tasks module imports this one
+def track_upload_store(*, uploaded_by, upload: UploadedFile, title: str = "") -> TrackUpload:
+    """Size-check and store an uploaded file as a queued upload (the admin's and the retarget page's one path).
 
+    The caller queues or runs its analysis (:func:`track_upload_run`).
+    """
     name = Path(upload.name or "upload").name[:255]
     upload_check_size(n_bytes=upload.size, what=name)
     with transaction.atomic():
         row = TrackUpload.objects.create(uploaded_by=uploaded_by, original_name=name, title=title,
                                          size_bytes=upload.size)
         row.file.save(f"{row.pk}{Path(name).suffix.lower()}", upload, save=True)
-        transaction.on_commit(lambda: track_upload_analyse.delay(row.pk))
+    return row
+
+
+def track_upload_start(*, uploaded_by, upload: UploadedFile, title: str = "") -> TrackUpload:
+    """Store an uploaded file and queue its analysis once the row is committed."""
+    with transaction.atomic():
+        row = track_upload_store(uploaded_by=uploaded_by, upload=upload, title=title)
+        transaction.on_commit(lambda: upload_analysis_enqueue(row.pk))
     return row
 
 

@@ -50,9 +50,11 @@ def main() -> None:
 
     from annotations.services import baseline_comparisons_create, track_ingest
     from editing.demo import write_demo_corpus
-    from rlhf.cycle import STEPS, CycleParameters, cycle_create, cycle_run
-    from rlhf.reward_model import select_device
-    from rlhf.simulate import annotators_simulate
+    from rlhf.cycle.parameters import CycleParameters
+    from rlhf.cycle.state import STEPS, cycle_create
+    from rlhf.cycle.steps import cycle_run
+    from rlhf.learning.reward_model import select_device
+    from rlhf.evidence.simulate import annotators_simulate
 
     call_command("migrate", verbosity=0)
     began = time.perf_counter()

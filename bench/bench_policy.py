@@ -6,7 +6,7 @@ Prints, all measured in this one run on this machine:
 - PPO steps/s on a trivial env with the SAME spaces (constant observation, every action
   valid, the same mean episode length, zero reward): PPO's own cost;
 - PPO steps/s on the editing env, dense reward only;
-- PPO steps/s on the editing env with the learned reward of a real ``rlhf.reward_model``
+- PPO steps/s on the editing env with the learned reward of a real ``rlhf.learning.reward_model``
   ensemble (default architecture and member count, untrained weights: the cost does not
   depend on them), scored as the cycle scores it (``PolicyConfig()`` defaults: one call per
   rollout at its end; ``--reward-chunk`` tries background chunks), and the overhead against
@@ -16,7 +16,7 @@ Prints, all measured in this one run on this machine:
   ensemble), and the reward model's arithmetic (multiply-adds of its linear layers, what
   no implementation of the same ensemble avoids) against the rate it reached.
 
-The configuration is the cycle's (``rlhf.cycle``: ``EnvConfig(learned_weight=0.8)``,
+The configuration is the cycle's (``rlhf.cycle.steps``: ``EnvConfig(learned_weight=0.8)``,
 ``PolicyConfig`` with n_envs 8 x n_steps 128, a 3-member ensemble of the default
 ``RewardModelConfig``, ``EnsembleReward`` with its default threads).
 
@@ -42,8 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES  # noqa: E402
 from editing.edit import N_ACTIONS  # noqa: E402
 from editing.env import EditingEnv, EnvConfig, TrackArrays, action_space, observation_space  # noqa: E402
-from rlhf.policy import EnsembleReward, PolicyConfig, train_policy  # noqa: E402
-from rlhf.reward_model import RewardEnsemble, RewardModelConfig, RewardNet, count_parameters, select_device  # noqa: E402
+from rlhf.learning.configs import PolicyConfig
+from rlhf.learning.learned_reward import EnsembleReward
+from rlhf.learning.policy import train_policy
+from rlhf.learning.reward_model import RewardEnsemble, RewardModelConfig, RewardNet, count_parameters, select_device
 
 
 def synthetic_tracks(n_tracks: int, n_beats: int, seed: int = 0) -> list[TrackArrays]:
@@ -145,7 +147,8 @@ def ppo_trivial_speed(episode_steps: int, config: PolicyConfig, total: int) -> f
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rlhf.policy import _torch_threads, policy_device
+    from rlhf.learning.learned_reward import torch_threads
+    from rlhf.learning.policy import policy_device
 
     venv = DummyVecEnv([lambda: TrivialEnv(episode_steps) for _ in range(config.n_envs)])
     model = MaskablePPO(
@@ -154,7 +157,7 @@ def ppo_trivial_speed(episode_steps: int, config: PolicyConfig, total: int) -> f
         ent_coef=config.ent_coef, policy_kwargs={"net_arch": list(config.net_arch)}, seed=config.seed,
         device=policy_device(config), verbose=0,
     )
-    with _torch_threads(config.n_threads):
+    with torch_threads(config.n_threads):
         began = time.perf_counter()
         model.learn(total_timesteps=total)
         return total / (time.perf_counter() - began)

@@ -64,8 +64,10 @@ def bench_retarget(path: Path, repeats: int) -> None:
     from editing.baselines import HEURISTIC, baseline_actions
     from editing.edit import N_MODEL_FEATURES, reachable_target
     from editing.env import EnvConfig, Excerpt, TrackArrays
-    from rlhf.policy import EnsembleReward, PolicyConfig, best_of_n_actions, build_policy, sample_actions
-    from rlhf.reward_model import RewardEnsemble, RewardModelConfig, RewardNet
+    from rlhf.learning.configs import PolicyConfig
+    from rlhf.learning.learned_reward import EnsembleReward
+    from rlhf.learning.policy import best_of_n_actions, build_policy, sample_actions
+    from rlhf.learning.reward_model import RewardEnsemble, RewardModelConfig, RewardNet
 
     began = time.perf_counter()
     warm_up()  # what a worker does once at start (numba compilation); not per track
@@ -118,7 +120,8 @@ def score_one_length(n_beats: int, repeats: int) -> dict:
 
     from editing.audio import N_AUDIO_FEATURES
     from editing.edit import N_MODEL_FEATURES
-    from rlhf.reward_model import EditInput, RewardEnsemble, RewardModelConfig, RewardNet
+    from rlhf.learning.reward_data import EditInput
+    from rlhf.learning.reward_model import RewardEnsemble, RewardModelConfig, RewardNet
 
     config = RewardModelConfig()
     members = [RewardNet(config, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).eval() for _ in range(3)]

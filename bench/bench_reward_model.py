@@ -20,15 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from rlhf.reward_model import (  # noqa: E402
-    RewardEnsemble,
-    RewardModelConfig,
-    RewardNet,
-    TrainingConfig,
-    count_parameters,
-    select_device,
-    train_ensemble,
-)
+from rlhf.learning.configs import TrainingConfig
+from rlhf.learning.reward_model import RewardEnsemble, RewardModelConfig, RewardNet, count_parameters, select_device
+from rlhf.learning.reward_training import train_ensemble
 from tests.rlhf.synthetic import synthetic_dataset, synthetic_edits  # noqa: E402
 
 

@@ -1,5 +1,7 @@
 """A retarget edit of a passage: the nine beat actions, their validity, and the edit-aware features.
 
+One concept over 600 lines: the edit, with the parts that must agree on what an action does.
+
 The task
 --------
 A *passage* is a run of ``n_source_beats`` consecutive track beats (8..4096: two bars up to a

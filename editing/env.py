@@ -18,7 +18,7 @@ Only the terminal step is rewarded: ``w * learned + (1 - w) * dense`` (:func:`mi
 The learned part needs the reward-model ensemble, which is far cheaper over a batch of
 finished edits than per episode, so the env *defers* it: the terminal step returns
 ``(1 - w) * dense`` and puts a :class:`FinishedEpisode` in ``info["finished_episode"]``;
-the trainer (``rlhf.policy``) scores all finished episodes of a rollout in one call and adds
+the trainer (``rlhf.learning.policy``) scores all finished episodes of a rollout in one call and adds
 ``w * learned`` to their terminal rewards before advantages are computed. With ``w = 0`` the
 env's reward is already complete.
 
@@ -64,7 +64,7 @@ timbre, harmony and loudness continue, and the least-cost plan through them is a
 over the whole passage, which a step-by-step policy cannot redo from a window of beats.  The
 planner's costs to go give the policy the heuristic's judgement of every action; what it learns
 from the reward is where to depart from it.  (A first policy also starts from imitating it:
-``rlhf.policy``.)
+``rlhf.learning.policy``.)
 
 Why 427 (before the heuristic block) and not the original 889: the original fed the full 121-dim (+6) feature vector of
 seven beats. Only the current beat needs the full description; for the neighbours the
@@ -75,8 +75,8 @@ without losing what the actions act on, and adds what the original lacked: the l
 and the mask. The fine audio judgement is the reward model's job (127 dims per output beat).
 
 Actions: ``Discrete(9)``, the :class:`editing.edit.Action` values.
-Both spaces are recorded by :func:`spaces_spec`, which policy checkpoints store;
-:func:`check_spaces_spec` fails loudly when a stored spec differs from this module's.
+Both spaces are recorded by :func:`editing.spaces.spaces_spec`, which policy checkpoints store;
+:func:`editing.spaces.check_spaces_spec` fails loudly when a stored spec differs from the declaration.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from editing.audio import FEATURE_GROUPS, FEATURE_VERSION, N_AUDIO_FEATURES
+from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
 from editing.baselines import HEURISTIC_MOVES, HeuristicPlanner
 from editing.dense import DenseContext, DenseScores, dense_context, dense_rewards
 from editing.edit import (
@@ -98,44 +98,21 @@ from editing.edit import (
     MIN_PASSAGE_BEATS,
     MIN_STRETCH,
     N_ACTIONS,
-    Action,
     Edit,
     EditBuilder,
     Transition,
     reachable_target,
 )
-
-OBS_VERSION = "editing-obs-v3"
-OBS_CLIP = 5.0
-CONTEXT_BEFORE = 4
-CONTEXT_AFTER = 4
-# Feature groups (and the slice within each) that describe a neighbour beat compactly.
-CONTEXT_FEATURE_GROUPS: tuple[tuple[str, int], ...] = (
-    ("loudness", 3),
-    ("onset", 2),
-    ("chroma", 12),
-    ("mfcc", 6),
-    ("band_energy", 3),
-    ("bar_position", 4),
+from editing.spaces import (
+    CONTEXT_AFTER,
+    CONTEXT_BEFORE,
+    CONTEXT_FEATURE_GROUPS,
+    N_COMPACT,
+    N_HEURISTIC,
+    OBS_CLIP,
+    OBS_DIM,
+    OBS_LAYOUT,
 )
-N_COMPACT = sum(n for _, n in CONTEXT_FEATURE_GROUPS) + 1  # + the "beat exists" flag
-N_SUMMARY = 5
-N_LAST_ACTION = N_ACTIONS + 1
-N_TARGET = 3
-N_HEURISTIC = N_ACTIONS + 1
-
-OBS_LAYOUT: tuple[tuple[str, int], ...] = (
-    ("current_beat", N_AUDIO_FEATURES),
-    ("context_before", CONTEXT_BEFORE * N_COMPACT),
-    ("context_after", CONTEXT_AFTER * N_COMPACT),
-    ("last_output_beat", N_COMPACT),
-    ("edit_summary", N_SUMMARY),
-    ("last_action", N_LAST_ACTION),
-    ("action_mask", N_ACTIONS),
-    ("target", N_TARGET),
-    ("heuristic", N_HEURISTIC),
-)
-OBS_DIM = sum(n for _, n in OBS_LAYOUT)
 
 
 def _layout_slices() -> dict[str, slice]:
@@ -170,10 +147,6 @@ def _compact_columns() -> np.ndarray:
 _COMPACT_COLUMNS = _compact_columns()
 
 
-class SpacesSpecMismatch(ValueError):
-    """A stored spaces spec (a policy checkpoint's) differs from this environment's."""
-
-
 class InvalidTrack(ValueError):
     """Track arrays that cannot make an episode (shapes, values or length)."""
 
@@ -186,47 +159,6 @@ def observation_space() -> gym.spaces.Box:
 def action_space() -> gym.spaces.Discrete:
     """The one action space: Discrete(9), the :class:`editing.edit.Action` values."""
     return gym.spaces.Discrete(N_ACTIONS)
-
-
-def spaces_spec() -> dict[str, Any]:
-    """The spaces as a JSON-serialisable dict, stored with every policy checkpoint.
-
-    Returns
-    -------
-    spec : dict
-        ``{"observation": {version, shape, dtype, low, high, layout, feature_version,
-        context_features}, "action": {n, names}}``.
-    """
-    return {
-        "observation": {
-            "version": OBS_VERSION,
-            "shape": [OBS_DIM],
-            "dtype": "float32",
-            "low": -OBS_CLIP,
-            "high": OBS_CLIP,
-            "layout": [[name, n] for name, n in OBS_LAYOUT],
-            "feature_version": FEATURE_VERSION,
-            "context_features": [[group, n] for group, n in CONTEXT_FEATURE_GROUPS],
-        },
-        "action": {"n": N_ACTIONS, "names": [a.name for a in Action]},
-    }
-
-
-def check_spaces_spec(stored: dict[str, Any], *, what: str = "policy checkpoint") -> None:
-    """Raise :class:`SpacesSpecMismatch` unless ``stored`` equals :func:`spaces_spec`.
-
-    ``what`` names the owner of ``stored`` in the message.
-    """
-    current = spaces_spec()
-    if stored == current:
-        return
-    differences = [
-        f"{part}.{key}: stored {stored.get(part, {}).get(key)!r}, current {current[part][key]!r}"
-        for part in current
-        for key in current[part]
-        if stored.get(part, {}).get(key) != current[part][key]
-    ]
-    raise SpacesSpecMismatch(f"{what}: spaces differ from this environment's ({'; '.join(differences) or 'extra keys'})")
 
 
 def mix_reward(learned: np.ndarray | float, dense: np.ndarray | float, learned_weight: float) -> np.ndarray:
@@ -629,7 +561,7 @@ def heuristic_policy(observations: np.ndarray, temperature: float) -> np.ndarray
     (``editing.baselines.HEURISTIC_MOVES``: what a first policy imitates), read from the
     observations' heuristic block, so it needs no planner; every probability below 1e-3 (any
     other action, an action without a finite cost, a move far dearer than the best) is raised
-    to 1e-3 before normalising.  The reference of the policy's KL penalty (``rlhf.policy``).
+    to 1e-3 before normalising.  The reference of the policy's KL penalty (``rlhf.learning.policy``).
 
     Parameters
     ----------

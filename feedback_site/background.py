@@ -1,8 +1,9 @@
 """The site's Celery task class: a broker, an eager run, or a thread of this process, by configuration.
 
-Apps only call ``.delay()`` / ``.apply_async()`` on their shared tasks; the
-Celery app (``feedback_site.celery``) makes this class the default task class,
-so where a task runs is decided here and nowhere else:
+Apps queue their tasks by name (``annotations.dispatch``, ``rlhf.dispatch``), so the
+modules that enqueue never import the task modules (which import what they run: torch,
+for training); the Celery app (``feedback_site.celery``) is a :class:`SiteCelery` whose
+default task class is :class:`SiteTask`, so where a task runs is decided here and nowhere else:
 
 * ``CELERY_BROKER_URL`` set: the task goes to the workers, as usual.
 * no broker, ``TASKS_IN_THREAD`` on (the embedded default): a web request that
@@ -11,13 +12,16 @@ so where a task runs is decided here and nowhere else:
   that thread (a cycle's next steps) run inline in the same thread, in order.
 * no broker, ``TASKS_IN_THREAD=0`` (the test default): the task runs inline,
   which keeps tests deterministic.
+
+Without a broker the site is its own worker: the first task it queues loads the task
+modules through Celery's own autodiscovery (:meth:`SiteCelery.send_task`).
 """
 from __future__ import annotations
 
 import logging
 import threading
 
-from celery import Task
+from celery import Celery, Task
 from celery.utils import uuid
 from django.conf import settings
 from django.db import connections
@@ -25,6 +29,18 @@ from django.db import connections
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
+
+
+class SiteCelery(Celery):
+    """The site's Celery app: a task sent by name with no broker runs here, through its task class."""
+
+    def send_task(self, name, args=None, kwargs=None, **options):
+        if not self.conf.task_always_eager:
+            return super().send_task(name, args, kwargs, **options)
+        # No broker: this process runs its own tasks, so it registers them (the apps' tasks
+        # modules, as a worker would at start) and applies the task, which SiteTask routes.
+        self.loader.import_default_modules()
+        return self.tasks[name].apply_async(args=args, kwargs=kwargs, **options)
 
 
 class SiteTask(Task):

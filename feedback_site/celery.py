@@ -5,14 +5,15 @@ Run workers with ``celery -A feedback_site worker -Q default`` and
 """
 import os
 
-from celery import Celery
 from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedback_site.settings")
 
-# The default task class decides where a task runs (workers, a thread of the site, or inline):
-# apps only call .delay() on their shared tasks (see feedback_site.background).
-app = Celery("feedback_site", task_cls="feedback_site.background:SiteTask")
+from feedback_site.background import SiteCelery  # noqa: E402  (after the settings module is named)
+
+# The app and its default task class decide where a task runs (workers, a thread of the site,
+# or inline): apps only queue their tasks by name (see feedback_site.background).
+app = SiteCelery("feedback_site", task_cls="feedback_site.background:SiteTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 

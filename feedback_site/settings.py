@@ -204,7 +204,7 @@ TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "").strip().lower() or None
 if TRAINING_DEVICE not in (None, "cpu", "cuda"):
     raise ImproperlyConfigured(f"TRAINING_DEVICE must be empty, 'cpu' or 'cuda', not {TRAINING_DEVICE!r}")
 
-# Retrain cycle parameters: their defaults live in rlhf.cycle.CycleParameters (one home); the
+# Retrain cycle parameters: their defaults live in rlhf.cycle.parameters.CycleParameters (one home); the
 # environment only overrides them (CYCLE_PPO_TIMESTEPS=4096 ...), checked and bounded there, and the
 # researcher page and `run_cycle` override them per cycle.
 CYCLE_PARAMETER_OVERRIDES = {

@@ -14,10 +14,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("annotate/", include("annotations.urls")),
     path("research/", include("rlhf.urls")),
-    path("retarget/", include("rlhf.retarget_urls")),
+    path("retarget/", include("rlhf.retarget.urls")),
     path("api/", include("annotations.api_urls")),
     path("api/rlhf/", include("rlhf.api_urls")),
-    path("api/retarget/", include("rlhf.retarget_api_urls")),
+    path("api/retarget/", include("rlhf.retarget.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view loads its start-up script from a URL, not inline, so the CSP needs no exception;
     # the docs page sends visitors to the login page, the schema answers 403 to them.

@@ -3,7 +3,7 @@ from django.urls import path
 
 import annotations.converters  # noqa: F401  registers <id:...>
 
-from rlhf import cycle_views
+from rlhf.cycle import views as cycle_views
 
 urlpatterns: list = [
     path("cycles/", cycle_views.CycleListApi.as_view(), name="rlhf-cycles"),

@@ -1,6 +1,6 @@
 """Atomic artifacts: write to a temporary path, verify by loading, move into place, register.
 
-Used for every model file (reward models now, policies later).  Temporary files
+Used for every model file: reward-model and policy versions alike.  Temporary files
 live in ``STORAGE_ROOT/tmp/``, a folder the app never reads from; a process
 killed while writing leaves only a ``*.partial`` file there, which
 ``artifacts_clean`` removes once it is older than any live write could be.

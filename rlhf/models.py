@@ -54,7 +54,7 @@ class PolicyVersion(models.Model):
 
     artifact = models.FileField(max_length=500, help_text="checkpoint (.zip), relative to the storage root")
     artifact_sha256 = models.CharField(max_length=64)
-    spaces_spec = models.JSONField(help_text="editing.env.spaces_spec() the policy was trained on")
+    spaces_spec = models.JSONField(help_text="editing.spaces.spaces_spec() the policy was trained on")
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="policies",
         help_text="the reward model whose learned reward it was trained on",
@@ -143,7 +143,7 @@ class Cycle(models.Model):
 class RetargetJob(models.Model):
     """One request to retarget a track (or a passage of it) to a duration, and what it made.
 
-    The request is checked when the job is created (``rlhf.retarget_services.retarget_job_start``);
+    The request is checked when the job is created (``rlhf.retarget.services.retarget_job_start``);
     the edits are made by a task.  ``results`` lists, per method, the stored edit and what the
     command and the page show: ``{"method", "edit_id", "source", "reward", "seam_seconds",
     "duration_seconds"}``.  A job that fails keeps its error and stores no half result: each
@@ -160,8 +160,8 @@ class RetargetJob(models.Model):
                                      related_name="+")
     track = models.ForeignKey("annotations.Track", null=True, blank=True, on_delete=models.CASCADE,
                               related_name="retarget_jobs", help_text="empty until an uploaded file is ingested")
-    upload = models.FileField(upload_to="uploads/retarget/", max_length=500, blank=True,
-                              help_text="an uploaded audio file, ingested by the job, then deleted")
+    track_upload = models.ForeignKey("annotations.TrackUpload", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", help_text="an uploaded audio file, analysed by the job")
     upload_name = models.CharField(max_length=255, blank=True)
     target_seconds = models.FloatField()
     from_beat = models.PositiveIntegerField(null=True, blank=True, help_text="the passage asked for; empty: the whole track")

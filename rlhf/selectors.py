@@ -2,7 +2,7 @@
 
 Selectors only read rows; they import no torch, so the research pages use them.
 :func:`cycle_preflight` is the one check every way of starting a cycle goes through
-(``rlhf.cycle.cycle_start``, used by the page, the API, ``run_cycle`` and the schedule);
+(``rlhf.cycle.state.cycle_start``, used by the page, the API, ``run_cycle`` and the schedule);
 :func:`cycle_report` is the report card of a finished cycle.
 """
 from __future__ import annotations

@@ -1,7 +1,22 @@
-"""Celery tasks of the learning side: thin wrappers over the services (routed to the "training" queue)."""
+"""Celery tasks of the learning side: thin wrappers over the services, queued by name (``rlhf.dispatch``).
+
+Training tasks go to the "training" queue (``CELERY_TASK_ROUTES``); this module imports the
+steps it runs, and so torch: it is loaded by workers and by the site only where the site
+runs its own tasks (no broker; see ``feedback_site.celery``), never by a page.
+"""
 from __future__ import annotations
 
-from celery import chain, shared_task
+from celery import shared_task
+from django.conf import settings
+
+from rlhf.cycle.errors import CycleBusy, CycleRefused
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.cycle.reward_services import reward_model_train
+from rlhf.cycle.state import cycle_recover, cycle_should_start, cycle_start
+from rlhf.cycle.steps import cycle_step_run
+from rlhf.dispatch import CYCLE_STEP_TASK, RETARGET_JOB_TASK
+from rlhf.learning.configs import TrainingConfig
+from rlhf.retarget.run import retarget_job_run
 
 
 @shared_task(name="rlhf.tasks.train_reward_model_task")
@@ -9,50 +24,21 @@ def train_reward_model_task(*, seed: int = 0, warm_start: bool = False, activate
                             include_gold: bool = False, min_gold_accuracy: float | None = None,
                             config: dict | None = None) -> int:
     """Train and register a reward-model version; returns its id.  ``config`` overrides TrainingConfig fields."""
-    # torch is imported here, in the worker, not when Django loads the task modules.
-    from rlhf.reward_model import TrainingConfig
-    from rlhf.reward_services import reward_model_train
-
     training = TrainingConfig(**{"seed": seed, **(config or {})})
     version = reward_model_train(config=training, warm_start=warm_start, activate=activate,
                                  include_gold=include_gold, min_gold_accuracy=min_gold_accuracy)
     return version.pk
 
 
-# --------------------------------------------------------------------------- the retrain cycle
-
-@shared_task(name="rlhf.tasks.run_cycle_step", bind=True, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=CYCLE_STEP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_cycle_step(self, cycle_id: int, step: str) -> bool:
-    """One step of a cycle (``rlhf.cycle.STEPS``); a no-op when the step is done or the cycle has ended."""
-    from rlhf.cycle import cycle_step_run
-
+    """One step of a cycle (``rlhf.cycle.state.STEPS``); a no-op when the step is done or the cycle has ended."""
     return cycle_step_run(cycle_id=cycle_id, step=step, executor=self.request.id or None)
-
-
-def cycle_dispatch(cycle_id: int, from_step: str) -> None:
-    """Send the cycle's steps from ``from_step`` on, each after the previous one succeeded.
-
-    The first step is sent with the rest linked to it: sending goes through the
-    task class (``apply_async``), which is where the Celery app's configuration
-    decides on a worker, a thread of the site or an inline run.  A ``chain``'s
-    own eager path would bypass that choice and run the whole cycle inside the
-    request.
-    """
-    from rlhf.cycle import STEPS
-
-    first, *rest = (run_cycle_step.si(cycle_id, step) for step in STEPS[STEPS.index(from_step):])
-    if rest:
-        first.link(chain(*rest) if len(rest) > 1 else rest[0])
-    first.delay()
 
 
 @shared_task(name="rlhf.tasks.maybe_start_cycle")
 def maybe_start_cycle(min_new_judgements: int | None = None) -> str:
     """Periodic (django-celery-beat): recover a lost cycle, else start one when enough judgements are new."""
-    from django.conf import settings
-
-    from rlhf.cycle import CycleBusy, CycleParameters, CycleRefused, cycle_recover, cycle_should_start, cycle_start
-
     recovered = cycle_recover()
     if recovered:
         return f"re-dispatched cycle {', '.join(str(c.pk) for c in recovered)}"
@@ -67,11 +53,7 @@ def maybe_start_cycle(min_new_judgements: int | None = None) -> str:
     return f"started cycle {cycle.pk}: {reason}"
 
 
-# --------------------------------------------------------------------------- retargeting
-
-@shared_task(name="rlhf.tasks.retarget_job_task")
+@shared_task(name=RETARGET_JOB_TASK)
 def retarget_job_task(job_id: int) -> str:
-    """Make the edits of a retarget job (``rlhf.retarget_services.retarget_job_run``); returns its status."""
-    from rlhf.retarget_services import retarget_job_run
-
+    """Make the edits of a retarget job (``rlhf.retarget.run.retarget_job_run``); returns its status."""
     return retarget_job_run(job_id=job_id).status

@@ -10,7 +10,7 @@ urlpatterns: list = [
     path("reward-models/<id:pk>/loss.png", views.reward_model_loss_plot, name="reward-model-loss"),
 ]
 
-from rlhf import cycle_views  # noqa: E402  (the cycle pages live in their own module)
+from rlhf.cycle import views as cycle_views  # noqa: E402  (the cycle pages live in their own module)
 
 urlpatterns += [
     path("", cycle_views.research_home, name="home"),

@@ -2,7 +2,7 @@
 
 These services touch only the database, so the site (pages, API, admin) calls
 them without loading torch or stable-baselines3; training, loading and
-predicting live in ``rlhf.reward_services`` and ``rlhf.policy_services``, which
+predicting live in ``rlhf.cycle.reward_services`` and ``rlhf.cycle.policy_services``, which
 workers and management commands import, and which re-use everything here.
 """
 from __future__ import annotations
@@ -11,13 +11,14 @@ from django.db import transaction
 
 from annotations.errors import DomainError
 from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
+from editing.spaces import SpacesSpecMismatch, check_spaces_spec
 from rlhf.models import PolicyVersion, RewardModelVersion
 
 
 class RewardServiceError(DomainError, ValueError):
     """A reward-model service refused; the message names the version or data and the reason.
 
-    Not a subclass of ``rlhf.reward_model.RewardModelError``: that module imports
+    Not a subclass of ``rlhf.learning.reward_data.RewardModelError``: that module imports
     torch, and the site must be able to catch this error without loading it.
     """
 
@@ -72,10 +73,6 @@ def policy_active() -> PolicyVersion | None:
 
 def policy_spaces_problem(version: PolicyVersion) -> str | None:
     """Why ``version`` cannot act in this env (it was trained for other spaces), or None when it can."""
-    # The current spaces are declared once, in the env module, which imports gymnasium
-    # (a few tens of ms); only the callers that use a policy pay for it, not every page.
-    from editing.env import SpacesSpecMismatch, check_spaces_spec
-
     try:
         check_spaces_spec(version.spaces_spec, what=f"policy {version.label}")
     except SpacesSpecMismatch as err:

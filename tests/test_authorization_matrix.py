@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from annotations.models import ExportJob, TrackUpload
-from editing.env import spaces_spec
+from editing.spaces import spaces_spec
 from rlhf.models import Cycle, PolicyVersion, RetargetJob, RewardModelVersion
 from tests.annotations.factories import make_comparison, make_judgement, make_user
 

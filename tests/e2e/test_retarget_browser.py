@@ -18,9 +18,10 @@ from annotations.playhead import BeatMap, map_playhead
 from annotations.roles import RESEARCHER
 from annotations.services import track_ingest
 from rlhf.models import PolicyVersion, RetargetJob
-from rlhf.policy import PolicyConfig, TrainingRun, build_policy
-from rlhf.policy_services import policy_register, track_arrays
-from rlhf.retarget_services import retarget_job_run
+from rlhf.learning.configs import PolicyConfig
+from rlhf.learning.policy import TrainingRun, build_policy
+from rlhf.cycle.policy_services import policy_register, track_arrays
+from rlhf.retarget.run import retarget_job_run
 from tests.annotations.factories import PASSWORD, make_user
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, wait_until
 

@@ -126,8 +126,14 @@ def test_features_say_what_a_listener_hears(demo_analyses):
     assert rms_db[n // 2 : 3 * n // 4].mean() > rms_db[: n // 8].mean() + 6.0
 
 
-def test_warm_up_runs():
-    warm_up()
+def test_warm_up_runs_the_whole_analysis_on_its_clicks():
+    # The warm-up must go through the beat tracker and the features, or a worker's first real
+    # upload would still pay the compilation: it finds the clicks' 120 BPM grid.
+    analysis = warm_up()
+    assert analysis.tempo_bpm == pytest.approx(120, rel=0.03)
+    spacing_seconds = np.diff(analysis.beat_samples[1:-1]) / analysis.sample_rate
+    assert np.median(spacing_seconds) == pytest.approx(0.5, abs=0.02)
+    assert analysis.features.shape == (analysis.n_beats, N_AUDIO_FEATURES)
 
 
 # --- decoding ----------------------------------------------------------------------------------

@@ -12,20 +12,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
 from editing.dense import dense_rewards
 from editing.edit import N_ACTIONS, Action, EditBuilder, EditError, Transition, apply_actions, passage_frame, target_range
-from editing.env import (
-    OBS_DIM,
-    OBS_LAYOUT,
-    EditingEnv,
-    EnvConfig,
-    Excerpt,
-    InvalidTrack,
-    SpacesSpecMismatch,
-    TrackArrays,
-    check_spaces_spec,
-    reachable_target,
-    sample_excerpt,
-    spaces_spec,
-)
+from editing.env import EditingEnv, EnvConfig, Excerpt, InvalidTrack, TrackArrays, reachable_target, sample_excerpt
+from editing.spaces import OBS_DIM, OBS_LAYOUT, SpacesSpecMismatch, check_spaces_spec, spaces_spec
 from tests.editing.factories import BAR_KINDS, bar_pattern, played
 
 
@@ -384,7 +372,8 @@ def _reference_heuristic(track: TrackArrays, excerpt: Excerpt, builder: EditBuil
 
 def _reference_observation(env: EditingEnv) -> np.ndarray:
     """The observation built the plain way, block by block from the documented layout."""
-    from editing.env import _COMPACT_COLUMNS, CONTEXT_AFTER, CONTEXT_BEFORE, N_COMPACT
+    from editing.env import _COMPACT_COLUMNS
+    from editing.spaces import CONTEXT_AFTER, CONTEXT_BEFORE, N_COMPACT
 
     excerpt, builder = env._excerpt, env._builder
     track = env.tracks[excerpt.track_index]

@@ -6,8 +6,8 @@ from pathlib import Path
 from annotations.models import Track
 from annotations.services import baseline_comparisons_create, track_ingest
 from editing.demo import write_demo_corpus
-from rlhf.cycle import CycleParameters
-from rlhf.simulate import annotators_simulate
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.evidence.simulate import annotators_simulate
 
 # A few hundred PPO steps, a two-member reward model for a few epochs: seconds, not minutes.
 TINY = CycleParameters(
@@ -52,10 +52,10 @@ def finished_cycles() -> dict:
     """Two finished cycles as their rows would stand, without training: the second has a report card.
 
     The figures are of the size a demo studio gives; the held-out summary has the shape
-    ``rlhf.reward_services.reward_model_holdout_accuracy`` writes.  Comparisons of the second
+    ``rlhf.cycle.reward_services.reward_model_holdout_accuracy`` writes.  Comparisons of the second
     cycle put its policy against the bar-aligned cut and its parent, judged by two annotators.
     """
-    from editing.env import spaces_spec
+    from editing.spaces import spaces_spec
     from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
     from tests.annotations.factories import make_comparison, make_edit, make_judgement, make_track, make_user
 

@@ -2,7 +2,7 @@
 
 Real audio end to end: demo tracks are synthesised, ingested (beat tracking,
 features), edits are rendered by ``annotations.services.edit_create`` and
-judged through the annotators' own services by ``rlhf.simulate``.
+judged through the annotators' own services by ``rlhf.evidence.simulate``.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from editing.edit import N_ACTIONS, N_MODEL_FEATURES
-from rlhf.reward_model import EditInput, PreferenceDataset, dataset_from_judgements
+from rlhf.learning.reward_data import EditInput, PreferenceDataset, dataset_from_judgements
 
 QUALITY_COLUMNS = (3, 40, 100)
 

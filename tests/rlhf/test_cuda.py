@@ -13,10 +13,13 @@ import pytest
 import torch
 
 from editing.env import EnvConfig, sample_excerpt
-from rlhf import reward_model as rm
-from rlhf.cycle import cycle_create, cycle_run
+from rlhf.learning import reward_model as rm
+from rlhf.learning import configs, reward_training
+from rlhf.cycle.state import cycle_create
+from rlhf.cycle.steps import cycle_run
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
-from rlhf.policy import EnsembleReward, load_policy, sample_actions, save_policy, train_policy
+from rlhf.learning.learned_reward import EnsembleReward
+from rlhf.learning.policy import load_policy, sample_actions, save_policy, train_policy
 from tests.editing.test_env import synthetic_tracks
 from tests.rlhf.cycle_data import TINY as TINY_CYCLE
 from tests.rlhf.cycle_data import small_studio
@@ -29,7 +32,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 def test_reward_model_learns_on_cuda_and_its_checkpoint_scores_the_same_on_cpu(tmp_path):
     ds = synthetic_dataset(0, n_judgements=900, per_comparison=1, noise=0.1)
-    result = rm.train_ensemble(ds, rm.TrainingConfig(n_members=2, max_epochs=6, patience=2), model_config=TINY)
+    result = reward_training.train_ensemble(ds, configs.TrainingConfig(n_members=2, max_epochs=6, patience=2), model_config=TINY)
     ens = result.ensemble
     assert ens.device.type == "cuda"  # no device named: CUDA when present
     assert all(p.is_cuda for m in ens.members for p in m.parameters())

@@ -9,21 +9,14 @@ from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
 from annotations.models import Comparison, Edit
-from rlhf import cycle as cycle_module
-from rlhf.cycle import (
-    STEP_SPAN,
-    CycleBusy,
-    CycleError,
-    CycleParameters,
-    cycle_create,
-    cycle_recover,
-    cycle_run,
-    cycle_should_start,
-    cycle_step_run,
-)
-from rlhf.evaluation import simulated_loop
+from rlhf.cycle import state as cycle_state
+from rlhf.cycle.errors import CycleBusy, CycleError
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.cycle.state import STEP_SPAN, cycle_create, cycle_recover, cycle_should_start
+from rlhf.cycle.steps import cycle_run, cycle_step_run
+from rlhf.evidence.evaluation import simulated_loop
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
-from rlhf.simulate import annotators_simulate
+from rlhf.evidence.simulate import annotators_simulate
 from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +62,7 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr("rlhf.policy.train_policy", broken)  # the policy step imports it when it runs
+    monkeypatch.setattr("rlhf.learning.policy.train_policy", broken)  # the policy step imports it when it runs
     failed = cycle_run(cycle=cycle_create(parameters=TINY))
     assert failed.status == Cycle.Status.FAILED and not failed.is_running
     assert "train_policy" in failed.error and "injected failure" in failed.error
@@ -117,7 +110,7 @@ def test_only_one_cycle_runs_at_a_time():
     running = cycle_create(parameters=TINY)
     with pytest.raises(CycleBusy, match=f"cycle {running.pk} is still running"):
         cycle_create(parameters=TINY)
-    cycle_module.cycle_fail(cycle_id=running.pk, reason="stopped by the test")
+    cycle_state.cycle_fail(cycle_id=running.pk, reason="stopped by the test")
     assert cycle_create(parameters=TINY).pk != running.pk
 
 
@@ -136,13 +129,13 @@ def test_a_step_of_a_failed_cycle_or_an_unknown_step_does_nothing():
     cycle = cycle_create(parameters=TINY)
     with pytest.raises(CycleError, match="'fly' is unknown"):
         cycle_step_run(cycle_id=cycle.pk, step="fly")
-    cycle_module.cycle_fail(cycle_id=cycle.pk, reason="stopped")
+    cycle_state.cycle_fail(cycle_id=cycle.pk, reason="stopped")
     assert cycle_step_run(cycle_id=cycle.pk, step="train_reward_model") is False
 
 
 def test_recover_redispatches_only_silent_cycles(monkeypatch, django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("rlhf.tasks.cycle_dispatch", lambda pk, step: sent.append((pk, step)))
+    monkeypatch.setattr("rlhf.cycle.state.cycle_dispatch", lambda pk, steps: sent.append((pk, steps[0])))
     cycle = cycle_create(parameters=TINY)
     Cycle.objects.filter(pk=cycle.pk).update(celery_task_id="lost-worker-task")
     with django_capture_on_commit_callbacks(execute=True):
@@ -185,7 +178,7 @@ def test_three_simulated_cycles_keep_the_policy_level_with_the_heuristic_and_far
 
 def _older_spaces() -> dict:
     """The spaces spec of a policy trained before the heuristic block (observation v2, 427 dims)."""
-    from editing.env import spaces_spec
+    from editing.spaces import spaces_spec
 
     spec = spaces_spec()
     spec["observation"] = {**spec["observation"], "version": "editing-obs-v2", "shape": [427],
@@ -194,7 +187,8 @@ def _older_spaces() -> dict:
 
 
 def test_a_policy_of_older_spaces_is_refused_by_its_label_not_by_a_path():
-    from rlhf.policy_services import PolicyServiceError, policy_activate, policy_load
+    from rlhf.cycle.policy_services import policy_load
+    from rlhf.versions import PolicyServiceError, policy_activate
 
     old = PolicyVersion.objects.create(artifact="policies/old.zip", artifact_sha256="0" * 64, spaces_spec=_older_spaces(),
                                        num_timesteps=512)

@@ -6,7 +6,8 @@ from django.test import Client
 from django.urls import reverse
 
 from annotations.roles import RESEARCHER
-from rlhf.cycle import CycleError, CycleParameters
+from rlhf.cycle.errors import CycleError
+from rlhf.cycle.parameters import CycleParameters
 from rlhf.models import Cycle
 from tests.annotations.factories import make_user
 
@@ -79,6 +80,6 @@ def test_cycle_starts_are_throttled_with_retry_after(researcher, throttle_rates,
 def test_a_cycle_with_default_parameters_trains_the_policy_with_the_policy_defaults():
     """``CycleParameters`` repeats ``PolicyConfig``'s defaults (the site must not import torch to read
     them); a default cycle must still train exactly as a default ``PolicyConfig`` would."""
-    from rlhf.policy import PolicyConfig
+    from rlhf.learning.configs import PolicyConfig
 
     assert CycleParameters().policy_config(seed=PolicyConfig.seed, device=PolicyConfig.device) == PolicyConfig()

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotations.roles import RESEARCHER
-from editing.env import spaces_spec
+from editing.spaces import spaces_spec
 from annotations.models import Judgement
 from rlhf.models import Cycle, PolicyVersion
 from tests.annotations.factories import make_user

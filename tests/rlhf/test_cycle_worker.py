@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from rlhf.cycle import cycle_create, cycle_recover, cycle_run, cycle_start
+from rlhf.cycle.state import cycle_create, cycle_recover, cycle_start
+from rlhf.cycle.steps import cycle_run
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
 

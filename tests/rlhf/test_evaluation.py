@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from annotations.models import Comparison, Edit, Track
 from editing.audio import file_sha256
 from editing.demo import write_demo_corpus
-from rlhf.evaluation import (
+from rlhf.evidence.evaluation import (
     ARMS,
     BEST_OF_ROW,
     EvaluationError,
@@ -22,7 +22,7 @@ from rlhf.evaluation import (
     split_tracks,
     summarise,
 )
-from rlhf.listeners import default_listener
+from rlhf.evidence.listeners import default_listener
 from tests.rlhf.cycle_data import TINY
 
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from rlhf.listeners import (
+from rlhf.evidence.listeners import (
     Clip,
     DefaultListener,
     ListenerError,
@@ -16,7 +16,7 @@ from rlhf.listeners import (
     listener_score,
     load_listener,
 )
-from rlhf.simulate import AnnotatorModel
+from rlhf.evidence.simulate import AnnotatorModel
 
 SR = 8000
 SECONDS_PER_BEAT = 0.5
@@ -116,7 +116,7 @@ def test_listeners_load_from_a_file_or_a_module(tmp_path):
     path.write_text("def score(clip):\n    return -len(clip.seam_seconds)\nNOT_CALLABLE = 3\n")
     mine = load_listener(f"{path}:score")
     assert listener_score(mine, _clip(_jump(7, 16))) == -1.0
-    assert load_listener("rlhf.listeners:default_listener") is default_listener
+    assert load_listener("rlhf.evidence.listeners:default_listener") is default_listener
     for spec, reason in [
         ("no-colon", "expected PATH.py:NAME or module:NAME"),
         (f"{tmp_path}/missing.py:score", "does not exist"),

@@ -10,21 +10,13 @@ import pytest
 import torch
 
 from editing.edit import N_MODEL_FEATURES, apply_actions
-from editing.env import EditingEnv, EnvConfig, SpacesSpecMismatch, sample_excerpt
-from rlhf import policy as policy_module
-from rlhf.policy import (
-    EnsembleReward,
-    PolicyCheckpointError,
-    PolicyConfig,
-    PolicyError,
-    build_policy,
-    load_policy,
-    read_spaces_spec,
-    sample_actions,
-    save_policy,
-    train_policy,
-)
-from rlhf.reward_model import RewardEnsemble, RewardModelConfig, RewardNet
+from editing.env import EditingEnv, EnvConfig, sample_excerpt
+from editing.spaces import SpacesSpecMismatch
+from rlhf.learning import learned_reward, policy as policy_module
+from rlhf.learning.configs import PolicyConfig, PolicyError
+from rlhf.learning.learned_reward import EnsembleReward
+from rlhf.learning.policy import PolicyCheckpointError, build_policy, load_policy, read_spaces_spec, sample_actions, save_policy, train_policy
+from rlhf.learning.reward_model import RewardEnsemble, RewardModelConfig, RewardNet
 from tests.editing.test_env import synthetic_tracks
 
 # PPO alone: the tests of imitation and of the KL guard turn them on themselves.
@@ -241,7 +233,7 @@ def test_ensemble_reward_scores_on_its_own_threads_and_gives_ppo_its_one_thread_
     while not terminated:
         _, _, terminated, _, info = env.step(int(np.flatnonzero(env.action_masks())[0]))
     reward = EnsembleReward(ensemble, n_threads=2)
-    with policy_module._torch_threads(1):  # as during PPO's learn
+    with learned_reward.torch_threads(1):  # as during PPO's learn
         reward([info["finished_episode"]])
         assert torch.get_num_threads() == 1
     assert threads_while_scoring == [2]

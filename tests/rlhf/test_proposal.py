@@ -6,9 +6,10 @@ import pytest
 
 from editing.edit import Action
 from editing.env import EnvConfig, Excerpt
-from rlhf import proposal as proposal_module
-from rlhf.policy import PolicyConfig, build_policy
-from rlhf.proposal import (
+from rlhf.learning import proposal as proposal_module
+from rlhf.learning.configs import PolicyConfig
+from rlhf.learning.policy import build_policy
+from rlhf.learning.proposal import (
     Candidate,
     ProposalConfig,
     ProposalError,

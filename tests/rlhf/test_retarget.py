@@ -19,13 +19,8 @@ from editing.demo import write_demo_corpus
 from editing.env import EnvConfig
 from editing.retarget import RetargetError, parse_duration
 from rlhf.models import RetargetJob
-from rlhf.retarget_services import (
-    RetargetServiceError,
-    method_parse,
-    retarget_job_run,
-    retarget_job_send,
-    retarget_job_start,
-)
+from rlhf.retarget.run import retarget_job_run
+from rlhf.retarget.services import RetargetServiceError, method_parse, retarget_job_send, retarget_job_start
 
 pytestmark = pytest.mark.django_db
 
@@ -42,8 +37,9 @@ def demo_track(storage_root, tmp_path) -> Track:
 @pytest.fixture
 def active_policy(demo_track):
     """A small trained policy, registered and active (dense reward only: no reward model yet)."""
-    from rlhf.policy import PolicyConfig, train_policy
-    from rlhf.policy_services import policy_register, track_arrays
+    from rlhf.learning.configs import PolicyConfig
+    from rlhf.learning.policy import train_policy
+    from rlhf.cycle.policy_services import policy_register, track_arrays
 
     config = PolicyConfig(n_envs=2, n_steps=64, batch_size=64, n_epochs=1, net_arch=(32, 32), seed=0)
     run = train_policy(track_arrays([demo_track]), total_timesteps=128, learned_reward=None,

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from annotations.playhead import BeatMap, map_playhead
 from annotations.roles import ADMIN, ANNOTATOR, RESEARCHER
-from editing.env import spaces_spec
+from editing.spaces import spaces_spec
 from rlhf.models import PolicyVersion
 from tests.annotations.factories import make_track, make_user
 

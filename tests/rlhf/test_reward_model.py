@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
-from rlhf import reward_model as rm
+from rlhf.learning import reward_model as rm
+from rlhf.learning import configs, reward_data, reward_training
 from tests.rlhf.synthetic import synthetic_dataset, synthetic_edits
 
 TINY = rm.RewardModelConfig(d_model=32, n_heads=2, n_layers=1, ff_dim=64)
-FAST = rm.TrainingConfig(n_members=2, max_epochs=2, patience=1, batch_pairs=32, min_pairs=10)
+FAST = configs.TrainingConfig(n_members=2, max_epochs=2, patience=1, batch_pairs=32, min_pairs=10)
 
 
 def test_default_architecture_is_about_2_6_million_parameters():
@@ -20,17 +21,17 @@ def test_default_architecture_is_about_2_6_million_parameters():
 
 
 def test_confidence_shapes_the_target():
-    assert rm.confidence_target("a", 1) == pytest.approx(0.6)
-    assert rm.confidence_target("a", 5) == pytest.approx(0.98)
-    assert rm.confidence_target("b", 5) == pytest.approx(0.02)
-    assert rm.confidence_target("tie", 5) == 0.5
-    with pytest.raises(rm.RewardModelError, match="confidence 7"):
-        rm.confidence_target("a", 7)
+    assert reward_data.confidence_target("a", 1) == pytest.approx(0.6)
+    assert reward_data.confidence_target("a", 5) == pytest.approx(0.98)
+    assert reward_data.confidence_target("b", 5) == pytest.approx(0.02)
+    assert reward_data.confidence_target("tie", 5) == 0.5
+    with pytest.raises(reward_data.RewardModelError, match="confidence 7"):
+        reward_data.confidence_target("a", 7)
 
 
 def test_judgements_of_one_pair_are_combined_and_swapped_repeats_join_them():
     edits, _ = synthetic_edits(np.random.default_rng(0), 3)
-    ds = rm.dataset_from_judgements(edits, [(0, 0, 1, "a", 5), (0, 0, 1, "b", 1), (0, 1, 0, "b", 5), (1, 2, 1, "tie", 3)])
+    ds = reward_data.dataset_from_judgements(edits, [(0, 0, 1, "a", 5), (0, 0, 1, "b", 1), (0, 1, 0, "b", 5), (1, 2, 1, "tie", 3)])
     assert ds.n_pairs == 2
     row = int(np.flatnonzero((ds.pair_a == 0) & (ds.pair_b == 1))[0])
     assert ds.weight[row] == 3
@@ -50,14 +51,14 @@ def test_judgements_of_one_pair_are_combined_and_swapped_repeats_join_them():
 )
 def test_unusable_datasets_are_refused_with_the_reason(judgements, message):
     edits, _ = synthetic_edits(np.random.default_rng(0), 24)
-    ds = rm.dataset_from_judgements(edits, judgements)
-    with pytest.raises(rm.DatasetRefused, match=message):
-        rm.train_ensemble(ds, FAST, model_config=TINY)
+    ds = reward_data.dataset_from_judgements(edits, judgements)
+    with pytest.raises(reward_data.DatasetRefused, match=message):
+        reward_training.train_ensemble(ds, FAST, model_config=TINY)
 
 
 def test_split_keeps_every_track_on_one_side():
     groups = np.repeat(np.arange(10), 7)
-    train, val = rm.split_by_group(groups, validation_fraction=0.2, seed=3)
+    train, val = reward_data.split_by_group(groups, validation_fraction=0.2, seed=3)
     assert set(groups[train]).isdisjoint(groups[val])
     assert train.size + val.size == groups.size and val.size >= 0.2 * groups.size
 
@@ -69,14 +70,14 @@ def test_rewards_are_bounded_and_padding_does_not_change_them():
     alone = np.array([ens.member_rewards([e])[0, 0] for e in edits])
     batched = ens.member_rewards(edits)[0]
     np.testing.assert_allclose(alone, batched, atol=2e-2)  # bf16 autocast: equal to a few 1e-3
-    big = rm.EditInput(edits[0].features * 1e4, edits[0].actions)
+    big = reward_data.EditInput(edits[0].features * 1e4, edits[0].actions)
     assert np.all(np.abs(ens.member_rewards([big])) <= rm.REWARD_BOUND)
 
 
 def test_training_is_deterministic_from_the_seed():
     ds = synthetic_dataset(0, n_judgements=120)
-    a = rm.train_ensemble(ds, FAST, model_config=TINY)
-    b = rm.train_ensemble(ds, FAST, model_config=TINY)
+    a = reward_training.train_ensemble(ds, FAST, model_config=TINY)
+    b = reward_training.train_ensemble(ds, FAST, model_config=TINY)
     assert a.curves == b.curves
     for ma, mb in zip(a.ensemble.members, b.ensemble.members):
         for (name, ta), tb in zip(ma.state_dict().items(), mb.state_dict().values()):
@@ -85,7 +86,7 @@ def test_training_is_deterministic_from_the_seed():
 
 def test_learns_a_hidden_preference_from_noisy_judgements():
     ds = synthetic_dataset(0, n_judgements=900, per_comparison=1, noise=0.1)
-    result = rm.train_ensemble(ds, rm.TrainingConfig(n_members=1, max_epochs=6, patience=2), model_config=TINY)
+    result = reward_training.train_ensemble(ds, configs.TrainingConfig(n_members=1, max_epochs=6, patience=2), model_config=TINY)
     assert result.evaluation.accuracy >= 0.8
     assert result.evaluation.baseline_accuracy == pytest.approx(0.5, abs=0.15)  # random scores as the baseline
     assert result.curves[0].val_loss[result.curves[0].best_epoch] == min(result.curves[0].val_loss)
@@ -93,7 +94,7 @@ def test_learns_a_hidden_preference_from_noisy_judgements():
 
 def test_checkpoint_round_trips_exactly(tmp_path):
     ds = synthetic_dataset(1, n_judgements=80)
-    ens = rm.train_ensemble(ds, FAST, model_config=TINY).ensemble
+    ens = reward_training.train_ensemble(ds, FAST, model_config=TINY).ensemble
     ens.set_normalization(list(ds.edits[:20]))
     rm.save_checkpoint(ens, tmp_path / "rm.pt")
     loaded = rm.load_checkpoint(tmp_path / "rm.pt")
@@ -108,7 +109,7 @@ def test_checkpoint_round_trips_exactly(tmp_path):
 
 def test_checkpoint_of_other_features_is_refused_naming_both(tmp_path, monkeypatch):
     ds = synthetic_dataset(2, n_judgements=60)
-    ens = rm.train_ensemble(ds, FAST, model_config=TINY).ensemble
+    ens = reward_training.train_ensemble(ds, FAST, model_config=TINY).ensemble
     ens.feature_version = "beat-features-v0+edit-v0"
     rm.save_checkpoint(ens, tmp_path / "old.pt")
     with pytest.raises(rm.CheckpointMismatch) as err:
@@ -117,15 +118,15 @@ def test_checkpoint_of_other_features_is_refused_naming_both(tmp_path, monkeypat
 
 
 def test_edit_of_wrong_width_is_refused():
-    with pytest.raises(rm.RewardModelError, match=f"expected \\(n_output_beats, {N_MODEL_FEATURES}\\)"):
-        rm.EditInput(np.zeros((4, 121), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(reward_data.RewardModelError, match=f"expected \\(n_output_beats, {N_MODEL_FEATURES}\\)"):
+        reward_data.EditInput(np.zeros((4, 121), np.float32), np.zeros(4, np.int64))
 
 
 def test_ece_is_zero_when_predictions_match_agreement_and_grows_with_overconfidence():
     share = np.array([0.9, 0.1, 0.7, 0.3])
     w = np.full(4, 3.0)
-    assert rm.expected_calibration_error(np.array([0.9, 0.1, 0.7, 0.3]), share, w) == pytest.approx(0.0)
-    assert rm.expected_calibration_error(np.array([0.99, 0.01, 0.99, 0.01]), share, w) == pytest.approx(0.19, abs=1e-6)
+    assert reward_training.expected_calibration_error(np.array([0.9, 0.1, 0.7, 0.3]), share, w) == pytest.approx(0.0)
+    assert reward_training.expected_calibration_error(np.array([0.99, 0.01, 0.99, 0.01]), share, w) == pytest.approx(0.19, abs=1e-6)
 
 
 class KnownRewards:
@@ -149,7 +150,7 @@ def _lapsing_judgements(seed: int, n_pairs: int, *, lapse: float, temperature: f
         p_a = lapse / 2 + (1 - lapse) / (1 + np.exp(-(quality[a] - quality[b]) / temperature))
         for _ in range(3):
             rows.append((c % 5, a, b, "a" if rng.random() < p_a else "b", 5))
-    ds = rm.dataset_from_judgements(edits, rows)
+    ds = reward_data.dataset_from_judgements(edits, rows)
     # Targets as the judges' real agreement, so the test isolates the link between reward and probability.
     return KnownRewards(quality), replace(ds, target=ds.share_a)
 
@@ -158,15 +159,15 @@ def test_calibration_fits_judges_who_sometimes_answer_at_random():
     """Temperature alone cannot match judges with a 20 % random-answer rate; temperature and lapse do."""
     ensemble, fit_on = _lapsing_judgements(0, 1500, lapse=0.2, temperature=0.5)
     check_rewards, check_on = _lapsing_judgements(1, 1500, lapse=0.2, temperature=0.5)
-    calibration = rm.fit_calibration(ensemble, fit_on)
+    calibration = reward_training.fit_calibration(ensemble, fit_on)
     assert calibration.lapse == pytest.approx(0.2, abs=0.05)
     assert calibration.temperature == pytest.approx(0.5, rel=0.35)
 
     def ece(temperature, lapse):
         p = rm._pair_probability(check_rewards.member_rewards(None), check_on.pair_a, check_on.pair_b, temperature, lapse)
-        return rm.expected_calibration_error(p, check_on.share_a, check_on.weight)
+        return reward_training.expected_calibration_error(p, check_on.share_a, check_on.weight)
 
-    temperature_only = min(rm._TEMPERATURES, key=lambda t: rm._weighted_bt_loss(
+    temperature_only = min(reward_training._TEMPERATURES, key=lambda t: reward_training._weighted_bt_loss(
         rm._pair_probability(ensemble.member_rewards(None), fit_on.pair_a, fit_on.pair_b, t), fit_on))
     assert ece(calibration.temperature, calibration.lapse) <= 0.03
     assert ece(temperature_only, 0.0) >= 2 * ece(calibration.temperature, calibration.lapse)
@@ -189,7 +190,7 @@ def test_scoring_follows_weight_changes_and_matches_the_training_forward_pass():
     torch.manual_seed(0)
     net = rm.RewardNet(TINY, np.zeros(N_MODEL_FEATURES), np.ones(N_MODEL_FEATURES)).eval()
     ens = rm.RewardEnsemble(members=[net], config=TINY)
-    feats, acts, padding = rm._pad(edits, torch.device("cpu"))
+    feats, acts, padding = rm.pad_batch(edits, torch.device("cpu"))
     with torch.no_grad():
         reference = net(feats, acts, padding).numpy()
     np.testing.assert_allclose(ens.member_rewards(edits)[0], reference, atol=2e-2)  # bf16 encoder: a few 1e-3

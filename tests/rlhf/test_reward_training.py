@@ -16,10 +16,13 @@ from django.urls import reverse
 
 from annotations.models import Edit, Judgement
 from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
-from rlhf import artifacts, reward_services
+from rlhf import artifacts, versions
+from rlhf.cycle import reward_services
 from rlhf.models import RewardModelVersion
-from rlhf.reward_model import DatasetRefused, RewardModelConfig, TrainingConfig
-from rlhf.simulate import annotators_simulate
+from rlhf.learning.configs import TrainingConfig
+from rlhf.learning.reward_data import DatasetRefused
+from rlhf.learning.reward_model import RewardModelConfig
+from rlhf.evidence.simulate import annotators_simulate
 from tests.annotations.factories import make_comparison, make_judgement, make_user
 from tests.rlhf.demo_data import demo_comparisons, demo_tracks
 from tests.rlhf.synthetic import synthetic_edits
@@ -105,7 +108,7 @@ def test_trained_version_registers_activates_and_rolls_back(storage_root, synthe
     assert (storage_root / second.artifact.name).exists()
     assert artifacts.file_sha256(storage_root / second.artifact.name) == second.artifact_sha256
     assert not list((storage_root / "tmp").iterdir())
-    assert reward_services.reward_model_rollback() == first
+    assert versions.reward_model_rollback() == first
     assert RewardModelVersion.objects.get(is_active=True) == first
 
     edits = list(Edit.objects.order_by("pk")[:5])
@@ -118,8 +121,8 @@ def test_activation_refuses_a_version_of_other_features(storage_root):
     version = _active_version(storage_root)
     RewardModelVersion.objects.filter(pk=version.pk).update(is_active=False, feature_version="beat-features-v0+edit-v0")
     version.refresh_from_db()
-    with pytest.raises(reward_services.RewardServiceError, match=re.escape(MODEL_FEATURE_VERSION)) as err:
-        reward_services.reward_model_activate(version=version)
+    with pytest.raises(versions.RewardServiceError, match=re.escape(MODEL_FEATURE_VERSION)) as err:
+        versions.reward_model_activate(version=version)
     assert "beat-features-v0+edit-v0" in str(err.value)
 
 
@@ -161,7 +164,7 @@ def test_learns_the_simulated_listeners_preference_from_demo_audio(storage_root,
     # Calibrated (temperature and lapse) on held-out training tracks only; measured on the validation tracks.
     assert m["ece"] <= 0.05
     # Against the raw share of answers the model is off by design (it is trained on confidence-shaped
-    # targets, see rlhf.reward_model.evaluate), and on about 90 validation pairs five bins carry a
+    # targets, see rlhf.learning.reward_training.evaluate), and on about 90 validation pairs five bins carry a
     # sampling error of a few points (measured 0.059, where ``ece`` is 0.041): a sanity bound only.
     assert m["ece_choices"] <= 0.1
 
@@ -176,9 +179,9 @@ KILLED_SCRIPT = textwrap.dedent("""
     settings.ANNOTATION_GOLD_RATE = 0.0
     settings.ANNOTATION_REPEAT_RATE = 0.0
     from tests.rlhf.demo_data import demo_tracks, demo_comparisons
-    from rlhf.simulate import annotators_simulate
-    from rlhf.reward_services import reward_model_train
-    from rlhf.reward_model import TrainingConfig
+    from rlhf.evidence.simulate import annotators_simulate
+    from rlhf.cycle.reward_services import reward_model_train
+    from rlhf.learning.configs import TrainingConfig
     tracks = demo_tracks(__import__("pathlib").Path(sys.argv[1]), n_tracks=2)
     demo_comparisons(tracks, edits_per_excerpt=3, excerpt_step=8, seed=0)
     annotators_simulate(n_annotators=3, seed=0)
@@ -236,7 +239,7 @@ def test_with_few_tracks_the_reward_model_splits_by_excerpt_and_selects_on_its_o
 
 
 def test_train_ensemble_keeps_training_selection_and_validation_groups_apart():
-    from rlhf.reward_model import train_ensemble
+    from rlhf.learning.reward_training import train_ensemble
     from tests.rlhf.synthetic import synthetic_dataset
 
     dataset = synthetic_dataset(0, n_judgements=160, n_tracks=12)
@@ -252,8 +255,9 @@ def test_train_ensemble_keeps_training_selection_and_validation_groups_apart():
 
 
 def test_the_policy_reward_is_guarded_and_on_the_dense_scale():
-    from rlhf.policy import EnsembleReward, PolicyError
-    from rlhf.reward_model import train_ensemble
+    from rlhf.learning.configs import PolicyError
+    from rlhf.learning.learned_reward import EnsembleReward
+    from rlhf.learning.reward_training import train_ensemble
     from tests.rlhf.synthetic import synthetic_dataset
 
     dataset = synthetic_dataset(1, n_judgements=120, n_tracks=8)

@@ -9,7 +9,7 @@ from annotations.services import comparison_create, edit_create, track_load_anal
 from editing.baselines import BASELINE_EDIT_SOURCES, BROKEN, HEURISTIC, baseline_actions
 from editing.dense import dense_context
 from editing.env import reachable_target
-from rlhf.simulate import AnnotatorModel, annotators_simulate
+from rlhf.evidence.simulate import AnnotatorModel, annotators_simulate
 from tests.rlhf.demo_data import demo_tracks
 
 

@@ -13,10 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from editing.demo import write_demo_corpus
-from rlhf.evaluation import EvaluationError, corpus_files, format_table, plot, split_tracks, summarise, write_json
-from rlhf.listeners import DEFAULT_LISTENER, ListenerError, load_listener
+from rlhf.evidence.evaluation import EvaluationError, corpus_files, format_table, plot, split_tracks, summarise, write_json
+from rlhf.evidence.listeners import DEFAULT_LISTENER, ListenerError, load_listener
 from rlhf.management.commands.run_cycle import add_parameter_arguments, parameters_from_options
-from rlhf.simulate import AnnotatorModel
+from rlhf.evidence.simulate import AnnotatorModel
 
 # Defaults sized to finish in under 30 minutes on 2 CPU cores (measured: see the README).
 DEFAULT_HELD_OUT = 2

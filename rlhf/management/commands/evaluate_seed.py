@@ -8,10 +8,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.models import Track
-from rlhf.cycle import CycleError, CycleParameters
-from rlhf.evaluation import EvaluationError, corpus_files, eval_track_from_file, seed_run, split_tracks, write_json
-from rlhf.listeners import ListenerError, load_listener
-from rlhf.simulate import AnnotatorModel
+from rlhf.cycle.errors import CycleError
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.evidence.evaluation import EvaluationError, corpus_files, eval_track_from_file, seed_run, split_tracks, write_json
+from rlhf.evidence.listeners import ListenerError, load_listener
+from rlhf.evidence.simulate import AnnotatorModel
 
 
 class Command(BaseCommand):

@@ -13,7 +13,8 @@ from annotations.models import Track
 from annotations.services import track_ingest
 from editing.audio import AudioError
 from editing.retarget import format_duration
-from rlhf.retarget_services import RetargetServiceError, retarget_methods_check, retarget_plan, retarget_run
+from rlhf.retarget.run import retarget_run
+from rlhf.retarget.services import DEFAULT_METHODS, RetargetServiceError, retarget_methods_check, retarget_plan
 
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 
@@ -50,7 +51,8 @@ class Command(BaseCommand):
         parser.add_argument("--duration", required=True, help="the length wanted: seconds (150) or m:ss (2:30)")
         parser.add_argument("--from-beat", type=int, default=None, help="first beat of the passage (default: 0)")
         parser.add_argument("--to-beat", type=int, default=None, help="beat after the passage (default: the track's end)")
-        parser.add_argument("--method", default="best-of-8", help="policy, heuristic or best-of-N (default best-of-8)")
+        parser.add_argument("--method", default=DEFAULT_METHODS[0],
+                            help=f"policy, heuristic or best-of-N (default {DEFAULT_METHODS[0]})")
         parser.add_argument("--out", required=True, help="output file, .wav or .flac")
 
     def handle(self, *args, **opts):

@@ -4,7 +4,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rlhf.cycle import CycleError, CycleParameters, cycle_create, cycle_require_data, cycle_run, cycle_start
+from rlhf.cycle.errors import CycleError
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.cycle.state import cycle_create, cycle_require_data, cycle_start
+from rlhf.cycle.steps import cycle_run
 
 
 def add_parameter_arguments(parser) -> None:

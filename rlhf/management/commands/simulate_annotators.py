@@ -1,11 +1,11 @@
-"""manage.py simulate_annotators: simulated annotators answer open comparisons (see rlhf.simulate)."""
+"""manage.py simulate_annotators: simulated annotators answer open comparisons (see rlhf.evidence.simulate)."""
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rlhf.listeners import DEFAULT_LISTENER, ListenerError, load_listener
-from rlhf.simulate import AnnotatorModel, SimulationError, annotators_simulate
+from rlhf.evidence.listeners import DEFAULT_LISTENER, ListenerError, load_listener
+from rlhf.evidence.simulate import AnnotatorModel, SimulationError, annotators_simulate
 
 
 class Command(BaseCommand):

@@ -9,9 +9,9 @@ from annotations.models import Comparison, Track
 from annotations.services import baseline_comparisons_create, track_ingest
 from editing.demo import write_demo_corpus
 from rlhf import artifacts
-from rlhf.cycle import CycleError
-from rlhf.evaluation import EvaluationError, LoopRow, simulated_loop
-from rlhf.listeners import DEFAULT_LISTENER, ListenerError, load_listener
+from rlhf.cycle.errors import CycleError
+from rlhf.evidence.evaluation import EvaluationError, LoopRow, simulated_loop
+from rlhf.evidence.listeners import DEFAULT_LISTENER, ListenerError, load_listener
 from rlhf.management.commands.run_cycle import add_parameter_arguments, parameters_from_options
 
 

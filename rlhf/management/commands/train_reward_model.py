@@ -4,8 +4,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from rlhf.reward_model import RewardModelError, TrainingConfig
-from rlhf.reward_services import RewardServiceError, reward_model_train
+from rlhf.learning.configs import TrainingConfig
+from rlhf.learning.reward_data import RewardModelError
+from rlhf.cycle.reward_services import reward_model_train
+from rlhf.versions import RewardServiceError
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from django.urls import path
 
 import annotations.converters  # noqa: F401  registers <id:...>
 
-from rlhf import retarget_views
+from rlhf.retarget import views as retarget_views
 
 urlpatterns: list = [
     path("", retarget_views.retarget_page, name="retarget-page"),

@@ -1,4 +1,4 @@
-"""Proposal services: turn an ``rlhf.proposal.Proposal`` into stored Edit and Comparison rows.
+"""Proposal services: turn an ``rlhf.learning.proposal.Proposal`` into stored Edit and Comparison rows.
 
 Rendering (slow, files) and creating comparisons (fast, rows) are separate so a
 cycle can render outside any transaction and create every comparison in the one
@@ -14,7 +14,7 @@ and the baselines' ``editing.baselines.BASELINE_EDIT_SOURCES`` (``baseline:rando
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from annotations.errors import DomainError
 from annotations.models import Comparison, Edit, Track
@@ -22,9 +22,7 @@ from editing.baselines import BASELINE_EDIT_SOURCES
 from annotations.services import comparison_create, edit_create, track_load_analysis, track_load_audio
 from rlhf.models import PolicyVersion, RewardModelVersion
 
-if TYPE_CHECKING:  # rlhf.proposal imports stable-baselines3; this module only reads its results
-    from rlhf.proposal import Candidate, Proposal, ProposedPair
-
+from rlhf.learning.proposal import Candidate, Proposal, ProposedPair
 
 
 class ProposalServiceError(DomainError, ValueError):
@@ -42,7 +40,7 @@ class RenderedPair:
 
 
 def edit_source(candidate: Candidate, *, policy: PolicyVersion, previous: PolicyVersion | None) -> str:
-    """The ``Edit.source`` of a candidate from ``rlhf.proposal.SOURCES``."""
+    """The ``Edit.source`` of a candidate from ``rlhf.learning.proposal.SOURCES``."""
     if candidate.source == "policy":
         return policy.source
     if candidate.source == "previous_policy":

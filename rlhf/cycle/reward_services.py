@@ -1,9 +1,9 @@
 """Reward-model services: judgements -> dataset -> trained, registered, active version; predictions.
 
-The one place that joins the database and ``rlhf.reward_model``.  The
+The one place that joins the database and the reward model (``rlhf.learning``).  The
 management command, the Celery task and the cycle call these; this module
 imports torch, so the site uses the row-only services of ``rlhf.versions``
-(activate, roll back, the active version), which are re-exported here.
+(activate, roll back, the active version).
 
 Dataset rules (defaults)
 ------------------------
@@ -41,24 +41,12 @@ from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES, model_input
 from editing.edit import Edit as EditValue
 from rlhf import artifacts
 from rlhf.models import RewardModelVersion
-from rlhf.reward_model import (
-    EditInput,
-    PreferenceDataset,
-    RewardEnsemble,
-    TrainingConfig,
-    dataset_from_judgements,
-    evaluate,
-    load_checkpoint,
-    save_checkpoint,
-    select_device,
-    train_ensemble,
-)
-from rlhf.versions import (  # noqa: F401  (reward_model_rollback: re-exported, see the module docstring)
-    RewardServiceError,
-    reward_model_activate,
-    reward_model_active,
-    reward_model_rollback,
-)
+from rlhf.learning.configs import TrainingConfig
+from rlhf.learning.learned_reward import EnsembleReward
+from rlhf.learning.reward_data import EditInput, PreferenceDataset, dataset_from_judgements
+from rlhf.learning.reward_model import RewardEnsemble, load_checkpoint, save_checkpoint, select_device
+from rlhf.learning.reward_training import evaluate, train_ensemble
+from rlhf.versions import RewardServiceError, reward_model_activate, reward_model_active
 
 ARTIFACT_FOLDER = "reward_models"
 CACHE_FOLDER = "cache/model_input"
@@ -132,7 +120,7 @@ def dense_combined_scores(edits: Sequence[Edit]) -> np.ndarray:
 def dense_scale(edits: Sequence[Edit]) -> dict[str, float]:
     """Mean and spread of the dense combined score over ``edits`` (a reward model's reference edits).
 
-    The policy's learned reward is mapped onto this scale (``rlhf.policy.EnsembleReward``), so
+    The policy's learned reward is mapped onto this scale (``rlhf.learning.learned_reward.EnsembleReward``), so
     that ``w * learned + (1 - w) * dense`` weighs two rewards of the same spread.
     """
     scores = dense_combined_scores(edits) if edits else np.zeros(0)
@@ -141,13 +129,11 @@ def dense_scale(edits: Sequence[Edit]) -> dict[str, float]:
     return {"mean": float(scores.mean()), "std": float(max(scores.std(), 1e-3))}
 
 
-def policy_reward(version: RewardModelVersion, *, pessimism: float = 0.0):
+def policy_reward(version: RewardModelVersion, *, pessimism: float = 0.0) -> EnsembleReward:
     """The learned reward a policy trains on: the version's ensemble on the dense scale, ``pessimism`` k.
 
     Versions trained before the dense scale was recorded keep the plain normalised reward.
     """
-    from rlhf.policy import EnsembleReward
-
     scale = version.metrics.get("reward_scale", {}).get("dense", {"mean": 0.0, "std": 1.0})
     return EnsembleReward(reward_model_load(version), pessimism=pessimism, scale=(scale["mean"], scale["std"]))
 

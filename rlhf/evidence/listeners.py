@@ -3,9 +3,9 @@
 A *listener* is any callable ``score(clip) -> float`` (higher is better) over a :class:`Clip`:
 the rendered edit as annotators hear it, with the source track, its beat grid as the pipeline
 found it and, where the corpus has one, the ground-truth grid.  Simulated annotators
-(``rlhf.simulate``) and the evaluation (``rlhf.evaluation``) take one through
+(``rlhf.evidence.simulate``) and the evaluation (``rlhf.evidence.evaluation``) take one through
 ``--listener PATH.py:NAME`` or ``--listener module:NAME`` (:func:`load_listener`); the default
-is :data:`DEFAULT_LISTENER`, ``rlhf.listeners:default_listener``.
+is :data:`DEFAULT_LISTENER`, ``rlhf.evidence.listeners:default_listener``.
 
 This module is pure (numpy only): it never sees the reward model's features.
 
@@ -63,7 +63,7 @@ __all__ = [
     "truth_grid",
 ]
 
-DEFAULT_LISTENER = "rlhf.listeners:default_listener"
+DEFAULT_LISTENER = "rlhf.evidence.listeners:default_listener"
 
 
 class ListenerError(ValueError):

@@ -5,8 +5,8 @@ prove that the reward model learns a preference it was never told.
 
 The listener
 ------------
-Each edit gets a score, higher is better, from a *listener* (``rlhf.listeners``): any callable
-``score(clip)`` over a :class:`rlhf.listeners.Clip` built from the edit's stored rendering
+Each edit gets a score, higher is better, from a *listener* (``rlhf.evidence.listeners``): any callable
+``score(clip)`` over a :class:`rlhf.evidence.listeners.Clip` built from the edit's stored rendering
 (the WAV file the annotation page plays), its beat timeline, the source track's audio and
 grid, and the track's ground truth where the corpus came with one.  The default listener
 hears harmonic clashes on the waveform and counts metre and four-bar phrases on the true grid;
@@ -41,7 +41,7 @@ from annotations.listening import listening_record_in_full, listening_wait_secon
 from annotations.models import Edit, Track
 from annotations.roles import ANNOTATOR
 from annotations.services import track_load_analysis, track_load_audio, track_load_truth
-from rlhf.listeners import Clip, Listener, clip_build, default_listener, listener_score
+from rlhf.evidence.listeners import Clip, Listener, clip_build, default_listener, listener_score
 
 SIMULATED_PREFIX = "sim-annotator-"
 
@@ -92,7 +92,7 @@ class _TrackCache:
 
 
 def edit_clip(edit: Edit, *, tracks: _TrackCache | None = None) -> Clip:
-    """The :class:`rlhf.listeners.Clip` of a stored edit: its rendered audio as annotators hear it."""
+    """The :class:`rlhf.evidence.listeners.Clip` of a stored edit: its rendered audio as annotators hear it."""
     with edit.audio.open("rb") as fh:
         audio, sr = sf.read(fh, dtype="float32", always_2d=False)
     if audio.ndim == 2:
@@ -152,7 +152,7 @@ def annotators_simulate(
 ) -> SimulationReport:
     """Let simulated annotators judge open comparisons until none is left (or ``max_judgements``).
 
-    ``listener`` scores each edit (``rlhf.listeners``).  Each annotator takes work from
+    ``listener`` scores each edit (``rlhf.evidence.listeners``).  Each annotator takes work from
     ``annotations.assignment.assignment_next`` and answers with
     ``annotations.judgements.judgement_submit``, exactly as the API does, so assignment rules,
     quotas, gold items and repeats apply.

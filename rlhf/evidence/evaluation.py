@@ -20,7 +20,7 @@ Opponents (:data:`OPPONENTS`)
     same cycle (head to head).
 Best of 8 (row ``mix_best_of_8``)
     What a user of ``/retarget/`` or ``manage.py retarget`` gets by default: the mix policy's most
-    probable edit and 7 samples, the cycle's reward model choosing (``rlhf.policy.best_of_n_actions``),
+    probable edit and 7 samples, the cycle's reward model choosing (``rlhf.learning.policy.best_of_n_actions``),
     scored against the same opponents.  It spends 8 rollouts and 8 reward-model scores where the
     heuristic spends one dynamic program; more compute cannot help the heuristic, which is already
     the least-cost edit by its own measure.
@@ -48,19 +48,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from annotations.models import Track
+from annotations.services import (
+    baseline_comparisons_create, track_ingest, track_load_analysis, track_load_audio, track_load_truth,
+)
 from editing.audio import SUPPORTED_EXTENSIONS, analyze_file, file_sha256
 from editing.baselines import BAR_CUT, BASELINES, HEURISTIC, RANDOM, baseline_actions
+from editing.demo import read_beats
 from editing.dense import dense_rewards
 from editing.edit import Edit, apply_actions
 from editing.env import EnvConfig, Excerpt, TrackArrays
 from editing.render import render_edit
-from rlhf.listeners import Listener, clip_build, listener_score
-from rlhf.simulate import AnnotatorModel
+from rlhf.cycle.policy_services import policy_artifact_path, policy_load, track_arrays
+from rlhf.cycle.reward_services import policy_reward, training_device
+from rlhf.cycle.state import Status, cycle_create
+from rlhf.cycle.steps import cycle_run
+from rlhf.evidence.listeners import Listener, clip_build, default_listener, listener_score
+from rlhf.evidence.simulate import AnnotatorModel, annotators_simulate
+from rlhf.learning.policy import best_of_n_actions, load_policy, sample_actions, save_policy, train_policy
+from rlhf.learning.configs import BEST_OF_N
+from rlhf.learning.proposal import choose_excerpts
 
 ARMS = ("mix", "dense_only", "learned_only")
 ARM_LEARNED_WEIGHT = {"dense_only": 0.0, "learned_only": 1.0}  # mix: the cycle's own learned_weight
-# What the retarget page and command give by default: the mix policy's best of 8 by the reward model.
-BEST_OF = 8
+# What the retarget page and command give by default: the mix policy's best of N by the reward model.
+BEST_OF = BEST_OF_N
 BEST_OF_ROW = f"mix_best_of_{BEST_OF}"
 ROWS = (*ARMS, BEST_OF_ROW)
 # Opponent keys in the results: the baselines by their short names, then "first" and the arms.
@@ -87,7 +99,6 @@ class EvalTrack:
 
 def truth_beside(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """Ground truth written next to an audio file as ``NAME.beats.txt`` (the demo corpus), else None."""
-    from editing.demo import read_beats
 
     sidecar = path.parent / f"{path.stem}.beats.txt"
     return read_beats(sidecar) if sidecar.is_file() else None
@@ -104,7 +115,6 @@ def eval_track_from_file(path: Path) -> EvalTrack:
 
 def eval_track_from_row(track) -> EvalTrack:
     """An ingested Track row as an :class:`EvalTrack`."""
-    from annotations.services import track_load_analysis, track_load_audio, track_load_truth
 
     analysis = track_load_analysis(track)
     arrays = TrackArrays(name=track.title, features=analysis.features, beat_samples=analysis.beat_samples,
@@ -172,7 +182,6 @@ def baseline_edits(name: str, tracks: Sequence[EvalTrack], excerpts: Sequence[Ex
 def policy_edits(policy, tracks: Sequence[EvalTrack], excerpts: Sequence[Excerpt], *, deterministic: bool,
                  rng: np.random.Generator) -> list[Edit]:
     """The policy's edit of each excerpt."""
-    from rlhf.policy import sample_actions
 
     actions = sample_actions(policy, [t.arrays for t in tracks], excerpts, deterministic=deterministic, rng=rng)
     return [edit_of(tracks[ex.track_index], ex, a) for ex, a in zip(excerpts, actions)]
@@ -186,7 +195,6 @@ def listen_all(listener: Listener, tracks: Sequence[EvalTrack], excerpts: Sequen
 
 def held_out_excerpts(tracks: Sequence[EvalTrack], n: int, seed: int) -> list[Excerpt]:
     """``n`` passages of the tracks, as proposals choose them (short enough to judge)."""
-    from rlhf.proposal import choose_excerpts
 
     return choose_excerpts([t.arrays for t in tracks], n, np.random.default_rng(seed))
 
@@ -277,11 +285,6 @@ def simulated_loop(
     with arms and intervals, is :func:`seed_run` (``manage.py evaluate_loop``).
     Raises :class:`EvaluationError` when a cycle fails.
     """
-    from annotations.models import Track
-    from rlhf.cycle import Status, cycle_create, cycle_run
-    from rlhf.listeners import default_listener
-    from rlhf.policy_services import policy_load
-    from rlhf.simulate import annotators_simulate
 
     listener = listener or default_listener
     tracks = [eval_track_from_row(t) for t in Track.objects.order_by("pk")]
@@ -374,7 +377,6 @@ def _rm_slice(*, listener: Listener, annotator: AnnotatorModel, tracks: Sequence
 
 
 def _check_unseen(held_out: Sequence[EvalTrack]) -> None:
-    from annotations.models import Track
 
     hashes = [t.content_hash for t in held_out]
     leaked = list(Track.objects.filter(content_hash__in=hashes).values_list("title", flat=True))
@@ -404,12 +406,6 @@ def seed_run(
     after each.  Raises :class:`EvaluationError` when a held-out track is in the studio, or a
     cycle fails.
     """
-    from annotations.services import baseline_comparisons_create, track_ingest
-    from rlhf.cycle import Status, cycle_create, cycle_run
-    from rlhf.policy import best_of_n_actions, load_policy, save_policy, train_policy
-    from rlhf.policy_services import policy_artifact_path, track_arrays
-    from rlhf.reward_services import policy_reward, training_device
-    from rlhf.simulate import annotators_simulate
 
     say = echo or (lambda message: None)
     workdir = Path(workdir)
@@ -451,10 +447,9 @@ def seed_run(
             parents[arm] = path
             policies[arm] = run.model
             ppo_log[arm] = run.summary()
-        scores = {arm: listen_all(listener, held_out, excerpts,
-                                  policy_edits(policy, held_out, excerpts, deterministic=True,
-                                               rng=np.random.default_rng(0))).tolist()
-                  for arm, policy in policies.items()}
+        arm_edits = {arm: policy_edits(policy, held_out, excerpts, deterministic=True, rng=np.random.default_rng(0))
+                     for arm, policy in policies.items()}  # computed once: scored, then rewarded below
+        scores = {arm: listen_all(listener, held_out, excerpts, edits).tolist() for arm, edits in arm_edits.items()}
         chosen = best_of_n_actions(policies["mix"], reward, [t.arrays for t in held_out], excerpts, n=BEST_OF,
                                    rng=np.random.default_rng(0))
         scores[BEST_OF_ROW] = listen_all(listener, held_out, excerpts,
@@ -465,8 +460,7 @@ def seed_run(
         # Learned reward against the listener on the arms' held-out edits: over-optimisation shows
         # as the learned reward rising while the listener's score does not.
         reward_vs_listener = {}
-        for arm, policy in policies.items():
-            edits = policy_edits(policy, held_out, excerpts, deterministic=True, rng=np.random.default_rng(0))
+        for arm, edits in arm_edits.items():
             learned = reward([_Finished(held_out[ex.track_index].arrays, e) for ex, e in zip(excerpts, edits)])
             reward_vs_listener[arm] = {"learned": float(np.mean(learned)), "listener": float(np.mean(scores[arm]))}
         draw = np.random.default_rng(97 + 1000 * seed + k)

@@ -32,7 +32,7 @@ from sb3_contrib import MaskablePPO
 from editing.baselines import BAR_CUT, HEURISTIC, RANDOM, baseline_actions
 from editing.edit import Edit, apply_actions
 from editing.env import EnvConfig, Excerpt, TrackArrays, sample_excerpt
-from rlhf.policy import sample_actions
+from rlhf.learning.policy import sample_actions
 
 SOURCES = ("policy", "previous_policy", RANDOM, BAR_CUT, HEURISTIC)
 

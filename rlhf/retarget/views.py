@@ -1,6 +1,6 @@
 """Retargeting in use: the researchers' page and the API (start a job, poll it, download, send to annotators).
 
-Views parse input and call ``rlhf.retarget_services``; the edits are made by a task, so a
+Views parse input and call ``rlhf.retarget.services``; the edits are made by a task, so a
 long track never holds a request.  Researchers and admins only.
 """
 from __future__ import annotations
@@ -22,21 +22,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations.models import Edit, Track
-from annotations.roles import is_researcher, researcher_required
+from annotations.roles import IsResearcher, researcher_required
 from editing.audio import SUPPORTED_EXTENSIONS
 from editing.edit import MAX_PASSAGE_BEATS
 from rlhf.models import RetargetJob
-from rlhf.retarget_services import DEFAULT_METHODS, retarget_job_send, retarget_job_start
+from rlhf.retarget.services import DEFAULT_METHODS, retarget_default_methods, retarget_job_send, retarget_job_start
 from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active
 
 _AUDIO_TYPES = {"wav": ("WAV", "PCM_16", "audio/wav"), "flac": ("FLAC", "PCM_16", "audio/flac")}
-
-
-class IsResearcher(permissions.BasePermission):
-    message = "researchers and admins only"
-
-    def has_permission(self, request, view) -> bool:
-        return is_researcher(request.user)
 
 
 def _job_json(job: RetargetJob) -> dict:
@@ -171,7 +164,7 @@ def retarget_page(request: HttpRequest) -> HttpResponse:
         {"id": t.pk, "title": t.title, "seconds": round(t.duration_seconds, 2), "beats": t.n_beats}
         for t in Track.objects.order_by("title")
     ]
-    methods = ["best-of-8", "heuristic"] if policy and reward_model else (["policy", "heuristic"] if policy else ["heuristic"])
+    methods = retarget_default_methods()
     return render(request, "rlhf/retarget.html", {
         "tracks": tracks,
         "policy": policy,

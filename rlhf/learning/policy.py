@@ -1,7 +1,9 @@
 """The editing policy: MaskablePPO (sb3-contrib) on the editing env, rewarded by ``w * learned + (1 - w) * dense``.
 
-Pure module (torch + stable-baselines3 + sb3-contrib, no Django). Read top to bottom:
-the config, the learned reward seen through a small protocol, the callback that pays the
+Pure module (torch + stable-baselines3 + sb3-contrib, no Django); one concept over 600 lines, the
+policy and the parts of its training. Its config is
+``rlhf.learning.configs.PolicyConfig`` and the learned reward it is paid comes through
+``rlhf.learning.learned_reward``. Read top to bottom: the callback that pays the
 learned reward in one batch per rollout, charges the KL guard and logs every update,
 imitating the heuristic, training (a first policy imitates, then PPO; or continuing a saved
 version), checkpoints, and sampling edits (best-of-N included).
@@ -41,7 +43,7 @@ rollout, never one per step or per episode;
 Checkpoints
 -----------
 ``model.save`` zips (weights, optimiser state, ``num_timesteps``, hyperparameters) plus
-``spaces_spec.json`` (``editing.env.spaces_spec()``). :func:`save_policy` writes to a temporary
+``spaces_spec.json`` (``editing.spaces.spaces_spec()``). :func:`save_policy` writes to a temporary
 file next to the target, verifies it by loading it back, then ``os.replace``-s it into place;
 :func:`load_policy` refuses a checkpoint whose spaces differ from the current env's.
 """
@@ -53,10 +55,9 @@ import time
 import uuid
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -65,146 +66,25 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from editing.edit import N_ACTIONS, Edit, apply_actions, model_input
-from editing.env import (
-    EditingEnv,
-    EnvConfig,
-    Excerpt,
-    FinishedEpisode,
-    TrackArrays,
-    check_spaces_spec,
-    excerpt_planner,
-    heuristic_policy,
-    mix_reward,
-    spaces_spec,
-)
-from rlhf.reward_model import SCORING_BATCH, EditInput, RewardEnsemble, select_device
+from editing.edit import N_ACTIONS, apply_actions
+from editing.env import EditingEnv, EnvConfig, Excerpt, FinishedEpisode, TrackArrays, excerpt_planner, heuristic_policy, mix_reward
+from editing.spaces import check_spaces_spec, spaces_spec
+from rlhf.learning.configs import PolicyConfig, PolicyError
+from rlhf.learning.learned_reward import EnsembleReward, LearnedReward, torch_threads
+from rlhf.learning.reward_model import select_device
 
 SPEC_MEMBER = "spaces_spec.json"
 
 Progress = Callable[[float, str], None]
 
 
-class PolicyError(ValueError):
-    """A policy operation refused, with the reason in the message."""
-
-
 class PolicyCheckpointError(PolicyError):
     """A policy checkpoint is missing, unreadable, or failed verification."""
-
-
-# --------------------------------------------------------------------------- config
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """PPO hyperparameters of a first policy (a fine-tune keeps the saved version's own).
-
-    One update collects ``n_steps * n_envs`` env steps (1024 by default: about 25 edits of
-    40 beats), then runs ``n_epochs`` passes of minibatches of ``batch_size``.
-    ``device`` None means CUDA when present, else CPU (``rlhf.reward_model.select_device``).
-    """
-
-    n_envs: int = 8
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 4
-    learning_rate: float = 3e-4
-    # Only the terminal step is rewarded and episodes last <= 64 steps: discount very little.
-    gamma: float = 0.995
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    net_arch: tuple[int, ...] = (256, 256)
-    seed: int = 0
-    device: str | None = None
-    # The networks are small MLPs: on a shared CPU, extra torch threads cost more in
-    # synchronisation than they save (8x slower measured on 2 busy cores).
-    n_threads: int = 1
-    # Finished edits per background learned-reward call during a rollout (0: one call per
-    # rollout, at its end, with every core).  On a 2-core CPU the background thread competes
-    # with PPO for the cores and scores smaller batches: bench/bench_policy.py measured +64 %
-    # overhead with 0 against +105 % with 32, so 0 is the default; try 32 or more where the
-    # reward model has cores (or a GPU) of its own.  Re-measured with the scorer on one torch
-    # thread during the rollout and a 0.2 ms GIL switch interval: still slower than 0 (the
-    # rollout is Python-bound, and the scorer takes the GIL back after each of its kernels).
-    reward_chunk: int = 0
-    # A first policy starts by imitating the retargeting heuristic (behaviour cloning on its moves in
-    # ``imitation_episodes`` drawn passages, ``imitation_epochs`` passes), as an RLHF policy starts
-    # from a supervised one: PPO then learns where to depart from it.  0 episodes: from scratch.
-    imitation_episodes: int = 1024
-    imitation_epochs: int = 16
-    # Over-optimisation guard: each step pays ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
-    # is the heuristic's soft choice (``editing.env.heuristic_policy``): the KL penalty of RLHF, toward
-    # the editor the policy must beat, so that a reward model's blind spots cannot pull it far away.
-    heuristic_kl: float = 0.2
-    # The reference's temperature, in seam-cost units: a move dearer than the heuristic's by this
-    # much keeps e^-1 of its weight.
-    heuristic_kl_temperature: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.reward_chunk < 0:
-            raise ValueError(f"PolicyConfig: reward_chunk {self.reward_chunk} must be >= 0")
-        if self.heuristic_kl < 0 or self.heuristic_kl_temperature <= 0:
-            raise ValueError(f"PolicyConfig: heuristic_kl {self.heuristic_kl} must be >= 0 and its temperature "
-                             f"{self.heuristic_kl_temperature} > 0")
-        if self.imitation_episodes < 0 or self.imitation_epochs < 0:
-            raise ValueError(f"PolicyConfig: imitation_episodes {self.imitation_episodes} and imitation_epochs "
-                             f"{self.imitation_epochs} must be >= 0")
 
 
 def policy_device(config: PolicyConfig) -> torch.device:
     """Where the policy runs: the reward model's one device rule."""
     return select_device(config.device)
-
-
-# --------------------------------------------------------------------------- learned reward
-
-class LearnedReward(Protocol):
-    """Scores finished episodes: the normalised ensemble-mean reward, float (n,)."""
-
-    def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray: ...
-
-
-class EnsembleReward:
-    """The learned reward of a :class:`rlhf.reward_model.RewardEnsemble` version.
-
-    ``__call__`` gives the policy's reward: the ensemble mean minus ``pessimism`` times the
-    members' spread, normalised by the version's recorded statistics, then put on the dense
-    reward's scale (``scale``); :meth:`member_rewards` gives raw per-member rewards (proposal's
-    uncertainty).
-    """
-
-    def __init__(self, ensemble: RewardEnsemble, *, batch_size: int = SCORING_BATCH, n_threads: int | None = None,
-                 pessimism: float = 0.0, scale: tuple[float, float] = (0.0, 1.0)) -> None:
-        if pessimism < 0:
-            raise PolicyError(f"reward pessimism must be at least 0, got {pessimism}")
-        self.ensemble = ensemble
-        self.batch_size = batch_size
-        # Over-optimisation guard: the policy is paid the members' mean minus ``pessimism`` times
-        # their spread, so edits the members disagree on (off the data) earn less.
-        self.pessimism = float(pessimism)
-        # (mean, std) of the dense score on the reward model's reference edits: the normalised
-        # learned reward (mean 0, std 1 there) is mapped onto the dense reward's scale.
-        self.scale = (float(scale[0]), float(scale[1]))
-        # PPO narrows torch to PolicyConfig.n_threads (1) around learning, which suits its small
-        # MLPs; the reward model's transformer is scored at the thread count in force when this
-        # object was made (all cores by default): about 1.6x faster for a rollout's edits on 2 cores.
-        self.n_threads = torch.get_num_threads() if n_threads is None else n_threads
-
-    @staticmethod
-    def _inputs(items: Sequence[tuple[TrackArrays, Edit]]) -> list[EditInput]:
-        return [EditInput(*model_input(track.features, edit)) for track, edit in items]
-
-    def member_rewards(self, items: Sequence[tuple[TrackArrays, Edit]]) -> np.ndarray:
-        """Raw reward of each edit by each member, float32 (n_members, len(items))."""
-        inputs = self._inputs(items)
-        with _torch_threads(self.n_threads):
-            return self.ensemble.member_rewards(inputs, batch_size=self.batch_size)
-
-    def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray:
-        members = self.member_rewards([(ep.track, ep.edit) for ep in episodes]).astype(np.float64)
-        guarded = members.mean(0) - self.pessimism * members.std(0)
-        return self.scale[0] + self.scale[1] * self.ensemble.normalize(guarded)
 
 
 # --------------------------------------------------------------------------- callback
@@ -566,15 +446,6 @@ class TrainingRun:
         }
 
 
-@contextmanager
-def _torch_threads(n_threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def train_policy(
     tracks: Sequence[TrackArrays],
@@ -609,7 +480,7 @@ def train_policy(
         if config.imitation_episodes and config.imitation_epochs:
             if progress is not None:
                 progress(0.0, f"imitating the heuristic on {config.imitation_episodes} passages")
-            with _torch_threads(config.n_threads):
+            with torch_threads(config.n_threads):
                 imitation = imitate_heuristic(model, tracks, env_config, config)
     else:
         venv = make_vec_env(tracks, env_config, n_envs=config.n_envs, seed=config.seed)
@@ -617,7 +488,7 @@ def train_policy(
     start = int(model.num_timesteps)
     began = time.perf_counter()  # PPO's own time; the imitation records its own
     try:
-        with _torch_threads(config.n_threads):
+        with torch_threads(config.n_threads):
             model.learn(total_timesteps=total_timesteps, callback=callback, reset_num_timesteps=parent is None)
     finally:
         callback.close()
@@ -746,7 +617,7 @@ def sample_actions(
     obs = np.stack([env.reset(options={"excerpt": ex, "planner": planners[ex]})[0] for env, ex in zip(envs, excerpts)])
     actions: list[list[int]] = [[] for _ in excerpts]
     active = list(range(len(excerpts)))
-    with _torch_threads(n_threads):
+    with torch_threads(n_threads):
         while active:
             active = _sample_step(model, envs, excerpts, obs, actions, active, deterministic, rng)
     return actions

@@ -1,10 +1,10 @@
 """Researcher pages and API of the retrain cycle: start one, watch it, compare and (de)activate versions.
 
-Views only parse input, call one service of ``rlhf.cycle`` / ``rlhf.versions`` and
-render; every page and endpoint is researchers-only, checked before any lookup.
-Refusals of those services (``DomainError``) become 4xx answers in
-``feedback_site.errors``, for pages and the API alike.  Both modules are free of
-torch and stable-baselines3, so the site's processes never load them.
+Views only parse input, call one service of ``rlhf.cycle.state`` / ``rlhf.versions`` (or a
+reader of ``rlhf.selectors``) and render; every page and endpoint is researchers-only, checked
+before any lookup.  Refusals of those services (``DomainError``) become 4xx answers in
+``feedback_site.errors``, for pages and the API alike.  None of these modules imports torch,
+stable-baselines3 or gymnasium (``tests/test_web_process_imports.py``).
 """
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotations.quality import source_scores
-from annotations.roles import is_researcher, researcher_required
+from annotations.roles import IsResearcher, researcher_required
 from annotations.selectors import judgement_rows_for_quality
 from annotations.errors import DomainError
 from annotations.models import Comparison
 from editing.baselines import BAR_CUT, BASELINE_EDIT_SOURCES, HEURISTIC, RANDOM
-from rlhf.cycle import CycleParameters, cycle_start, cycle_status
+from rlhf.cycle.parameters import CycleParameters
+from rlhf.cycle.state import cycle_start, cycle_status
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.selectors import cycle_comparisons_label, cycle_preflight, cycle_report
 from rlhf.versions import policy_activate, policy_rollback, reward_model_activate, reward_model_rollback
@@ -246,15 +247,8 @@ def cycle_plot(request: HttpRequest, name: str) -> HttpResponse:
 
 # --------------------------------------------------------------------------- API
 
-class IsResearcher(permissions.BasePermission):
-    message = "researchers only"
-
-    def has_permission(self, request, view) -> bool:
-        return is_researcher(request.user)
-
-
 class CycleStatusSerializer(serializers.Serializer):
-    """The shape of ``rlhf.cycle.cycle_status`` (documentation for the OpenAPI schema)."""
+    """The shape of ``rlhf.cycle.state.cycle_status`` (documentation for the OpenAPI schema)."""
 
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Cycle.Status.choices)
@@ -274,7 +268,7 @@ class CycleStatusSerializer(serializers.Serializer):
 
 
 def _parameters_serializer() -> type[serializers.Serializer]:
-    """``rlhf.cycle.CycleParameters`` as optional overrides, field by field with its bounds.
+    """``rlhf.cycle.parameters.CycleParameters`` as optional overrides, field by field with its bounds.
 
     Built from the dataclass (its one home), so a new parameter reaches the API and its schema
     without being written again here; the research page's form iterates the same fields.
@@ -291,7 +285,7 @@ def _parameters_serializer() -> type[serializers.Serializer]:
         else:
             declared[field.name] = serializers.FloatField(required=False, min_value=low, max_value=high)
     return type("CycleParametersSerializer", (serializers.Serializer,), {
-        "__doc__": "Optional overrides of ``rlhf.cycle.CycleParameters`` (documentation for the OpenAPI schema).",
+        "__doc__": "Optional overrides of ``rlhf.cycle.parameters.CycleParameters`` (documentation for the OpenAPI schema).",
         "__module__": __name__, **declared})
 
 

@@ -1,8 +1,8 @@
 """Policy-version services: register, activate, roll back and load PolicyVersion rows.
 
-The one place that joins PolicyVersion rows and ``rlhf.policy``; it imports torch and
-stable-baselines3, so the site uses the row-only services of ``rlhf.versions``
-(activate, roll back, the active version), which are re-exported here.  Checkpoints are
+The one place that joins PolicyVersion rows and ``rlhf.learning.policy``; it imports torch
+and stable-baselines3, so the site uses the row-only services of ``rlhf.versions``
+(activate, roll back, the active version).  Checkpoints are
 published like reward models (``rlhf.artifacts``): written to the app-ignored
 temporary folder, verified by loading, moved into ``policies/`` and registered
 in one transaction, so the app sees a registered version with its file, or neither.
@@ -18,18 +18,13 @@ from sb3_contrib import MaskablePPO
 
 from annotations.models import Track
 from annotations.services import track_load_analysis
-from editing.env import TrackArrays, spaces_spec
+from editing.env import TrackArrays
+from editing.spaces import spaces_spec
 from rlhf import artifacts
 from rlhf.models import PolicyVersion, RewardModelVersion
-from rlhf.policy import TrainingRun, load_policy, save_policy
-from rlhf.reward_services import training_device
-from rlhf.versions import (  # noqa: F401  (policy_active, policy_rollback: re-exported, see the module docstring)
-    PolicyServiceError,
-    policy_activate,
-    policy_active,
-    policy_rollback,
-    policy_spaces_problem,
-)
+from rlhf.learning.policy import TrainingRun, load_policy, save_policy
+from rlhf.cycle.reward_services import training_device
+from rlhf.versions import PolicyServiceError, policy_activate, policy_spaces_problem
 
 ARTIFACT_FOLDER = "policies"
 

@@ -1,0 +1,1 @@
+"""The evidence that feedback helps: simulated listeners and annotators, arms against baselines on held-out tracks."""

@@ -1,0 +1,98 @@
+"""The learning room's configurations: typed, torch-free, and the one home of their defaults.
+
+The site process reads these (the cycle form, the API schema, ``CycleParameters``) without
+loading torch; the torch modules (``reward_training``, ``policy``) take them as arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+# Candidates the policy samples per passage when it edits by best-of-N (the most probable edit and
+# N - 1 sampled ones, chosen by the reward model): the retarget default and the evidence arm.
+BEST_OF_N = 8
+
+
+class PolicyError(ValueError):
+    """A policy operation refused, with the reason in the message."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of one reward-model retrain (``rlhf.learning.reward_training``); stored with the version."""
+
+    seed: int = 0
+    n_members: int = 3
+    bootstrap: bool = True
+    max_epochs: int = 5
+    patience: int = 2
+    batch_pairs: int = 64
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    validation_fraction: float = 0.2
+    calibration_fraction: float = 0.15
+    # Early stopping picks each member's epoch on a split of its own (carved from the training
+    # groups), so the reported validation accuracy comes from pairs nothing was selected on.
+    selection_fraction: float = 0.15
+    min_pairs: int = 20
+    n_threads: int = 2
+    device: str | None = None
+
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """PPO hyperparameters of a first policy (a fine-tune keeps the saved version's own).
+
+    One update collects ``n_steps * n_envs`` env steps (1024 by default: about 25 edits of
+    40 beats), then runs ``n_epochs`` passes of minibatches of ``batch_size``.
+    ``device`` None means CUDA when present, else CPU (``rlhf.learning.reward_model.select_device``).
+    """
+
+    n_envs: int = 8
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    # Only the terminal step is rewarded and episodes last <= 64 steps: discount very little.
+    gamma: float = 0.995
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (256, 256)
+    seed: int = 0
+    device: str | None = None
+    # The networks are small MLPs: on a shared CPU, extra torch threads cost more in
+    # synchronisation than they save (8x slower measured on 2 busy cores).
+    n_threads: int = 1
+    # Finished edits per background learned-reward call during a rollout (0: one call per
+    # rollout, at its end, with every core).  On a 2-core CPU the background thread competes
+    # with PPO for the cores and scores smaller batches: bench/bench_policy.py measured +64 %
+    # overhead with 0 against +105 % with 32, so 0 is the default; try 32 or more where the
+    # reward model has cores (or a GPU) of its own.  Re-measured with the scorer on one torch
+    # thread during the rollout and a 0.2 ms GIL switch interval: still slower than 0 (the
+    # rollout is Python-bound, and the scorer takes the GIL back after each of its kernels).
+    reward_chunk: int = 0
+    # A first policy starts by imitating the retargeting heuristic (behaviour cloning on its moves in
+    # ``imitation_episodes`` drawn passages, ``imitation_epochs`` passes), as an RLHF policy starts
+    # from a supervised one: PPO then learns where to depart from it.  0 episodes: from scratch.
+    imitation_episodes: int = 1024
+    imitation_epochs: int = 16
+    # Over-optimisation guard: each step pays ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
+    # is the heuristic's soft choice (``editing.env.heuristic_policy``): the KL penalty of RLHF, toward
+    # the editor the policy must beat, so that a reward model's blind spots cannot pull it far away.
+    heuristic_kl: float = 0.2
+    # The reference's temperature, in seam-cost units: a move dearer than the heuristic's by this
+    # much keeps e^-1 of its weight.
+    heuristic_kl_temperature: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.reward_chunk < 0:
+            raise PolicyError(f"PolicyConfig: reward_chunk {self.reward_chunk} must be >= 0")
+        if self.heuristic_kl < 0 or self.heuristic_kl_temperature <= 0:
+            raise PolicyError(f"PolicyConfig: heuristic_kl {self.heuristic_kl} must be >= 0 and its temperature "
+                             f"{self.heuristic_kl_temperature} > 0")
+        if self.imitation_episodes < 0 or self.imitation_epochs < 0:
+            raise PolicyError(f"PolicyConfig: imitation_episodes {self.imitation_episodes} and imitation_epochs "
+                             f"{self.imitation_epochs} must be >= 0")
+
