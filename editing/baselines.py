@@ -16,10 +16,13 @@ exactly by construction; :func:`editing.edit.apply_actions` turns them into an E
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from editing.dense import DenseContext
-from editing.edit import Action, Edit, EditBuilder, _bar_tables, _skip_target
+from editing.edit import Action, Edit, EditBuilder
+from editing.planner import PLANNER_MOVES, RetargetPlanner, plan_actions
 
 __all__ = [
     "RANDOM",
@@ -37,8 +40,10 @@ __all__ = [
     "retarget_heuristic",
     "HeuristicPlanner",
     "HEURISTIC_MOVES",
-    "HEURISTIC_MAX_JUMP_BEATS",
 ]
+
+# The heuristic's own moves: the planner's (what a first policy imitates).
+HEURISTIC_MOVES = PLANNER_MOVES
 
 # The baselines' names: in proposals, evaluations and the stored source of their edits.  Every
 # app imports them from here, and quality scores group edits by the stored source.
@@ -64,9 +69,6 @@ _BROKEN_ACTIONS = (Action.CUT, Action.LOOP, Action.REORDER, Action.REPEAT_2)
 SEAM_BASE_COST = 0.25
 _METRE_COST = 3.0
 _OFF_BAR_COST = 0.5
-# The dynamic program's cuts skip at most this many beats at once (32 bars): longer jumps are
-# never needed to halve a passage, and the bound keeps it linear in the passage length.
-HEURISTIC_MAX_JUMP_BEATS = 128
 _EPS = 1e-9
 # The bar-aligned cut's fallbacks, in order, where its plan meets the length rule.
 _SHORTEN = (Action.CUT, Action.STOP, Action.KEEP, Action.LOOP, Action.REPEAT_2, Action.LOOP_BAR)
@@ -277,127 +279,25 @@ def edit_cost(edit: Edit, context: DenseContext) -> float:
     return float(np.sum(seam_cost(context, beats[seams - 1], beats[seams])))
 
 
-class HeuristicPlanner:
-    """The retargeting dynamic program of one passage, as costs to go from any state of the builder.
+class HeuristicPlanner(RetargetPlanner):
+    """The retargeting dynamic program priced by the heuristic's :func:`seam_cost` (see ``editing.planner``).
 
-    A state of :class:`editing.edit.EditBuilder` is (position ``p``, last output beat ``a``,
-    middle beats still needed ``r``).  It is *flowing* when ``a == p - 1`` (the source runs on
-    into ``p``) and *pending* otherwise (cuts led past ``p - 1``: whatever plays next arrives
-    through a seam from ``a``).  Backwards from the final bar, the planner tabulates
-
-    - ``F[p, r]``: the least cost of finishing from the flowing state at ``p``;
-    - ``W[q, r]``: the least cost of finishing once the output has arrived at ``q`` (its seam
-      paid), by KEEP, LOOP (``q -> q``), REPEAT_2 (``q -> q - 1``) or LOOP_BAR (``q -> bar start``);
-
-    and a pending state costs ``P(a, p, r) = min(min over q >= p of seam(a, q) + W[q, r],
-    seam(a, final bar) if r == 0)``: cuts up to ``q``, or STOP.  A seam costs
-    :func:`seam_cost`, so the cost of a finished edit is :func:`edit_cost`.  Cuts skip at most
-    :data:`HEURISTIC_MAX_JUMP_BEATS` beats at once.  Once per passage, time O(middle beats x
-    max jump x target beats) and memory O(middle beats x (max jump + target beats)); each
-    state's action costs are then a few lookups.
-
-    :meth:`action_costs` gives every action's cost to go (its seams now, then the plan), which
-    the gym env shows the policy; :meth:`best_action` is the heuristic's move, the cheapest
-    of KEEP, CUT, LOOP, LOOP_BAR, REPEAT_2 and STOP (CROSSFADE costs what CUT does, SKIP_TO_BAR
-    what its cuts do, and REORDER is left to the policy).  Following it from the start gives
-    an edit of the least :func:`edit_cost` among all edits made of those moves: the bar-aligned
-    cut is one of them, so the heuristic is never worse by its own cost.
+    Following it from the start gives an edit of the least :func:`edit_cost` among all edits
+    made of the planner's moves: the bar-aligned cut is one of them, so the heuristic is never
+    worse by its own cost.
 
     Parameters
     ----------
     context : DenseContext
         The track's digested features.
-    excerpt_start : int
-        Track beat of the passage's first beat.
-    bar_positions : np.ndarray [shape=(n_source_beats,)], int
-        The passage's bar positions.
-    target_beats : int
-        Exact output length, beats.
-
-    Raises
-    ------
-    editing.edit.EditError
-        For a target no edit of the passage can meet.
+    excerpt_start, bar_positions, target_beats
+        As :class:`editing.planner.RetargetPlanner`'s.
     """
 
     def __init__(self, *, context: DenseContext, excerpt_start: int, bar_positions: np.ndarray,
                  target_beats: int) -> None:
-        bar_positions = np.asarray(bar_positions)
-        builder = _builder(bar_positions, target_beats)
-        self.head, self.tail = head, tail = builder.head_end, builder.tail_start
-        self.need = need = builder.beats_needed
-        self._bar_starts, self._next_downbeats = _bar_tables((bar_positions == 0).tobytes())
-        width = need + 1
-        m = tail - head
-        # A cut lands inside the middle, so no jump is longer than it.
-        cap = max(1, min(HEURISTIC_MAX_JUMP_BEATS, m))
-        middle = np.arange(head, tail)
-        bar_start = np.asarray(self._bar_starts[head:tail], dtype=np.int64)
-        # Every seam the planner prices, in one call: the moves at each middle beat (index p - head),
-        # then out of every last output beat a = head - 1 .. tail - 1 (index a - head + 1) the forward
-        # jumps to q = a + 2 + k (k < cap, q inside the middle) and the jump into the final bar (STOP).
-        outgoing = np.arange(head - 1, tail)
-        landing = outgoing[:, None] + 2 + np.arange(cap)[None, :]
-        inside = landing < tail
-        pairs = [
-            (middle, middle),  # LOOP
-            (middle, middle - 1),  # REPEAT_2
-            (middle, bar_start),  # LOOP_BAR
-            (np.minimum(middle + 1, tail), middle),  # REORDER's p + 1 -> p (p + 1 < tail where used)
-            (np.broadcast_to(outgoing[:, None], landing.shape)[inside], landing[inside]),
-            (outgoing, np.full(outgoing.size, tail)),
-        ]
-        sizes = np.cumsum([0] + [a.size for a, _ in pairs])
-        costs = seam_cost(context, excerpt_start + np.concatenate([a for a, _ in pairs]),
-                          excerpt_start + np.concatenate([b for _, b in pairs]))
-        part = [costs[sizes[j] : sizes[j + 1]] for j in range(len(pairs))]
-        self._loop, self._repeat, self._reorder, self._stop = part[0], part[1], part[3], part[5]
-        self._loop_bar = np.where(bar_start < middle, part[2], np.inf)
-        self._loop_bar_added = (middle - bar_start + 2).astype(np.int64)
-        self._jump = np.full(landing.shape, np.inf)
-        self._jump[inside] = part[4]
-        # Where SKIP_TO_BAR from each middle beat lands (a row of F and W).
-        self._skip_row = np.array([_skip_target(p, self._next_downbeats, tail) - head for p in range(head, tail)],
-                                  dtype=np.int64)
-        self._m = m
-        self._F, self._W = _kernels().backward(self._loop, self._repeat, self._loop_bar, self._loop_bar_added,
-                                               self._jump, self._stop, m, width)
-
-    @property
-    def cost(self) -> float:
-        """The least cost of a whole edit (the heuristic's edit's :func:`edit_cost`)."""
-        return float(self._F[0, self.need])
-
-    def action_costs(self, builder: EditBuilder, *, mask: np.ndarray | None = None) -> np.ndarray:
-        """Each action's cost to go from the builder's state: its seams now, then the plan; float64 (9,).
-
-        ``inf`` where the action is masked, or would need a cut longer than
-        :data:`HEURISTIC_MAX_JUMP_BEATS`.  The builder must be one of this planner's passage and
-        target; ``mask`` is its current ``action_mask()`` where the caller has it already.
-        """
-        out = np.full(len(Action), np.inf)
-        if builder.done:
-            return out
-        _kernels().action_costs(out, builder.position - self.head, builder.last_output_beat - self.head + 1,
-                                builder.beats_needed, self._m, self._F, self._W, self._jump, self._stop, self._loop,
-                                self._repeat, self._loop_bar, self._loop_bar_added, self._reorder, self._skip_row,
-                                builder.action_mask() if mask is None else mask)
-        return out
-
-    def best_action(self, builder: EditBuilder, *, mask: np.ndarray | None = None) -> int:
-        """The heuristic's move from the builder's state: the cheapest of its own moves."""
-        costs = self.action_costs(builder, mask=mask)
-        return int(HEURISTIC_MOVES[np.argmin(costs[HEURISTIC_MOVES])])
-
-
-def _kernels():
-    """The planner's compiled loops (numba is loaded on first use, by processes that plan)."""
-    from editing import plan_kernels
-
-    return plan_kernels
-
-
-HEURISTIC_MOVES = np.array([Action.KEEP, Action.CUT, Action.LOOP, Action.LOOP_BAR, Action.REPEAT_2, Action.STOP])
+        super().__init__(seam_costs=functools.partial(seam_cost, context), excerpt_start=excerpt_start,
+                         bar_positions=bar_positions, target_beats=target_beats)
 
 
 def retarget_heuristic(*, context: DenseContext, excerpt_start: int, bar_positions: np.ndarray,
@@ -406,7 +306,7 @@ def retarget_heuristic(*, context: DenseContext, excerpt_start: int, bar_positio
 
     :class:`HeuristicPlanner` tabulates the least cost to finish from every state; the edit
     follows its cheapest move from the opening bar to the final one.  Every edit made of KEEP,
-    CUT, LOOP, REPEAT_2, LOOP_BAR and STOP (cuts of up to :data:`HEURISTIC_MAX_JUMP_BEATS`
+    CUT, LOOP, REPEAT_2, LOOP_BAR and STOP (cuts of up to :data:`editing.planner.MAX_JUMP_BEATS`
     beats) is in its search space, the bar-aligned cut included, so its cost is never above
     the cut's.  Parameters as :class:`HeuristicPlanner`'s.
 
@@ -420,9 +320,4 @@ def retarget_heuristic(*, context: DenseContext, excerpt_start: int, bar_positio
         return []  # nothing between the opening and the final bar to edit
     planner = HeuristicPlanner(context=context, excerpt_start=excerpt_start, bar_positions=bar_positions,
                                target_beats=target_beats)
-    actions: list[int] = []
-    while not builder.done:
-        action = planner.best_action(builder)
-        builder.step(action)
-        actions.append(action)
-    return actions
+    return plan_actions(planner, bar_positions=bar_positions, target_beats=target_beats)

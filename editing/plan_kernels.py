@@ -1,8 +1,8 @@
-"""The inner loops of :class:`editing.baselines.HeuristicPlanner`, compiled with numba.
+"""The inner loops of :class:`editing.planner.RetargetPlanner`, compiled with numba.
 
 The planner runs once per episode and prices nine actions every step of PPO, where numpy's
 per-call overhead on small arrays cost more than the arithmetic.  The loops here are the
-planner's definitions written out (see its docstring for F, W and P); ``HeuristicPlanner``
+planner's definitions written out (see its docstring for F, W and P); ``RetargetPlanner``
 imports this module on first use, so a process loads numba only once it plans (workers,
 commands, and the site itself only where retarget jobs run in its threads, with no broker).
 Compiled code is cached next to this file (``cache=True``).

@@ -24,6 +24,7 @@ from editing.baselines import (
     retarget_heuristic,
     seam_cost,
 )
+from editing import planner as planner_module
 from editing.dense import DenseContext, dense_context
 from editing.edit import Action, Edit, EditBuilder, Transition, apply_actions, passage_frame, target_range
 from tests.editing.factories import BAR_KINDS, bar_pattern, bars, played, random_target
@@ -403,7 +404,7 @@ def test_the_planners_cuts_skip_at_most_the_jump_limit(seed, monkeypatch):
     that state on) skip at most 1 beat, STOP's jump into the final bar excepted: the limit binds exactly."""
     import editing.baselines as baselines
 
-    monkeypatch.setattr(baselines, "HEURISTIC_MAX_JUMP_BEATS", 1)
+    monkeypatch.setattr(planner_module, "MAX_JUMP_BEATS", 1)
     rng = np.random.default_rng(1700 + seed)
     track_bars = bars(64)
     context = synthetic_context(rng, track_bars)
