@@ -3,7 +3,9 @@
 Embedded defaults give a newcomer a working site with nothing to configure:
 SQLite under ``var/``, Celery tasks executed in-process, files under
 ``var/storage``.  Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``,
-``STORAGE_ROOT`` (a shared mount), ``SECRET_KEY`` and ``DJANGO_DEBUG=0``.
+``STORAGE_ROOT`` (a shared mount), ``SECRET_KEY`` and ``DJANGO_ENV=production``
+(which refuses to start without an explicit ``SECRET_KEY``; elsewhere one is
+generated once into ``var/secret_key``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from feedback_site.secret_key import stored_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -30,14 +34,24 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# Off unless asked for: a forgotten variable must never mean tracebacks for everyone and a
-# known SECRET_KEY.  scripts/run.sh (the local demo) and the test settings turn it on.
+# Off unless asked for: a forgotten variable must never mean tracebacks for everyone.
+# scripts/run.sh (the local demo) and the test settings turn it on.
 DEBUG = _env_bool("DJANGO_DEBUG", False)
+# "production" makes a forgotten SECRET_KEY an error instead of a key generated on this machine.
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "").strip().lower()
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-for-debug-runs-" + "x" * 20
+    if not DEBUG and DJANGO_ENV == "production":
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DJANGO_ENV=production and DJANGO_DEBUG is off: every machine "
+            "and process of the site must sign sessions with the same key (python -c \"import secrets; "
+            "print(secrets.token_urlsafe(48))\" makes one)"
+        )
+    # A first run on any machine: one key, generated into var/ and reused by every later run.
+    try:
+        SECRET_KEY = stored_secret_key(VAR_DIR / "secret_key")
+    except (OSError, ValueError) as problem:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and none could be kept under {VAR_DIR}: {problem}") from None
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
