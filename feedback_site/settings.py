@@ -74,6 +74,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Crafted requests are refused before anything reads them (feedback_site.limits): 414, and 400 for text
+    # holding a NUL, a lone surrogate or invalid UTF-8 (JSON bodies: feedback_site.rest's parser).
+    "feedback_site.limits.UrlLengthLimitMiddleware",
     "csp.middleware.CSPMiddleware",
     "feedback_site.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -82,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "feedback_site.limits.UploadSizeLimitMiddleware",
+    "feedback_site.limits.CraftedTextMiddleware",  # after the size check: it reads form bodies
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "feedback_site.errors.DomainErrorMiddleware",
@@ -141,6 +145,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTE
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account OR per address
 AXES_LOCKOUT_CALLABLE = "feedback_site.login_throttle.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "feedback_site.login_throttle.client_ip"
+AXES_USERNAME_CALLABLE = "feedback_site.login_throttle.client_username"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
@@ -203,6 +208,9 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
 MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
+# The longest URL (path and query string) the site answers; longer ones are refused with 414.  gunicorn
+# refuses request lines over its limit_request_line (gunicorn.conf.py: 8190 bytes) before the site sees them.
+MAX_URL_CHARS = int(os.environ.get("MAX_URL_CHARS", "4096"))
 # The largest upload (one request, all its files), refused from its Content-Length before it is read.
 MAX_UPLOAD_BYTES = int(float(os.environ.get("MAX_UPLOAD_MB", "200")) * 1_000_000)
 # Annotation: share of assignments drawn from gold and from sides-swapped repeats,
