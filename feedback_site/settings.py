@@ -17,10 +17,14 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from editing.jit_cache import use_cache_dir
 from feedback_site.secret_key import stored_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+# numba's compiled kernels (librosa's beat tracker) in a folder of the project's, named before anything
+# imports numba: settings load first in the site, every manage.py command and the Celery workers.
+NUMBA_CACHE_DIR = use_cache_dir(VAR_DIR / "numba-cache")
 
 
 def _env_bool(name: str, default: bool) -> bool:
