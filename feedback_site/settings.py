@@ -130,6 +130,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The default cache holds DRF's throttle counts (and axes' cool-off lookups): with several gunicorn
+# workers or machines they must share one, so production names Redis (CACHE_URL, else REDIS_URL).
+# Unset: each process's own memory, enough for one process.
+CACHE_URL = os.environ.get("CACHE_URL", "").strip() or os.environ.get("REDIS_URL", "").strip()
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {CACHE_URL!r}")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -275,7 +284,7 @@ REST_FRAMEWORK = {
     ],
     # Scoped throttles (429 with Retry-After), per user, on the views that set `throttle_scope`:
     # judgement submits and lists, export-job creation, cycle starts (the page's form too).
-    # Counts live in the default cache, so each process counts on its own unless CACHES is shared.
+    # Counts live in the default cache: shared by every process when CACHE_URL (or REDIS_URL) names Redis.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "judgements": os.environ.get("THROTTLE_JUDGEMENTS", "240/min"),
