@@ -32,6 +32,9 @@ wsgi_app = "feedback_site.wsgi"
 worker_class = "sync"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 timeout = 120
+# gunicorn's largest request line (its default is 4094): URLs up to settings.MAX_URL_CHARS reach the site,
+# which answers a longer one itself (414, JSON under /api/); only a request line over this gets gunicorn's 400.
+limit_request_line = 8190
 preload_app = True
 
 

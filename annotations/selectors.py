@@ -20,6 +20,10 @@ from .errors import AnnotationError
 from .models import Assignment, Judgement
 
 MAX_USER_ID = 2**31 - 1  # django.contrib.auth's users have a 32-bit AutoField
+# Dates a client may filter on: every judgement falls inside, and a bound one day past either end still
+# fits a datetime in any time zone (9999-12-31 plus a day, or minus an offset, used to overflow: a 500).
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2999, 12, 31)
 
 
 class ExportFilterError(AnnotationError, ValueError):
@@ -145,17 +149,27 @@ def _parse_bound(value: Any, name: str, *, end: bool) -> dt.datetime | None:
         parsed = value
     else:
         text = str(value).strip()
-        # A plain date first: parse_datetime would read it as midnight, and an end date keeps its whole day.
-        day = parse_date(text)
+        try:
+            # A plain date first: parse_datetime would read it as midnight, and an end date keeps its whole day.
+            day = parse_date(text)
+            parsed = None if day is not None else parse_datetime(text)
+        except ValueError:  # well-formed but impossible (month 13, hour 25, an offset of a day)
+            raise ExportFilterError(f"filter {name}: {text!r} is not a valid date or datetime") from None
         if day is not None:
+            _check_date_range(day, name)
             parsed = dt.datetime.combine(day + dt.timedelta(days=1) if end else day, dt.time.min)
+        elif parsed is None:
+            raise ExportFilterError(f"filter {name}: {text!r} is not an ISO date or datetime")
         else:
-            parsed = parse_datetime(text)
-            if parsed is None:
-                raise ExportFilterError(f"filter {name}: {text!r} is not an ISO date or datetime")
+            _check_date_range(parsed.date(), name)  # before any conversion to UTC, which is what overflowed
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, dt.timezone.utc)
     return parsed
+
+
+def _check_date_range(day: dt.date, name: str) -> None:
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ExportFilterError(f"filter {name}: {day.isoformat()} is outside {EARLIEST_DATE}..{LATEST_DATE}")
 
 
 def _parse_confidence(value: Any) -> int | None:

@@ -1,13 +1,14 @@
 """DRF serializers: parse request bodies and query strings, render results.  No business rules here."""
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.urls import reverse
 from rest_framework import serializers
 
 from .converters import MAX_ID
 from .judgements import MAX_REPORTED_SECONDS, MAX_SWITCHES
 from .models import Assignment, Judgement
-from .selectors import MAX_USER_ID
+from .selectors import EARLIEST_DATE, LATEST_DATE, MAX_USER_ID
 
 # Row ids bounded like their columns, so a larger number is a 400, not a database error: this
 # project's rows are BigAutoField (64-bit signed, MAX_ID), django.contrib.auth's users AutoField (MAX_USER_ID).
@@ -100,7 +101,8 @@ class JudgementSerializer(serializers.ModelSerializer):
 class JudgementFilterSerializer(serializers.Serializer):
     annotator = id_field(max_value=MAX_USER_ID, required=False, help_text="annotator user id")
     comparison = id_field(required=False)
-    date = serializers.DateField(required=False, help_text="created on this day (YYYY-MM-DD)")
+    date = serializers.DateField(required=False, help_text="created on this day (YYYY-MM-DD)",
+                                 validators=[MinValueValidator(EARLIEST_DATE), MaxValueValidator(LATEST_DATE)])
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
 

@@ -35,7 +35,6 @@ def main() -> None:
     var = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
     os.environ.update(VAR_DIR=str(var), STORAGE_ROOT=str(var / "storage"), DJANGO_SETTINGS_MODULE="feedback_site.settings")
     os.environ.pop("DATABASE_URL", None)
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)  # DEBUG is off unless DJANGO_DEBUG says otherwise
     os.environ.pop("CELERY_BROKER_URL", None)
     # Simulated annotators wait out the minimum listen in wall time; this bench times the cycle, not them.
     os.environ.setdefault("ANNOTATION_MIN_LISTEN_SECONDS", "0")

@@ -30,7 +30,6 @@ def main() -> None:
     os.environ.update(VAR_DIR=str(var), STORAGE_ROOT=str(var / "storage"), DJANGO_SETTINGS_MODULE="feedback_site.settings")
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)  # DEBUG is off unless DJANGO_DEBUG says otherwise
     import django
 
     django.setup()

@@ -55,12 +55,14 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from editing import jit_cache
+
 __all__ = [
     "ANALYSIS_SR", "N_FFT", "HOP_LENGTH", "BEATS_PER_BAR", "MIN_BEATS", "FEATURE_VERSION",
     "N_AUDIO_FEATURES", "FEATURE_NAMES", "FEATURE_GROUPS", "SUPPORTED_EXTENSIONS",
     "AudioError", "UnsupportedAudio", "CorruptAudio", "EmptyAudio", "SilentAudio", "TooFewBeats",
     "TooLongAudio", "AnalysisVersionError", "TrackAnalysis",
-    "load_audio", "analyze", "analyze_file", "file_sha256", "warm_up",
+    "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
 ]
 
 ANALYSIS_SR = 22050
@@ -559,10 +561,10 @@ def analyze_file(path: str | Path, *, max_seconds: float = 900.0) -> tuple[Track
     return analyze(y, ANALYSIS_SR, name=Path(path).name), y, source_sr
 
 
-def warm_up() -> TrackAnalysis:
-    """Analyse 10 s of synthetic clicks at 120 BPM once, so librosa's numba kernels compile now.
+def compile_kernels() -> TrackAnalysis:
+    """Analyse 10 s of synthetic clicks at 120 BPM, so numba loads (or compiles) every kernel the analysis uses.
 
-    Call once per worker process, before the first real analysis.  Returns the clicks' analysis.
+    Returns the clicks' analysis.
     """
     sr = ANALYSIS_SR
     y = np.zeros(10 * sr, dtype=np.float32)
@@ -570,3 +572,13 @@ def warm_up() -> TrackAnalysis:
     for start in range(0, y.size - click.size, sr // 2):  # 120 BPM
         y[start : start + click.size] += click
     return analyze(y, sr, name="warm-up clicks")
+
+
+def warm_up() -> None:
+    """Compile librosa's numba kernels now, once per worker process, before the first real analysis.
+
+    One process at a time compiles into the shared cache, and a cache that
+    crashes a probe analysis in a child process is rebuilt first
+    (:mod:`editing.jit_cache`).
+    """
+    jit_cache.warm_up_under_lock(compile_kernels)

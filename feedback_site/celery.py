@@ -20,8 +20,9 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def _warm_up_audio(**_kwargs) -> None:
-    # librosa's numba kernels compile on first use (seconds per process):
-    # pay that once per worker process, never inside a task or a web request.
+    # librosa's numba kernels compile on first use (seconds per process): pay that once per worker
+    # process, never inside a task or a web request.  Workers starting together take turns (a file
+    # lock), and a cache that crashes a probe in a child process is rebuilt (editing.jit_cache).
     from editing.audio import warm_up
 
     warm_up()

@@ -7,15 +7,24 @@
   the API answers 503 JSON with ``Retry-After``, a page answers a plain
   "temporarily unavailable" page (rendered without touching the database).
 * Anything else is a bug: DRF's own handler, then Django's 500.
+
+Under ``/api/`` every error is JSON ``{"detail", "code"}`` (a refused text
+field adds ``"field"``): DRF's own errors gain their ``code``, and Django's
+400/403/404/500 handlers (``handler400`` ... in ``feedback_site.urls``)
+answer JSON there too; a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is 413.
 """
 from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.views import defaults
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -36,22 +45,39 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _refusal_body(exc: DomainError) -> dict:
+    body = {"detail": str(exc), "code": exc.code}
+    field = getattr(exc, "field", None)  # the refused input, where the error knows it
+    if field:
+        body["field"] = field
+    return body
+
+
 def api_exception_handler(exc, context):
     """DRF's ``EXCEPTION_HANDLER`` for the whole site."""
     if isinstance(exc, DomainError):
         set_rollback()
-        return Response({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+        return Response(_refusal_body(exc), status=exc.status_code)
     if isinstance(exc, UNREACHABLE_DATABASE_ERRORS):
         logger.warning("database unreachable during an API request: %s", exc)
         return Response({"detail": DATABASE_UNAVAILABLE, "code": "database_unavailable"}, status=503,
                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    return drf_exception_handler(exc, context)
+    # As DRF's handler does, so that the code below sees DRF's exception and its code.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
+    response = drf_exception_handler(exc, context)
+    # DRF's own errors (404, 405, 403, 429 ...) carry a detail only: give them the site's code too.
+    if response is not None and isinstance(response.data, dict) and set(response.data) == {"detail"}:
+        response.data["code"] = getattr(exc, "default_code", "error")
+    return response
 
 
 def refusal_response(request: HttpRequest, exc: DomainError) -> HttpResponse:
     """A domain error outside DRF: JSON under /api/, else the ``refused.html`` page."""
     if _wants_json(request):
-        return JsonResponse({"detail": str(exc), "code": exc.code}, status=exc.status_code)
+        return JsonResponse(_refusal_body(exc), status=exc.status_code)
     return render(request, "refused.html", {"message": str(exc), "code": exc.code}, status=exc.status_code)
 
 
@@ -93,3 +119,31 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"detail": "server error", "code": "server_error"}, status=500)
     return HttpResponse(render_to_string("500.html"), status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler400``: a malformed request Django refused (SuspiciousOperation); a body too large is 413."""
+    if isinstance(exception, RequestDataTooBig):
+        detail, code, status = "the request body is larger than the site accepts", "too_large", 413
+    else:
+        detail, code, status = "bad request", "bad_request", 400
+    if _wants_json(request):
+        return JsonResponse({"detail": detail, "code": code}, status=status)
+    if status == 413:
+        return HttpResponse(detail + "\n", status=413, content_type="text/plain; charset=utf-8")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler403``: a PermissionDenied outside DRF (DRF's views, CSRF checks included, answer their own)."""
+    if _wants_json(request):
+        return JsonResponse({"detail": str(exception) or "permission denied", "code": "permission_denied"},
+                            status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """``handler404``: JSON under /api/ (an unknown URL or a missing row), Django's page elsewhere."""
+    if _wants_json(request):
+        return JsonResponse({"detail": f"not found: {request.path}", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)

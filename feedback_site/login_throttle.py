@@ -38,6 +38,26 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The username a login attempt is counted under: as typed, cut to the length axes can record.
+
+    Axes records the username of every failed login in a 255-character column:
+    a longer one (no account has one: usernames stop at 150) used to fail that
+    write, a 500 instead of a failed login.  Over-long names sharing their first
+    255 characters count as one account; the address is counted as well.
+    """
+    from axes.models import AccessAttempt  # models load after settings name this module
+
+    column_chars = AccessAttempt._meta.get_field("username").max_length
+    if credentials:
+        username = credentials.get(settings.AXES_USERNAME_FORM_FIELD)
+    else:
+        username = getattr(request, "data", request.POST).get(settings.AXES_USERNAME_FORM_FIELD)
+    if username is None:
+        return None
+    return str(username)[:column_chars]
+
+
 def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """429 with ``Retry-After`` (seconds of the cool-off) and a plain message."""
     cool_off = get_cool_off(request)

@@ -3,7 +3,9 @@
 Embedded defaults give a newcomer a working site with nothing to configure:
 SQLite under ``var/``, Celery tasks executed in-process, files under
 ``var/storage``.  Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``,
-``STORAGE_ROOT`` (a shared mount), ``SECRET_KEY`` and ``DJANGO_DEBUG=0``.
+``STORAGE_ROOT`` (a shared mount), ``SECRET_KEY`` and ``DJANGO_ENV=production``
+(which refuses to start without an explicit ``SECRET_KEY``; elsewhere one is
+generated once into ``var/secret_key``).
 """
 from __future__ import annotations
 
@@ -15,8 +17,14 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from editing.jit_cache import use_cache_dir
+from feedback_site.secret_key import stored_secret_key
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+# numba's compiled kernels (librosa's beat tracker) in a folder of the project's, named before anything
+# imports numba: settings load first in the site, every manage.py command and the Celery workers.
+NUMBA_CACHE_DIR = use_cache_dir(VAR_DIR / "numba-cache")
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -30,14 +38,24 @@ def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# Off unless asked for: a forgotten variable must never mean tracebacks for everyone and a
-# known SECRET_KEY.  scripts/run.sh (the local demo) and the test settings turn it on.
+# Off unless asked for: a forgotten variable must never mean tracebacks for everyone.
+# scripts/run.sh (the local demo) and the test settings turn it on.
 DEBUG = _env_bool("DJANGO_DEBUG", False)
+# "production" makes a forgotten SECRET_KEY an error instead of a key generated on this machine.
+DJANGO_ENV = os.environ.get("DJANGO_ENV", "").strip().lower()
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "insecure-development-key-only-for-debug-runs-" + "x" * 20
+    if not DEBUG and DJANGO_ENV == "production":
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DJANGO_ENV=production and DJANGO_DEBUG is off: every machine "
+            "and process of the site must sign sessions with the same key (python -c \"import secrets; "
+            "print(secrets.token_urlsafe(48))\" makes one)"
+        )
+    # A first run on any machine: one key, generated into var/ and reused by every later run.
+    try:
+        SECRET_KEY = stored_secret_key(VAR_DIR / "secret_key")
+    except (OSError, ValueError) as problem:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and none could be kept under {VAR_DIR}: {problem}") from None
 
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -60,6 +78,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Crafted requests are refused before anything reads them (feedback_site.limits): 414, and 400 for text
+    # holding a NUL, a lone surrogate or invalid UTF-8 (JSON bodies: feedback_site.rest's parser).
+    "feedback_site.limits.UrlLengthLimitMiddleware",
     "csp.middleware.CSPMiddleware",
     "feedback_site.headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -68,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "feedback_site.limits.UploadSizeLimitMiddleware",
+    "feedback_site.limits.CraftedTextMiddleware",  # after the size check: it reads form bodies
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "feedback_site.errors.DomainErrorMiddleware",
@@ -108,6 +130,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The default cache holds DRF's throttle counts (and axes' cool-off lookups): with several gunicorn
+# workers or machines they must share one, so production names Redis (CACHE_URL, else REDIS_URL).
+# Unset: each process's own memory, enough for one process.
+CACHE_URL = os.environ.get("CACHE_URL", "").strip() or os.environ.get("REDIS_URL", "").strip()
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {CACHE_URL!r}")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -127,6 +158,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTE
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account OR per address
 AXES_LOCKOUT_CALLABLE = "feedback_site.login_throttle.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "feedback_site.login_throttle.client_ip"
+AXES_USERNAME_CALLABLE = "feedback_site.login_throttle.client_username"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
@@ -189,6 +221,9 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
 MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
+# The longest URL (path and query string) the site answers; longer ones are refused with 414.  gunicorn
+# refuses request lines over its limit_request_line (gunicorn.conf.py: 8190 bytes) before the site sees them.
+MAX_URL_CHARS = int(os.environ.get("MAX_URL_CHARS", "4096"))
 # The largest upload (one request, all its files), refused from its Content-Length before it is read.
 MAX_UPLOAD_BYTES = int(float(os.environ.get("MAX_UPLOAD_MB", "200")) * 1_000_000)
 # Annotation: share of assignments drawn from gold and from sides-swapped repeats,
@@ -249,7 +284,7 @@ REST_FRAMEWORK = {
     ],
     # Scoped throttles (429 with Retry-After), per user, on the views that set `throttle_scope`:
     # judgement submits and lists, export-job creation, cycle starts (the page's form too).
-    # Counts live in the default cache, so each process counts on its own unless CACHES is shared.
+    # Counts live in the default cache: shared by every process when CACHE_URL (or REDIS_URL) names Redis.
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "judgements": os.environ.get("THROTTLE_JUDGEMENTS", "240/min"),

@@ -24,4 +24,7 @@ urlpatterns = [
     path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
 ]
 
+handler400 = "feedback_site.errors.bad_request"
+handler403 = "feedback_site.errors.permission_denied"
+handler404 = "feedback_site.errors.page_not_found"
 handler500 = "feedback_site.errors.server_error"

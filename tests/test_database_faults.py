@@ -53,7 +53,7 @@ def test_requests_succeed_after_the_sites_connections_were_terminated(tmp_path):
     session = client.cookies["sessionid"].value
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({"DJANGO_SETTINGS_MODULE": "feedback_site.settings", "DJANGO_DEBUG": "1",  # the tests' key and HTTP
+    env.update({"DJANGO_SETTINGS_MODULE": "feedback_site.settings", "DJANGO_DEBUG": "1",  # plain HTTP, as the tests
                 "DATABASE_URL": _database_url(), "DB_CONN_MAX_AGE": "60", "STORAGE_ROOT": str(tmp_path)})
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "feedback_site.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],

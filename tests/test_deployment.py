@@ -47,11 +47,44 @@ def test_check_deploy_is_clean(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_debug_off_without_a_secret_key_refuses_to_start(tmp_path):
+def test_production_without_a_secret_key_refuses_to_start(tmp_path):
     env = _production_env(tmp_path)
     del env["SECRET_KEY"]
+    env.update({"DJANGO_ENV": "production", "VAR_DIR": str(tmp_path / "var")})
     result = _manage(env, "check")
-    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def _print_secret_key(env: dict[str, str]) -> str:
+    result = _manage(env, "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]  # after the shell's own "N objects imported" line
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_first_run_without_a_secret_key_generates_one_and_later_runs_reuse_it(tmp_path, debug):
+    env = _production_env(tmp_path)
+    del env["SECRET_KEY"]
+    env.pop("DJANGO_ENV", None)
+    env.update({"DJANGO_DEBUG": debug, "VAR_DIR": str(tmp_path / "var")})
+    first = _manage(env, "check")
+    assert first.returncode == 0, first.stdout + first.stderr
+    key_file = tmp_path / "var" / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) >= 50
+    assert _print_secret_key(env) == key
+    assert _print_secret_key(env) == key
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["secret_key"]  # no temporary files left
+
+
+def test_an_explicit_secret_key_wins_and_nothing_is_written(tmp_path):
+    env = _production_env(tmp_path)
+    env.update({"DJANGO_ENV": "production", "VAR_DIR": str(tmp_path / "var")})
+    assert _print_secret_key(env) == env["SECRET_KEY"]
+    assert not (tmp_path / "var" / "secret_key").exists()
 
 
 def test_gunicorn_serves_pages_and_static_files_behind_an_https_proxy(tmp_path):

@@ -1,0 +1,357 @@
+"""The learned seam cost: a residual on the heuristic's seam cost, learned from judgements, planned exactly.
+
+Pure module (numpy + scipy, no Django, no torch).
+
+An edit's cost to the planner is the sum of its seam costs.  The learned planner prices a seam
+from track beat ``a`` to track beat ``b`` at ``heuristic(a, b) + residual(a, b)``, with a linear
+residual ``w . phi(a, b) / beta`` over :func:`seam_features` (how ``b`` continues from ``a`` against
+the natural continuation ``a + 1``, in each feature group; metre, phrase and jump length).  A
+judgement between edits A and B of one passage says which total cost a listener preferred
+lower, so it constrains only the seams in which the two edits differ (Bradley-Terry):
+
+    P(A preferred) = sigmoid(beta * (H_B - H_A) + w . (Phi_B - Phi_A))
+
+with ``H`` an edit's heuristic cost, ``Phi`` the sum of its seams' features, confidence-shaped
+targets (``rlhf.learning.reward_data.confidence_target``) and weights.  ``beta`` (how much the
+heuristic's cost counts for listeners) is fitted, ``w`` is L2-regularised toward 0: with no
+judgements the residual is exactly 0.
+
+An ensemble of members fitted on bootstrap resamples of the judgements (grouped by passage)
+gives each seam a mean residual and a spread.  :class:`LearnedSeamCost` plans with a
+pessimistic cost: ``mean + k * spread`` for every seam the heuristic's own edit does not use, so
+the planner departs from the heuristic only where the members agree that a departure is cheaper.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import minimize
+
+from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
+
+SEAM_FEATURE_VERSION = "seam-features-v1"
+CHECKPOINT_FORMAT = "seam-model-v1"
+BEATS_PER_PHRASE = 16
+# Feature groups compared across the seam (their mean absolute z-scored difference).
+_CONTINUITY_GROUPS = ("logmel", "mfcc", "chroma", "contrast", "tonnetz", "onset", "loudness", "shape", "band_energy")
+_BAR = FEATURE_GROUPS["bar_position"]
+_PHRASE_COLUMN = FEATURE_GROUPS["position"].start + 1
+FEATURE_NAMES: tuple[str, ...] = (
+    tuple(f"into_b_{g}" for g in _CONTINUITY_GROUPS)         # b against a + 1 (what should have followed a)
+    + tuple(f"out_of_a_{g}" for g in _CONTINUITY_GROUPS)     # a against b - 1 (what should have led into b)
+    + tuple(f"b_bar_position_{k}" for k in range(4))
+    + ("metre_break", "phrase_distance", "backward", "log_jump_beats", "whole_bars", "whole_phrases", "constant")
+)
+N_SEAM_FEATURES = len(FEATURE_NAMES)
+
+
+class SeamModelError(ValueError):
+    """A seam-model operation refused (bad data, a corrupt or foreign checkpoint); the message says why."""
+
+
+# --------------------------------------------------------------------------- features
+
+def track_feature_scale(features: np.ndarray) -> np.ndarray:
+    """Per-track z-scored beat features, float64 (n_beats, 121): the seam features compare beats of one track."""
+    if features.ndim != 2 or features.shape[1] != N_AUDIO_FEATURES:
+        raise SeamModelError(f"track features have shape {features.shape}, expected (n_beats, {N_AUDIO_FEATURES})")
+    x = features.astype(np.float64)
+    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+
+
+def seam_features(scaled: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Features of seams from track beat ``a`` (last before it) to track beat ``b`` (first after it).
+
+    Parameters
+    ----------
+    scaled : np.ndarray [shape=(n_beats, 121)], float64
+        The track's beat features, z-scored (:func:`track_feature_scale`).
+    a, b : np.ndarray [shape=(k,)], int
+        Track beat indices.
+
+    Returns
+    -------
+    np.ndarray [shape=(k, N_SEAM_FEATURES)], float64, every value finite
+    """
+    a = np.asarray(a, dtype=np.int64).reshape(-1)
+    b = np.asarray(b, dtype=np.int64).reshape(-1)
+    last = scaled.shape[0] - 1
+    after_a = np.minimum(a + 1, last)
+    before_b = np.maximum(b - 1, 0)
+    columns = []
+    for x, y in ((after_a, b), (a, before_b)):
+        for group in _CONTINUITY_GROUPS:
+            sl = FEATURE_GROUPS[group]
+            columns.append(np.minimum(np.abs(scaled[x, sl] - scaled[y, sl]).mean(1), 10.0))
+    raw_bar_b = scaled[b, _BAR]
+    bar_b = (raw_bar_b == raw_bar_b.max(1, keepdims=True)).astype(np.float64)
+    bar_next = scaled[after_a, _BAR]
+    metre_break = (np.argmax(bar_next, 1) != np.argmax(raw_bar_b, 1)).astype(np.float64)
+    phrase = np.abs(scaled[after_a, _PHRASE_COLUMN] - scaled[b, _PHRASE_COLUMN])
+    jump = b - (a + 1)
+    out = np.column_stack([
+        *columns, bar_b, metre_break, np.minimum(phrase, 10.0), (jump < 0).astype(np.float64),
+        np.log1p(np.abs(jump)) / 5.0, (jump % 4 == 0).astype(np.float64),
+        (jump % BEATS_PER_PHRASE == 0).astype(np.float64), np.ones(a.size),
+    ])
+    return np.nan_to_num(out, nan=0.0, posinf=10.0, neginf=-10.0)
+
+
+def edit_seam_sum(scaled: np.ndarray, track_beats: np.ndarray, seam_beats: np.ndarray) -> np.ndarray:
+    """Sum of :func:`seam_features` over an edit's seams, float64 (N_SEAM_FEATURES,).
+
+    ``track_beats``: the edit's output beats as track beat indices; ``seam_beats``: output beat
+    indices where a seam lands (``editing.edit.Edit.seam_beats``).
+    """
+    seam_beats = np.asarray(seam_beats, dtype=np.int64)
+    if seam_beats.size == 0:
+        return np.zeros(N_SEAM_FEATURES)
+    return seam_features(scaled, track_beats[seam_beats - 1], track_beats[seam_beats]).sum(0)
+
+
+# --------------------------------------------------------------------------- data and training
+
+@dataclass(frozen=True)
+class SeamPairs:
+    """Judged pairs of edits of one passage each, as the seam model reads them.
+
+    Attributes
+    ----------
+    phi_a, phi_b : np.ndarray [shape=(n, N_SEAM_FEATURES)], float64
+        Sum of each edit's seam features.
+    heuristic_a, heuristic_b : np.ndarray [shape=(n,)], float64
+        Each edit's heuristic cost (``editing.baselines.edit_cost``).
+    target : np.ndarray [shape=(n,)], float64
+        P(A preferred) the judgements stand for.
+    weight : np.ndarray [shape=(n,)], float64
+        Judgements behind each row.
+    group : np.ndarray [shape=(n,)], int64
+        Passage (or track) each row belongs to: bootstrap and splits resample whole groups.
+    """
+
+    phi_a: np.ndarray
+    phi_b: np.ndarray
+    heuristic_a: np.ndarray
+    heuristic_b: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    group: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.target.shape[0]
+        for name in ("phi_a", "phi_b"):
+            if getattr(self, name).shape != (n, N_SEAM_FEATURES):
+                raise SeamModelError(f"{name} has shape {getattr(self, name).shape}, expected ({n}, {N_SEAM_FEATURES})")
+        for name in ("heuristic_a", "heuristic_b", "weight", "group"):
+            if getattr(self, name).shape != (n,):
+                raise SeamModelError(f"{name} has shape {getattr(self, name).shape}, expected ({n},)")
+        finite = all(np.isfinite(getattr(self, k)).all() for k in ("phi_a", "phi_b", "heuristic_a", "heuristic_b",
+                                                                      "target", "weight"))
+        if not finite:
+            raise SeamModelError("seam pairs hold NaN or infinite values")
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.target.shape[0])
+
+    def subset(self, rows: np.ndarray) -> "SeamPairs":
+        return SeamPairs(self.phi_a[rows], self.phi_b[rows], self.heuristic_a[rows], self.heuristic_b[rows],
+                         self.target[rows], self.weight[rows], self.group[rows])
+
+
+@dataclass(frozen=True)
+class SeamTrainingConfig:
+    """Hyperparameters of one seam-model fit (stored with the version)."""
+
+    n_members: int = 8
+    l2: float = 1.0           # on w, per unit of judgement weight summed over the data (a prior of strength l2)
+    pessimism: float = 1.0    # k of mean + k * spread on seams the heuristic does not use
+    min_beta: float = 0.05    # the heuristic's cost always counts a little: residual = w . phi / beta
+    seed: int = 0
+
+
+@dataclass
+class SeamModel:
+    """An ensemble of linear residuals: ``members_w`` (m, N_SEAM_FEATURES), ``members_beta`` (m,)."""
+
+    members_w: np.ndarray
+    members_beta: np.ndarray
+    config: SeamTrainingConfig = field(default_factory=SeamTrainingConfig)
+    feature_version: str = SEAM_FEATURE_VERSION
+    n_pairs: int = 0
+
+    @classmethod
+    def untrained(cls, config: SeamTrainingConfig = SeamTrainingConfig()) -> "SeamModel":
+        """The model of no judgements: every residual 0, so the learned planner plans the heuristic's edit."""
+        return cls(np.zeros((config.n_members, N_SEAM_FEATURES)), np.ones(config.n_members), config, n_pairs=0)
+
+    def member_residuals(self, phi: np.ndarray) -> np.ndarray:
+        """Each member's residual of each seam, float64 (m, k); ``phi`` (k, N_SEAM_FEATURES)."""
+        scale = self.members_w / np.maximum(self.members_beta, self.config.min_beta)[:, None]
+        return scale @ phi.T
+
+    def residual(self, phi: np.ndarray, *, pessimism: float = 0.0) -> np.ndarray:
+        """Mean residual plus ``pessimism`` times the members' spread, float64 (k,)."""
+        members = self.member_residuals(phi)
+        out = members.mean(0) + pessimism * members.std(0)
+        if not np.isfinite(out).all():
+            raise SeamModelError("the seam model produced NaN or infinite residuals")
+        return out
+
+    @property
+    def is_zero(self) -> bool:
+        return not np.any(self.members_w)
+
+    # ----------------------------------------------------------------- checkpoints (JSON, atomic)
+
+    def to_json(self) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "feature_version": self.feature_version,
+                "feature_names": list(FEATURE_NAMES), "config": asdict(self.config), "n_pairs": self.n_pairs,
+                "members_w": self.members_w.tolist(), "members_beta": self.members_beta.tolist()}
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.to_json(), fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SeamModel":
+        """Read a model written by :meth:`save`; refuses a corrupt file or other features, naming the file."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise SeamModelError(f"{Path(path).name}: not a readable seam model ({err})") from None
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise SeamModelError(f"{Path(path).name}: not a {CHECKPOINT_FORMAT} file")
+        if data.get("feature_version") != SEAM_FEATURE_VERSION or data.get("feature_names") != list(FEATURE_NAMES):
+            raise SeamModelError(f"{Path(path).name}: trained on seam features {data.get('feature_version')!r}, this "
+                                 f"code computes {SEAM_FEATURE_VERSION!r}; retrain the seam model")
+        w = np.asarray(data["members_w"], dtype=np.float64)
+        beta = np.asarray(data["members_beta"], dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != N_SEAM_FEATURES or beta.shape != (w.shape[0],) or not (
+                np.isfinite(w).all() and np.isfinite(beta).all()):
+            raise SeamModelError(f"{Path(path).name}: member weights are malformed")
+        return cls(w, beta, SeamTrainingConfig(**data["config"]), data["feature_version"], int(data["n_pairs"]))
+
+
+def _fit_member(pairs: SeamPairs, weight: np.ndarray, config: SeamTrainingConfig) -> tuple[np.ndarray, float]:
+    """One member: minimise the weighted BT loss + l2 |w|^2 over (beta >= min_beta, w); convex."""
+    dh = pairs.heuristic_b - pairs.heuristic_a
+    dphi = pairs.phi_b - pairs.phi_a
+    t = pairs.target
+    total = max(float(weight.sum()), 1e-9)
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        beta, w = theta[0], theta[1:]
+        z = beta * dh + dphi @ w
+        # log(1 + e^-z) and log(1 + e^z) without overflow
+        lp = -np.logaddexp(0.0, -z)
+        lq = -np.logaddexp(0.0, z)
+        value = -np.sum(weight * (t * lp + (1 - t) * lq)) / total + config.l2 * (w @ w) / total
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = weight * (p - t) / total
+        grad = np.concatenate([[g @ dh], dphi.T @ g + 2.0 * config.l2 * w / total])
+        return float(value), grad
+
+    start = np.zeros(1 + N_SEAM_FEATURES)
+    start[0] = 1.0
+    bounds = [(config.min_beta, None)] + [(None, None)] * N_SEAM_FEATURES
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500})
+    theta = result.x
+    if not np.isfinite(theta).all():
+        raise SeamModelError("the seam-model fit diverged")
+    return theta[1:].copy(), float(theta[0])
+
+
+def train_seam_model(pairs: SeamPairs, config: SeamTrainingConfig = SeamTrainingConfig()) -> SeamModel:
+    """Fit the ensemble: member 0 on all pairs, the others on bootstrap resamples of whole groups.
+
+    No pairs give :meth:`SeamModel.untrained` (every residual exactly 0).
+    """
+    if pairs.n_pairs == 0:
+        return SeamModel.untrained(config)
+    rng = np.random.default_rng(config.seed)
+    groups = np.unique(pairs.group)
+    ws, betas = [], []
+    for m in range(config.n_members):
+        if m == 0:
+            weight = pairs.weight
+        else:
+            drawn = rng.choice(groups, size=groups.size, replace=True)
+            counts = {g: c for g, c in zip(*np.unique(drawn, return_counts=True))}
+            weight = pairs.weight * np.array([counts.get(g, 0) for g in pairs.group], dtype=np.float64)
+        w, beta = _fit_member(pairs, weight, config)
+        ws.append(w)
+        betas.append(beta)
+    return SeamModel(np.array(ws), np.array(betas), config, n_pairs=pairs.n_pairs)
+
+
+def preference_probability(model: SeamModel, pairs: SeamPairs) -> np.ndarray:
+    """P(A preferred) of each pair under the ensemble's mean cost, float64 (n,)."""
+    cost_a = pairs.heuristic_a + model.residual(pairs.phi_a)
+    cost_b = pairs.heuristic_b + model.residual(pairs.phi_b)
+    beta = float(np.mean(np.maximum(model.members_beta, model.config.min_beta)))
+    return 1.0 / (1.0 + np.exp(-beta * (cost_b - cost_a)))
+
+
+# --------------------------------------------------------------------------- the planner's cost
+
+SeamCostFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class LearnedSeamCost:
+    """The learned planner's seam cost of one track: heuristic + residual, pessimistic off the heuristic's seams.
+
+    Parameters
+    ----------
+    heuristic : callable (a, b) -> float64 costs
+        The heuristic's seam cost of this track (``editing.baselines.seam_cost`` on its context).
+    scaled : np.ndarray [shape=(n_beats, 121)]
+        The track's z-scored beat features (:func:`track_feature_scale`).
+    model : SeamModel
+    heuristic_seams : set of (a, b)
+        Seams of the heuristic's own edit (track beats): priced at the mean residual.
+    pessimism : float
+        ``k``; every other seam is priced at ``mean + k * spread``.
+    """
+
+    def __init__(self, *, heuristic: SeamCostFunction, scaled: np.ndarray, model: SeamModel,
+                 heuristic_seams: set[tuple[int, int]] = frozenset(), pessimism: float | None = None) -> None:
+        self.heuristic = heuristic
+        self.scaled = scaled
+        self.model = model
+        self.heuristic_seams = set(heuristic_seams)
+        self.pessimism = model.config.pessimism if pessimism is None else float(pessimism)
+        if not (math.isfinite(self.pessimism) and self.pessimism >= 0):
+            raise SeamModelError(f"pessimism must be a finite k >= 0, got {self.pessimism}")
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        base = np.asarray(self.heuristic(a, b), dtype=np.float64)
+        if self.model.is_zero:
+            return base  # exactly the heuristic's costs, so exactly its plan
+        a = np.asarray(a, dtype=np.int64).reshape(-1)
+        b = np.asarray(b, dtype=np.int64).reshape(-1)
+        members = self.model.member_residuals(seam_features(self.scaled, a, b))
+        mean, spread = members.mean(0), members.std(0)
+        known = np.fromiter(((int(x), int(y)) in self.heuristic_seams for x, y in zip(a, b)), dtype=bool,
+                            count=a.size)
+        cost = base.reshape(-1) + mean + np.where(known, 0.0, self.pessimism * spread)
+        if not np.isfinite(cost).all():
+            raise SeamModelError("the learned seam cost is NaN or infinite")
+        # A seam never costs less than nothing: the planner's exactness assumes non-negative costs.
+        return np.maximum(cost, 0.0).reshape(base.shape)
+
