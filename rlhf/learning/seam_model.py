@@ -13,8 +13,8 @@ lower, so it constrains only the seams in which the two edits differ (Bradley-Te
 
 with ``H`` an edit's heuristic cost, ``Phi`` the sum of its seams' features, confidence-shaped
 targets (``rlhf.learning.reward_data.confidence_target``) and weights.  ``beta`` (how much the
-heuristic's cost counts for listeners) is fitted, ``w`` is L2-regularised toward 0: with no
-judgements the residual is exactly 0.
+heuristic's cost counts for listeners) is fitted with a prior toward 1 and ``w`` with a prior
+toward 0 (each as strong as ``l2`` judgements): with no judgements the residual is exactly 0.
 
 An ensemble of members fitted on bootstrap resamples of the judgements (grouped by passage)
 gives each seam a mean residual and a spread.  :class:`LearnedSeamCost` plans with a
@@ -23,18 +23,23 @@ the planner departs from the heuristic only where the members agree that a depar
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
 
 from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
+from editing.baselines import edit_cost, retarget_heuristic, seam_cost
+from editing.dense import DenseContext
+from editing.edit import Edit, EditBuilder, apply_actions
+from editing.planner import RetargetPlanner, alternatives, plan_actions
 
 SEAM_FEATURE_VERSION = "seam-features-v1"
 CHECKPOINT_FORMAT = "seam-model-v1"
@@ -47,7 +52,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     tuple(f"into_b_{g}" for g in _CONTINUITY_GROUPS)         # b against a + 1 (what should have followed a)
     + tuple(f"out_of_a_{g}" for g in _CONTINUITY_GROUPS)     # a against b - 1 (what should have led into b)
     + tuple(f"b_bar_position_{k}" for k in range(4))
-    + ("metre_break", "phrase_distance", "backward", "log_jump_beats", "whole_bars", "whole_phrases", "constant")
+    + ("metre_break", "phrase_distance", "b_phrase_start", "next_phrase_start", "backward", "log_jump_beats",
+       "whole_bars", "whole_phrases", "constant")
 )
 N_SEAM_FEATURES = len(FEATURE_NAMES)
 
@@ -94,10 +100,16 @@ def seam_features(scaled: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     bar_b = (raw_bar_b == raw_bar_b.max(1, keepdims=True)).astype(np.float64)
     bar_next = scaled[after_a, _BAR]
     metre_break = (np.argmax(bar_next, 1) != np.argmax(raw_bar_b, 1)).astype(np.float64)
-    phrase = np.abs(scaled[after_a, _PHRASE_COLUMN] - scaled[b, _PHRASE_COLUMN])
+    phrase_column = scaled[:, _PHRASE_COLUMN]
+    phrase = np.abs(phrase_column[after_a] - phrase_column[b])
+    # The lowest phrase position of the track is a phrase's first beat (z-scoring keeps the order).
+    first = phrase_column.min() if phrase_column.size else 0.0
+    b_phrase_start = (phrase_column[b] <= first + 1e-9).astype(np.float64)
+    next_phrase_start = (phrase_column[after_a] <= first + 1e-9).astype(np.float64)
     jump = b - (a + 1)
     out = np.column_stack([
-        *columns, bar_b, metre_break, np.minimum(phrase, 10.0), (jump < 0).astype(np.float64),
+        *columns, bar_b, metre_break, np.minimum(phrase, 10.0), b_phrase_start, next_phrase_start,
+        (jump < 0).astype(np.float64),
         np.log1p(np.abs(jump)) / 5.0, (jump % 4 == 0).astype(np.float64),
         (jump % BEATS_PER_PHRASE == 0).astype(np.float64), np.ones(a.size),
     ])
@@ -171,9 +183,9 @@ class SeamTrainingConfig:
     """Hyperparameters of one seam-model fit (stored with the version)."""
 
     n_members: int = 8
-    l2: float = 1.0           # on w, per unit of judgement weight summed over the data (a prior of strength l2)
+    l2: float = 1.0           # prior strength on w (toward 0) and on beta (toward 1), in judgements
     pessimism: float = 1.0    # k of mean + k * spread on seams the heuristic does not use
-    min_beta: float = 0.05    # the heuristic's cost always counts a little: residual = w . phi / beta
+    min_beta: float = 0.25    # the heuristic's cost always counts: residual = w . phi / beta stays bounded
     seed: int = 0
 
 
@@ -249,7 +261,7 @@ class SeamModel:
 
 
 def _fit_member(pairs: SeamPairs, weight: np.ndarray, config: SeamTrainingConfig) -> tuple[np.ndarray, float]:
-    """One member: minimise the weighted BT loss + l2 |w|^2 over (beta >= min_beta, w); convex."""
+    """One member: minimise the weighted BT loss + l2 (|w|^2 + (beta - 1)^2) over (beta >= min_beta, w); convex."""
     dh = pairs.heuristic_b - pairs.heuristic_a
     dphi = pairs.phi_b - pairs.phi_a
     t = pairs.target
@@ -261,10 +273,10 @@ def _fit_member(pairs: SeamPairs, weight: np.ndarray, config: SeamTrainingConfig
         # log(1 + e^-z) and log(1 + e^z) without overflow
         lp = -np.logaddexp(0.0, -z)
         lq = -np.logaddexp(0.0, z)
-        value = -np.sum(weight * (t * lp + (1 - t) * lq)) / total + config.l2 * (w @ w) / total
+        value = (-np.sum(weight * (t * lp + (1 - t) * lq)) + config.l2 * (w @ w + (beta - 1.0) ** 2)) / total
         p = 1.0 / (1.0 + np.exp(-z))
         g = weight * (p - t) / total
-        grad = np.concatenate([[g @ dh], dphi.T @ g + 2.0 * config.l2 * w / total])
+        grad = np.concatenate([[g @ dh + 2.0 * config.l2 * (beta - 1.0) / total], dphi.T @ g + 2.0 * config.l2 * w / total])
         return float(value), grad
 
     start = np.zeros(1 + N_SEAM_FEATURES)
@@ -355,3 +367,122 @@ class LearnedSeamCost:
         # A seam never costs less than nothing: the planner's exactness assumes non-negative costs.
         return np.maximum(cost, 0.0).reshape(base.shape)
 
+
+
+# --------------------------------------------------------------------------- planning with it
+
+@dataclass(frozen=True)
+class Passage:
+    """One retarget task on one track, as the planners take it.
+
+    Attributes
+    ----------
+    context : editing.dense.DenseContext
+        The track's digested features (the heuristic's seam cost reads them).
+    scaled : np.ndarray [shape=(n_beats, 121)]
+        The track's z-scored beat features (:func:`track_feature_scale`).
+    start : int
+        Track beat of the passage's first beat.
+    bar_positions : np.ndarray [shape=(n_source_beats,)], int
+        The passage's bar positions.
+    target_beats : int
+        Exact output length, beats.
+    """
+
+    context: DenseContext
+    scaled: np.ndarray
+    start: int
+    bar_positions: np.ndarray
+    target_beats: int
+
+    def edit(self, actions: Sequence[int]) -> Edit:
+        return apply_actions(list(actions), excerpt_start=self.start, bar_positions=self.bar_positions,
+                             target_beats=self.target_beats)
+
+    def seams(self, actions: Sequence[int]) -> list[tuple[int, int]]:
+        """The (a, b) track beats of every seam of the edit ``actions`` make."""
+        edit = self.edit(actions)
+        beats, seams = edit.track_beats(), edit.seam_beats()
+        return [(int(beats[s - 1]), int(beats[s])) for s in seams]
+
+    def seam_sum(self, actions: Sequence[int]) -> np.ndarray:
+        edit = self.edit(actions)
+        return edit_seam_sum(self.scaled, edit.track_beats(), edit.seam_beats())
+
+    def heuristic_cost(self, actions: Sequence[int]) -> float:
+        return edit_cost(self.edit(actions), self.context)
+
+
+def heuristic_plan(passage: Passage) -> list[int]:
+    """The heuristic's edit of the passage (``editing.baselines.retarget_heuristic``)."""
+    return retarget_heuristic(context=passage.context, excerpt_start=passage.start,
+                              bar_positions=passage.bar_positions, target_beats=passage.target_beats)
+
+
+def learned_planner(passage: Passage, model: SeamModel, *, pessimism: float | None = None,
+                    heuristic_actions: Sequence[int] | None = None) -> RetargetPlanner:
+    """The planner priced by :class:`LearnedSeamCost` for one passage (the heuristic's seams known)."""
+    actions = heuristic_plan(passage) if heuristic_actions is None else heuristic_actions
+    cost = LearnedSeamCost(heuristic=functools.partial(seam_cost, passage.context), scaled=passage.scaled,
+                           model=model, heuristic_seams=set(passage.seams(actions)), pessimism=pessimism)
+    return RetargetPlanner(seam_costs=cost, excerpt_start=passage.start, bar_positions=passage.bar_positions,
+                           target_beats=passage.target_beats)
+
+
+def learned_plan(passage: Passage, model: SeamModel, *, pessimism: float | None = None) -> list[int]:
+    """The learned planner's edit: the least pessimistic learned cost, planned exactly.
+
+    With an untrained model (every residual 0) this is exactly :func:`heuristic_plan`.
+    """
+    if EditBuilder(len(passage.bar_positions), np.asarray(passage.bar_positions),
+                   target_beats=passage.target_beats).done:
+        return []
+    base = heuristic_plan(passage)
+    if model.is_zero:
+        return base
+    planner = learned_planner(passage, model, pessimism=pessimism, heuristic_actions=base)
+    return plan_actions(planner, bar_positions=passage.bar_positions, target_beats=passage.target_beats)
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A single departure from a plan: one decision changed, the rest re-planned exactly.
+
+    ``extra_cost``: how much dearer by the planner's (pessimistic) cost; ``disagreement``: the
+    ensemble members' spread of the cost difference between the two edits.
+    """
+
+    actions: list[int]
+    step: int
+    extra_cost: float
+    disagreement: float
+
+
+def departures(passage: Passage, model: SeamModel, plan: Sequence[int], *, max_extra_cost: float = 3.0,
+               pessimism: float | None = None) -> list[Departure]:
+    """Single departures from ``plan``, most informative first (largest ensemble disagreement, then cheapest).
+
+    Each changes one decision of the plan to another of the planner's moves and re-plans the
+    rest exactly; only departures within ``max_extra_cost`` of the plan, and making an edit
+    other than the plan's, are kept.
+    """
+    plan = list(plan)
+    if not plan:
+        return []
+    planner = learned_planner(passage, model, pessimism=pessimism)
+    phi_plan = passage.seam_sum(plan)
+    found: dict[tuple[int, ...], Departure] = {}
+    for step, action, extra in alternatives(planner, plan, bar_positions=passage.bar_positions,
+                                            target_beats=passage.target_beats):
+        if extra > max_extra_cost:
+            continue
+        forced = {i: a for i, a in enumerate(plan[:step])}
+        forced[step] = action
+        actions = plan_actions(planner, bar_positions=passage.bar_positions, target_beats=passage.target_beats,
+                               forced=forced)
+        key = tuple(passage.edit(actions).track_beats().tolist())
+        if key == tuple(passage.edit(plan).track_beats().tolist()) or key in found:
+            continue
+        members = model.member_residuals((passage.seam_sum(actions) - phi_plan)[None, :])[:, 0]
+        found[key] = Departure(actions=actions, step=step, extra_cost=extra, disagreement=float(members.std()))
+    return sorted(found.values(), key=lambda d: (-d.disagreement, d.extra_cost))

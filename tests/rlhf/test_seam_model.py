@@ -1,0 +1,169 @@
+"""rlhf/learning/seam_model.py: the learned seam cost plans the heuristic's edit until judgements agree, then moves.
+
+The toy listener here prices seams as the heuristic does plus a term the heuristic does not
+know (a seam should land on the first beat of a 16-beat phrase); judgements of single-departure pairs by that listener must
+teach the learned planner to beat the heuristic on passages of tracks it never saw.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from editing.audio import FEATURE_GROUPS, analyze_file
+from editing.baselines import seam_cost
+from editing.demo import DEMO_SPECS, write_demo_corpus
+from editing.dense import dense_context
+from editing.edit import reachable_target
+from editing.planner import PlannerError, RetargetPlanner
+from rlhf.learning.reward_data import confidence_target
+from rlhf.learning.seam_model import (
+    FEATURE_NAMES,
+    N_SEAM_FEATURES,
+    LearnedSeamCost,
+    Passage,
+    SeamModel,
+    SeamModelError,
+    SeamPairs,
+    SeamTrainingConfig,
+    departures,
+    heuristic_plan,
+    learned_plan,
+    seam_features,
+    track_feature_scale,
+    train_seam_model,
+)
+
+PHRASE_ENTRY_COST = 1.5
+PHRASE_COLUMN = FEATURE_GROUPS["position"].start + 1
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory):
+    """(name, context, scaled features) of every demo track."""
+    folder = tmp_path_factory.mktemp("seam_corpus")
+    out = []
+    for path in write_demo_corpus(folder, seed=3, n_tracks=len(DEMO_SPECS)):
+        analysis, _, _ = analyze_file(path)
+        out.append((path.stem, analysis, dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions),
+                    track_feature_scale(analysis.features)))
+    return out
+
+
+def passages(track, rng, n: int) -> list[Passage]:
+    _, analysis, context, scaled = track
+    length = min(40, analysis.n_beats - 4)  # the demo tracks hold 47 to 92 beats
+    found = []
+    for _ in range(n):
+        start = int(rng.integers(0, analysis.n_beats - length + 1))
+        while start > 0 and analysis.bar_positions[start] != 0:
+            start -= 1
+        bars = analysis.bar_positions[start:start + length]
+        target = reachable_target(bars, int(round(length * rng.choice([0.55, 0.7, 1.4, 1.8]))))
+        found.append(Passage(context=context, scaled=scaled, start=start, bar_positions=bars, target_beats=target))
+    return found
+
+
+def listener_cost(passage: Passage, actions) -> float:
+    """The toy listener: the heuristic's seam costs plus a price on every seam that lands inside a phrase."""
+    seams = passage.seams(actions)
+    if not seams:
+        return 0.0
+    a = np.array([s[0] for s in seams])
+    b = np.array([s[1] for s in seams])
+    phrase = passage.scaled[:, PHRASE_COLUMN]  # position in a 16-beat phrase (z-scored: its minimum is 0)
+    inside = phrase[b] > phrase.min() + 1e-9
+    return float(np.sum(seam_cost(passage.context, a, b)) + PHRASE_ENTRY_COST * np.sum(inside))
+
+
+def judge(rng, passage, actions_a, actions_b):
+    p_a = 1.0 / (1.0 + np.exp(-(listener_cost(passage, actions_b) - listener_cost(passage, actions_a))))
+    return confidence_target("a" if rng.random() < p_a else "b", 4)
+
+
+def pairs_of(rows) -> SeamPairs:
+    phi_a, phi_b, h_a, h_b, target, group = (np.array(x) for x in zip(*rows))
+    return SeamPairs(phi_a, phi_b, h_a.astype(float), h_b.astype(float), target.astype(float),
+                     np.ones(len(rows)), group.astype(np.int64))
+
+
+def test_untrained_model_plans_exactly_the_heuristic_edit_on_every_track(tracks):
+    rng = np.random.default_rng(0)
+    model = SeamModel.untrained()
+    for track in tracks:
+        for passage in passages(track, rng, 4):
+            assert learned_plan(passage, model) == heuristic_plan(passage)
+
+
+def test_no_judgements_train_a_model_that_departs_nowhere(tracks):
+    none = SeamPairs(np.zeros((0, N_SEAM_FEATURES)), np.zeros((0, N_SEAM_FEATURES)), np.zeros(0), np.zeros(0),
+                     np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
+    model = train_seam_model(none)
+    assert model.is_zero and model.n_pairs == 0
+    passage = passages(tracks[0], np.random.default_rng(1), 1)[0]
+    assert learned_plan(passage, model) == heuristic_plan(passage)
+
+
+def test_seam_features_stay_finite_on_adversarial_features(tracks):
+    _, analysis, context, _ = tracks[0]
+    hostile = analysis.features.astype(np.float64).copy()
+    hostile[3] = np.nan
+    hostile[5, :10] = np.inf
+    hostile[7] = 1e300
+    scaled = track_feature_scale(hostile)
+    a = np.arange(0, 20)
+    phi = seam_features(scaled, a, a + 5)
+    assert phi.shape == (20, N_SEAM_FEATURES) == (20, len(FEATURE_NAMES))
+    assert np.isfinite(phi).all()
+    model = SeamModel(np.full((3, N_SEAM_FEATURES), 0.1), np.ones(3))
+    cost = LearnedSeamCost(heuristic=functools.partial(seam_cost, context), scaled=scaled, model=model)
+    assert np.isfinite(cost(a, a + 5)).all()
+
+
+def test_the_planner_refuses_a_cost_with_nan_before_planning(tracks):
+    passage = passages(tracks[0], np.random.default_rng(2), 1)[0]
+    with pytest.raises(PlannerError, match="finite non-negative"):
+        RetargetPlanner(seam_costs=lambda a, b: np.full(np.shape(a), np.nan), excerpt_start=passage.start,
+                        bar_positions=passage.bar_positions, target_beats=passage.target_beats)
+
+
+def test_a_corrupt_or_foreign_checkpoint_is_refused_by_name(tmp_path):
+    path = tmp_path / "seam.json"
+    path.write_text("{not json")
+    with pytest.raises(SeamModelError, match="seam.json: not a readable seam model"):
+        SeamModel.load(path)
+    model = train_seam_model(SeamPairs(np.eye(N_SEAM_FEATURES)[:2], np.zeros((2, N_SEAM_FEATURES)),
+                                       np.zeros(2), np.zeros(2), np.array([0.2, 0.8]), np.ones(2), np.arange(2)),
+                             SeamTrainingConfig(n_members=3))
+    model.save(path)
+    again = SeamModel.load(path)
+    assert np.array_equal(again.members_w, model.members_w)
+    data = path.read_text().replace('"seam-features-v1"', '"seam-features-v0"')
+    path.write_text(data)
+    with pytest.raises(SeamModelError, match="retrain the seam model"):
+        SeamModel.load(path)
+
+
+@pytest.mark.slow
+def test_departure_judgements_teach_the_planner_to_beat_the_heuristic_on_unseen_tracks(tracks):
+    rng = np.random.default_rng(7)
+    train_tracks, held_out = tracks[:4], tracks[4:]
+    train_passages = [p for t in train_tracks for p in passages(t, rng, 12)]
+    model = SeamModel.untrained()
+    rows = []
+    for round_ in range(3):  # ask, learn, ask again where the new plan departs
+        for group, passage in enumerate(train_passages):
+            plan = learned_plan(passage, model)
+            for departure in departures(passage, model, plan)[:3]:
+                rows.append((passage.seam_sum(plan), passage.seam_sum(departure.actions),
+                             passage.heuristic_cost(plan), passage.heuristic_cost(departure.actions),
+                             judge(rng, passage, plan, departure.actions), group))
+        model = train_seam_model(pairs_of(rows), SeamTrainingConfig(n_members=6, seed=round_))
+    assert len(rows) <= 1000
+    test_passages = [p for t in held_out for p in passages(t, np.random.default_rng(11), 15)]
+    diffs = np.array([listener_cost(p, heuristic_plan(p)) - listener_cost(p, learned_plan(p, model))
+                      for p in test_passages])
+    wins = 1.0 / (1.0 + np.exp(-diffs))  # the listener's expected preference for the learned edit
+    assert wins.mean() >= 0.6, (wins.mean(), len(rows))
+    assert np.mean(diffs < -1e-9) <= 0.1  # worse on at most a tenth of the held-out passages
