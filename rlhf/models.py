@@ -1,4 +1,4 @@
-"""Versions of the reward model and the policy, and the cycles that make them.
+"""Versions of the reward model, the seam model and the policy, and the cycles that make them.
 
 A version is immutable once registered: its artifact is written to a temporary
 path, verified by loading, moved into place and registered in one transaction
@@ -88,6 +88,43 @@ class PolicyVersion(models.Model):
         return f"policy {self.label}{' (active)' if self.is_active else ''}"
 
 
+class SeamModelVersion(models.Model):
+    """A learned seam cost (``rlhf.learning.seam_model``): the residual the learned planner adds to the heuristic's."""
+
+    artifact = models.FileField(max_length=500, help_text="the model (JSON), relative to the storage root")
+    artifact_sha256 = models.CharField(max_length=64)
+    feature_version = models.CharField(max_length=100, help_text="rlhf.learning.seam_model.SEAM_FEATURE_VERSION")
+    judgement_ids = models.JSONField(default=list, help_text="ids of the judgements trained on, ascending")
+    n_judgements = models.PositiveIntegerField(default=0)
+    n_pairs = models.PositiveIntegerField(default=0, help_text="pairs of edits the judgements formed")
+    hyperparameters = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, help_text="held-out accuracy, departures, win rate against the heuristic")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        help_text="the version active when it was trained",
+    )
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_seam_model"),
+        ]
+
+    @property
+    def label(self) -> str:
+        return f"seam-{self.pk}"
+
+    @property
+    def source(self) -> str:
+        """``Edit.source`` of the edits the learned planner makes with this version."""
+        return f"planner:{self.label}"
+
+    def __str__(self) -> str:
+        return f"{self.label}{' (active)' if self.is_active else ''}"
+
+
 class Cycle(models.Model):
     """One turn of the loop: train a reward model, fine-tune the policy, propose comparisons.
 
@@ -122,6 +159,9 @@ class Cycle(models.Model):
     )
     policy_version = models.OneToOneField(
         PolicyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="cycle"
+    )
+    seam_model_version = models.OneToOneField(
+        SeamModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="cycle"
     )
     celery_task_id = models.CharField(max_length=255, blank=True, help_text="task of the step running now")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the running step")

@@ -16,7 +16,8 @@ from django.db.models import Q
 from annotations.models import Comparison, Judgement, Track
 from annotations.quality import source_games
 from annotations.selectors import ExportFilters, judgement_rows_for_quality, judgements_for_export
-from rlhf.models import Cycle, PolicyVersion
+from editing.baselines import BASELINE_EDIT_SOURCES, HEURISTIC
+from rlhf.models import Cycle, PolicyVersion, SeamModelVersion
 
 BASELINE_PREFIX = "baseline:"
 
@@ -152,6 +153,19 @@ class PolicyRewards:
 
 
 @dataclass(frozen=True)
+class SeamModelFigures:
+    """What the report card says of a cycle's seam model (the learned planner's residual seam cost)."""
+
+    label: str
+    accuracy: Proportion          # on held-out tracks' judged pairs (tracks this version's held-out fit never saw)
+    heuristic_accuracy: Proportion  # the heuristic's cost on the same pairs
+    holdout_note: str             # "not enough held-out judgements (n)" when there was nothing to measure
+    departs: int                  # judged passages where the learned plan differs from the heuristic's
+    passages: int
+    record: WinRate | None        # learned-planner edits against the heuristic's in the judgements so far
+
+
+@dataclass(frozen=True)
 class CycleReport:
     cycle: Cycle
     first_reward_model: bool  # no previous version to compare with
@@ -161,6 +175,7 @@ class CycleReport:
     policy_rewards: PolicyRewards | None
     win_rates: tuple[WinRate, ...]
     n_comparisons: int
+    seam_model: SeamModelFigures | None = None
 
 
 def cycle_comparisons_label(cycle: Cycle) -> str:
@@ -193,6 +208,20 @@ def cycle_report(cycle: Cycle) -> CycleReport | None:
         policy_rewards=_policy_rewards(policy, cycle) if policy else None,
         win_rates=_win_rates(policy) if policy else (),
         n_comparisons=Comparison.objects.filter(proposed_by=cycle_comparisons_label(cycle)).count(),
+        seam_model=_seam_figures(cycle.seam_model_version) if cycle.seam_model_version_id else None,
+    )
+
+
+def _seam_figures(version: SeamModelVersion) -> SeamModelFigures:
+    holdout = version.metrics.get("holdout", {})
+    n = holdout.get("n_pairs", 0)
+    departures = version.metrics.get("departures", {})
+    return SeamModelFigures(
+        label=version.label, accuracy=Proportion.wilson(holdout.get("accuracy"), n),
+        heuristic_accuracy=Proportion.wilson(holdout.get("heuristic_accuracy"), n),
+        holdout_note="" if n else f"not enough held-out judgements ({n}): {holdout.get('reason', 'none')}",
+        departs=departures.get("departs", 0), passages=departures.get("passages", 0),
+        record=seam_model_record(version),
     )
 
 
@@ -224,3 +253,21 @@ def _win_rates(policy: PolicyVersion) -> tuple[WinRate, ...]:
         games = wins[i, j] + wins[j, i]
         rates.append(WinRate(opponent=opponent, share=Proportion.wilson(wins[i, j] / games, games), n_judgements=games))
     return tuple(rates)
+
+
+def seam_model_record(version: SeamModelVersion) -> WinRate | None:
+    """The learned planner's win rate against the heuristic in the judgements so far (None before any).
+
+    Ties count half; gold comparisons are left out.  Its lower bound above 0.5 is what makes
+    ``learned`` the default retarget method (``rlhf.retarget.services.retarget_default_methods``).
+    """
+    heuristic = BASELINE_EDIT_SOURCES[HEURISTIC]
+    judgements = Judgement.objects.filter(comparison__is_gold=False).filter(
+        Q(comparison__edit_a__source=version.source, comparison__edit_b__source=heuristic)
+        | Q(comparison__edit_a__source=heuristic, comparison__edit_b__source=version.source))
+    sources, wins = source_games(judgement_rows_for_quality(judgements))
+    if version.source not in sources or heuristic not in sources:
+        return None
+    i, j = sources.index(version.source), sources.index(heuristic)
+    games = wins[i, j] + wins[j, i]
+    return WinRate(opponent=heuristic, share=Proportion.wilson(wins[i, j] / games, games), n_judgements=games)

@@ -1,4 +1,4 @@
-"""Model versions as rows: which reward model and policy are active, activate one, roll back.
+"""Model versions as rows: which reward model, seam model and policy are active, activate one, roll back.
 
 These services touch only the database, so the site (pages, API, admin) calls
 them without loading torch or stable-baselines3; training, loading and
@@ -12,7 +12,8 @@ from django.db import transaction
 from annotations.errors import DomainError
 from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
 from editing.spaces import SpacesSpecMismatch, check_spaces_spec
-from rlhf.models import PolicyVersion, RewardModelVersion
+from rlhf.learning.configs import SEAM_FEATURE_VERSION
+from rlhf.models import PolicyVersion, RewardModelVersion, SeamModelVersion
 
 
 class RewardServiceError(DomainError, ValueError):
@@ -63,6 +64,42 @@ def reward_model_rollback() -> RewardModelVersion:
     if active.parent is None:
         raise RewardServiceError(f"{active.label} has no parent version to roll back to")
     return reward_model_activate(version=active.parent)
+
+
+# --------------------------------------------------------------------------- seam models
+
+class SeamServiceError(DomainError, ValueError):
+    """A seam-model service refused; the message names the version and the reason."""
+
+    status_code = 409
+    code = "seam_model_refused"
+
+
+def seam_model_active() -> SeamModelVersion | None:
+    return SeamModelVersion.objects.filter(is_active=True).first()
+
+
+def seam_model_activate(*, version: SeamModelVersion) -> SeamModelVersion:
+    """Make ``version`` the one active seam model (refuses one trained on other seam features)."""
+    if version.feature_version != SEAM_FEATURE_VERSION:
+        raise SeamServiceError(f"{version.label} was trained on seam features {version.feature_version!r}, this code "
+                               f"computes {SEAM_FEATURE_VERSION!r}")
+    with transaction.atomic():
+        SeamModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(
+            is_active=False)
+        SeamModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    version.refresh_from_db()
+    return version
+
+
+def seam_model_rollback() -> SeamModelVersion:
+    """Activate the parent of the active seam model."""
+    active = seam_model_active()
+    if active is None:
+        raise SeamServiceError("no seam model is active: nothing to roll back")
+    if active.parent is None:
+        raise SeamServiceError(f"{active.label} has no parent version to roll back to")
+    return seam_model_activate(version=active.parent)
 
 
 # --------------------------------------------------------------------------- policies

@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 from django.conf import settings
 
 from rlhf.cycle.errors import CycleError
-from rlhf.learning.configs import PolicyConfig
+from rlhf.learning.configs import PolicyConfig, SeamTrainingConfig
 
 _PPO = PolicyConfig()
+_SEAM = SeamTrainingConfig()
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class CycleParameters:
     rm_max_epochs, rm_members, rm_warm_start : reward-model training (``rlhf.learning.configs.TrainingConfig``)
     rm_pessimism : over-optimisation guard: the policy is paid the ensemble mean minus this many
         member spreads (0: the plain mean)
+    seam_pessimism : the learned planner prices seams the heuristic does not use at the seam
+        model's mean plus this many member spreads, so it departs only where judgements agree
+    departure_pairs : comparisons that isolate one decision: the learned planner's plan against its
+        most disputed single departure, on that many more excerpts (on top of ``n_pairs``)
     ppo_n_envs, ppo_n_steps, ppo_batch_size : PPO rollout sizes of a first policy (a fine-tune keeps its parent's)
     ppo_imitation_episodes : passages on which a first policy imitates the heuristic before PPO (0: from scratch)
     ppo_heuristic_kl : over-optimisation guard: weight of the per-step KL penalty toward the heuristic's
@@ -52,6 +57,8 @@ class CycleParameters:
     rm_members: int = 3
     rm_warm_start: bool = False
     rm_pessimism: float = 0.5
+    seam_pessimism: float = _SEAM.pessimism
+    departure_pairs: int = 16
     ppo_n_envs: int = _PPO.n_envs
     ppo_n_steps: int = _PPO.n_steps
     ppo_batch_size: int = _PPO.batch_size
@@ -71,6 +78,8 @@ class CycleParameters:
         "rm_max_epochs": (1, 50),
         "rm_members": (1, 8),              # ensemble members, each trained in full
         "rm_pessimism": (0.0, 5.0),        # k of the learned reward mean - k * spread
+        "seam_pessimism": (0.0, 10.0),     # k of the learned seam cost mean + k * spread off the heuristic's seams
+        "departure_pairs": (0, 256),       # learned plan against one single departure, on that many excerpts
         "ppo_n_envs": (1, 32),
         "ppo_n_steps": (1, 4096),          # steps per env per rollout
         "ppo_batch_size": (1, 8192),

@@ -20,7 +20,7 @@ from annotations.errors import DomainError
 from annotations.models import Comparison, Edit, Track
 from editing.baselines import BASELINE_EDIT_SOURCES
 from annotations.services import comparison_create, edit_create, track_load_analysis, track_load_audio
-from rlhf.models import PolicyVersion, RewardModelVersion
+from rlhf.models import PolicyVersion, RewardModelVersion, SeamModelVersion
 
 from rlhf.learning.proposal import Candidate, Proposal, ProposedPair
 
@@ -39,8 +39,13 @@ class RenderedPair:
     edit_b: Edit
 
 
-def edit_source(candidate: Candidate, *, policy: PolicyVersion, previous: PolicyVersion | None) -> str:
+def edit_source(candidate: Candidate, *, policy: PolicyVersion, previous: PolicyVersion | None,
+                seam_model: SeamModelVersion | None = None) -> str:
     """The ``Edit.source`` of a candidate from ``rlhf.learning.proposal.SOURCES``."""
+    if candidate.source in ("learned", "departure"):
+        if seam_model is None:
+            raise ProposalServiceError(f"a {candidate.source} candidate needs the seam model that planned it")
+        return seam_model.source if candidate.source == "learned" else f"{seam_model.source}:departure"
     if candidate.source == "policy":
         return policy.source
     if candidate.source == "previous_policy":
@@ -53,7 +58,8 @@ def edit_source(candidate: Candidate, *, policy: PolicyVersion, previous: Policy
 
 
 def proposal_edits_create(*, proposal: Proposal, tracks: Sequence[Track], policy: PolicyVersion,
-                          previous: PolicyVersion | None) -> list[RenderedPair]:
+                          previous: PolicyVersion | None,
+                          seam_model: SeamModelVersion | None = None) -> list[RenderedPair]:
     """Render and store the edits of every chosen pair (only those: unpaired candidates are never heard).
 
     ``tracks`` are the rows behind the ``TrackArrays`` the proposal was made on, in the same order.
@@ -70,7 +76,8 @@ def proposal_edits_create(*, proposal: Proposal, tracks: Sequence[Track], policy
             stored[candidate.key] = edit_create(
                 track=tracks[index], actions=list(candidate.actions), excerpt_start=candidate.excerpt.start,
                 n_source_beats=candidate.excerpt.n_beats, target_beats=candidate.excerpt.target_beats,
-                source=edit_source(candidate, policy=policy, previous=previous), analysis=analysis, y=y,
+                source=edit_source(candidate, policy=policy, previous=previous, seam_model=seam_model),
+                analysis=analysis, y=y,
             )
         return stored[candidate.key]
 

@@ -31,9 +31,10 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable, Iterator
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -48,15 +49,19 @@ from rlhf.cycle.proposal_services import proposal_comparisons_create, proposal_e
 from rlhf.cycle.reward_services import (
     policy_reward, reward_model_holdout_accuracy, reward_model_load, reward_model_train, training_device,
 )
+from rlhf.cycle.seam_services import seam_model_load, seam_model_train
 from rlhf.cycle.state import STEPS, Reporter, Status, claim_step, cycle_fail, pending_step, stamp
-from rlhf.learning.configs import TrainingConfig
+from rlhf.learning.configs import SeamTrainingConfig, TrainingConfig
 from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.policy import train_policy
-from rlhf.learning.proposal import ProposalConfig, propose
+from rlhf.learning.proposal import ProposalConfig, choose_excerpts, departure_pairs, propose
 from rlhf.learning.reward_model import select_device
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.selectors import cycle_comparisons_label
-from rlhf.versions import policy_activate, policy_active, policy_spaces_problem, reward_model_activate, reward_model_active
+from rlhf.versions import (
+    policy_activate, policy_active, policy_spaces_problem, reward_model_activate, reward_model_active,
+    seam_model_activate,
+)
 
 
 def cycle_step_run(*, cycle_id: int, step: str, executor: str | None = None,
@@ -139,6 +144,16 @@ def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: Reporter)
         within = done / total if total else 0.0
         report(0.95 * min(stage["index"] - 1 + within, n_epochs) / n_epochs, message)
 
+    if cycle.seam_model_version_id is None:  # a re-run step keeps the seam model it registered
+        report(0.0, "training the seam model (the learned planner's residual seam cost)")
+        seam = seam_model_train(config=SeamTrainingConfig(seed=_seed(cycle, p), pessimism=p.seam_pessimism),
+                                activate=False)
+        Cycle.objects.filter(pk=cycle.pk).update(seam_model_version=seam)
+        cycle.seam_model_version = seam
+        holdout = seam.metrics.get("holdout", {})
+        report(0.0, f"seam model {seam.label}: {seam.metrics.get('note')}; held-out accuracy "
+                    f"{_fmt(holdout.get('accuracy'))} (heuristic cost {_fmt(holdout.get('heuristic_accuracy'))}, "
+                    f"{holdout.get('n_pairs', 0)} pairs)", force=True)
     with _link_reward_model_on_register(cycle.pk):
         version = reward_model_train(config=config, warm_start=warm, activate=False, progress=progress)
     report(0.95, f"reward model {version.label}: accuracy before and after on unbiased held-out pairs", force=True)
@@ -214,12 +229,21 @@ def _step_propose(cycle: Cycle, p: CycleParameters, report: Reporter) -> None:
         random_samples=1, n_pairs=p.n_pairs, random_share=p.random_share, seed=_seed(cycle, p),
     )
     report(0.0, f"proposing {p.n_pairs} pairs from {p.n_excerpts} excerpts")
-    proposal = propose(arrays, reward=EnsembleReward(reward_model_load(reward_model)), policy=policy_load(policy),
+    reward = EnsembleReward(reward_model_load(reward_model))
+    proposal = propose(arrays, reward=reward, policy=policy_load(policy),
                        previous_policy=policy_load(previous) if previous else None, config=config,
                        env_config=EnvConfig(learned_weight=p.learned_weight))
+    seam = cycle.seam_model_version
+    if seam is not None and p.departure_pairs > 0:
+        excerpts = choose_excerpts(arrays, p.departure_pairs, np.random.default_rng(_seed(cycle, p) + 1),
+                                   env_config=EnvConfig(learned_weight=p.learned_weight))
+        extra = departure_pairs(arrays, excerpts, model=seam_model_load(seam), reward=reward)
+        proposal = replace(proposal, pairs=proposal.pairs + tuple(extra),
+                           candidates=proposal.candidates + tuple(c for pair in extra for c in (pair.a, pair.b)))
     report(0.3, f"{len(proposal.candidates)} distinct candidates ({proposal.n_duplicates_dropped} duplicates dropped), "
                 f"{len(proposal.pairs)} pairs chosen; rendering")
-    rendered = proposal_edits_create(proposal=proposal, tracks=tracks, policy=policy, previous=previous)
+    rendered = proposal_edits_create(proposal=proposal, tracks=tracks, policy=policy, previous=previous,
+                                     seam_model=seam)
     with transaction.atomic():
         row = Cycle.objects.select_for_update().get(pk=cycle.pk)
         if not row.is_running:
@@ -229,21 +253,24 @@ def _step_propose(cycle: Cycle, p: CycleParameters, report: Reporter) -> None:
                                                   required_judgements=p.required_judgements)
         reward_model_activate(version=reward_model)
         policy_activate(version=policy)
-        by = {"disagreement": 0, "random": 0, "anchor": 0}
+        if row.seam_model_version_id is not None:
+            seam_model_activate(version=row.seam_model_version)
+        by = {"disagreement": 0, "random": 0, "anchor": 0, "departure": 0}
         for r in rendered:
             by[r.pair.chosen_by] += 1
         row.metrics = {**row.metrics, "proposal": {
             "n_candidates": len(proposal.candidates), "n_duplicates_dropped": proposal.n_duplicates_dropped,
             "n_comparisons": len(comparisons), "n_by_disagreement": by["disagreement"], "n_random": by["random"],
-            "n_anchor": by["anchor"],
+            "n_anchor": by["anchor"], "n_departure": by["departure"],
         }}
         row.status = Status.DONE
         row.is_running = False
         row.progress = 1.0
         row.finished_at = timezone.now()
         row.celery_task_id = ""
+        seam_label = f", {row.seam_model_version.label}" if row.seam_model_version_id else ""
         row.log += (f"{stamp()} {len(comparisons)} comparisons created; "
-                    f"{reward_model.label} and policy {policy.label} are active; done\n")
+                    f"{reward_model.label}{seam_label} and policy {policy.label} are active; done\n")
         row.save(update_fields=["metrics", "status", "is_running", "progress", "finished_at", "celery_task_id", "log"])
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# The seam model's input (``rlhf.learning.seam_model.seam_features``); a version records it.
+SEAM_FEATURE_VERSION = "seam-features-v1"
+
 # Candidates the policy samples per passage when it edits by best-of-N (the most probable edit and
 # N - 1 sampled ones, chosen by the reward model): the retarget default and the evidence arm.
 BEST_OF_N = 8
@@ -96,3 +99,13 @@ class PolicyConfig:
             raise PolicyError(f"PolicyConfig: imitation_episodes {self.imitation_episodes} and imitation_epochs "
                              f"{self.imitation_epochs} must be >= 0")
 
+
+@dataclass(frozen=True)
+class SeamTrainingConfig:
+    """Hyperparameters of one seam-model fit (``rlhf.learning.seam_model``); stored with the version."""
+
+    n_members: int = 8
+    l2: float = 1.0           # prior strength on w (toward 0) and on beta (toward 1), in judgements
+    pessimism: float = 1.0    # k of mean + k * spread on seams the heuristic does not use
+    min_beta: float = 0.25    # the heuristic's cost always counts: residual = w . phi / beta stays bounded
+    seed: int = 0

@@ -12,6 +12,9 @@ stores as Edit and Comparison rows.
 3. :func:`choose_pairs` pairs edits of the same excerpt. A share ``random_share`` of the
    pairs is drawn uniformly at random from all pairs FIRST, so that share is an unbiased
    sample for evaluation; the rest are the pairs the ensemble disagrees on most.
+4. :func:`departure_pairs` asks the questions that teach the learned planner: on other
+   excerpts, its plan against one single departure from it (one decision changed, the rest
+   re-planned exactly), the departure the seam model's members disagree on most.
 
 Uncertainty of a pair (a, b): the standard deviation across ensemble members of the reward
 difference ``r_a - r_b`` (members that agree on the order and margin give 0). The predicted
@@ -33,8 +36,9 @@ from editing.baselines import BAR_CUT, HEURISTIC, RANDOM, baseline_actions
 from editing.edit import Edit, apply_actions
 from editing.env import EnvConfig, Excerpt, TrackArrays, sample_excerpt
 from rlhf.learning.policy import sample_actions
+from rlhf.learning.seam_model import Passage, SeamModel, departures, learned_plan, track_feature_scale
 
-SOURCES = ("policy", "previous_policy", RANDOM, BAR_CUT, HEURISTIC)
+SOURCES = ("policy", "previous_policy", RANDOM, BAR_CUT, HEURISTIC, "learned", "departure")
 
 
 class ProposalError(ValueError):
@@ -122,9 +126,10 @@ class ProposedPair:
         The ensemble's P(a preferred over b).
     uncertainty : float
         Std across members of ``r_a - r_b``.
-    chosen_by : {"disagreement", "random", "anchor"}
+    chosen_by : {"disagreement", "random", "anchor", "departure"}
         "anchor": the new policy against a baseline or the previous policy on the same excerpt,
-        asked every cycle so that human scores of each version against fixed references fill in.
+        asked every cycle so that human scores of each version against fixed references fill in;
+        "departure": the learned planner's plan against a single departure from it.
     """
 
     a: Candidate
@@ -342,3 +347,34 @@ def anchor_pairs(candidates: Sequence[Candidate], member_rewards: np.ndarray, *,
             out.append(ProposedPair(a=policy, b=other, priority=1.0, predicted_preference=float(p_a[0]),
                                     uncertainty=float(uncertainty[0]), chosen_by="anchor"))
     return out
+
+
+def departure_pairs(tracks: Sequence[TrackArrays], excerpts: Sequence[Excerpt], *, model: SeamModel,
+                    reward: MemberRewards) -> list[ProposedPair]:
+    """Per excerpt, the learned planner's plan (``"learned"``) against its most disputed single departure (``"departure"``).
+
+    Excerpts with nothing to decide or no departure are skipped.  The pair's predicted
+    preference and uncertainty are the reward-model ensemble's, as for every comparison; its
+    priority is 1 (asked first): these are the pairs that isolate one decision.
+    """
+    scaled: dict[int, np.ndarray] = {}
+    pairs: list[ProposedPair] = []
+    for excerpt in excerpts:
+        track = tracks[excerpt.track_index]
+        if excerpt.track_index not in scaled:
+            scaled[excerpt.track_index] = track_feature_scale(track.features)
+        bars = track.bar_positions[excerpt.start:excerpt.start + excerpt.n_beats]
+        passage = Passage(context=track.dense, scaled=scaled[excerpt.track_index], start=excerpt.start,
+                          bar_positions=bars, target_beats=excerpt.target_beats)
+        plan = learned_plan(passage, model)
+        found = departures(passage, model, plan)
+        if not found:
+            continue
+        a = Candidate(excerpt=excerpt, actions=tuple(plan), edit=passage.edit(plan), source="learned")
+        b = Candidate(excerpt=excerpt, actions=tuple(found[0].actions), edit=passage.edit(found[0].actions),
+                      source="departure")
+        rewards = np.asarray(reward.member_rewards([(track, a.edit), (track, b.edit)]))
+        uncertainty, p_a = pair_statistics(rewards, np.array([0]), np.array([1]))
+        pairs.append(ProposedPair(a=a, b=b, priority=1.0, predicted_preference=float(p_a[0]),
+                                  uncertainty=float(uncertainty[0]), chosen_by="departure"))
+    return pairs

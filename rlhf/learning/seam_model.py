@@ -40,8 +40,8 @@ from editing.baselines import edit_cost, retarget_heuristic, seam_cost
 from editing.dense import DenseContext
 from editing.edit import Edit, EditBuilder, apply_actions
 from editing.planner import RetargetPlanner, alternatives, plan_actions
+from rlhf.learning.configs import SEAM_FEATURE_VERSION, SeamTrainingConfig
 
-SEAM_FEATURE_VERSION = "seam-features-v1"
 CHECKPOINT_FORMAT = "seam-model-v1"
 BEATS_PER_PHRASE = 16
 # Feature groups compared across the seam (their mean absolute z-scored difference).
@@ -169,6 +169,12 @@ class SeamPairs:
         if not finite:
             raise SeamModelError("seam pairs hold NaN or infinite values")
 
+    @classmethod
+    def empty(cls) -> "SeamPairs":
+        none = np.zeros(0)
+        return cls(np.zeros((0, N_SEAM_FEATURES)), np.zeros((0, N_SEAM_FEATURES)), none, none.copy(), none.copy(),
+                   none.copy(), np.zeros(0, dtype=np.int64))
+
     @property
     def n_pairs(self) -> int:
         return int(self.target.shape[0])
@@ -176,17 +182,6 @@ class SeamPairs:
     def subset(self, rows: np.ndarray) -> "SeamPairs":
         return SeamPairs(self.phi_a[rows], self.phi_b[rows], self.heuristic_a[rows], self.heuristic_b[rows],
                          self.target[rows], self.weight[rows], self.group[rows])
-
-
-@dataclass(frozen=True)
-class SeamTrainingConfig:
-    """Hyperparameters of one seam-model fit (stored with the version)."""
-
-    n_members: int = 8
-    l2: float = 1.0           # prior strength on w (toward 0) and on beta (toward 1), in judgements
-    pessimism: float = 1.0    # k of mean + k * spread on seams the heuristic does not use
-    min_beta: float = 0.25    # the heuristic's cost always counts: residual = w . phi / beta stays bounded
-    seed: int = 0
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Make the edits of a retarget request: the heuristic, the active policy, or best-of-N by the reward model.
+"""Make the edits of a retarget request: the heuristic, the learned planner, the active policy, or best-of-N.
 
 Loads torch (the policy and the reward model): it runs in a task for the page and the API,
 and in ``manage.py retarget``.  Requests are checked by ``rlhf.retarget.services``.
@@ -21,13 +21,15 @@ from editing.env import Excerpt, TrackArrays
 from editing.retarget import RetargetPlan
 from rlhf.cycle.policy_services import policy_load
 from rlhf.cycle.reward_services import edit_rewards_predict, reward_model_load
+from rlhf.cycle.seam_services import seam_model_load
 from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.policy import best_of_n_actions, sample_actions
+from rlhf.learning.seam_model import Passage, learned_plan, track_feature_scale
 from rlhf.models import RetargetJob
 from rlhf.retarget.services import (
     Method, RetargetConflict, RetargetServiceError, job_update, retarget_methods_check, retarget_plan,
 )
-from rlhf.versions import policy_active, reward_model_active
+from rlhf.versions import SeamServiceError, policy_active, reward_model_active, seam_model_active
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,22 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
                          bar_positions=analysis.bar_positions)
     bars = analysis.bar_positions[plan.start_beat: plan.start_beat + plan.n_beats]
     rng = np.random.default_rng(seed)
-    if not method.uses_policy:
+    if method.name == "heuristic":
         actions = baseline_actions(HEURISTIC, rng=rng, context=arrays.dense, excerpt_start=plan.start_beat,
                                    bar_positions=bars, target_beats=plan.target_beats)
         source = BASELINE_EDIT_SOURCES[HEURISTIC]
+    elif method.name == "learned":
+        seam_version = seam_model_active()
+        if seam_version is None:
+            raise RetargetConflict("no active seam model yet: use the heuristic")
+        passage = Passage(context=arrays.dense, scaled=track_feature_scale(analysis.features), start=plan.start_beat,
+                          bar_positions=bars, target_beats=plan.target_beats)
+        try:
+            model = seam_model_load(seam_version)
+        except SeamServiceError as err:
+            raise RetargetConflict(str(err)) from err
+        actions = learned_plan(passage, model)
+        source = seam_version.source
     else:
         version = policy_active()
         if version is None:

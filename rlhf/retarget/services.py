@@ -3,6 +3,9 @@
 A *method* makes the edit of a checked plan (``editing.retarget.plan_retarget``):
 
 - ``heuristic``: the retargeting dynamic program (``editing.baselines.retarget_heuristic``);
+- ``learned``: the same dynamic program priced by the active seam model (the heuristic's seam
+  cost plus the residual learned from judgements, pessimistic where they disagree:
+  ``rlhf.learning.seam_model.learned_plan``);
 - ``policy``: the active policy's most probable edit;
 - ``best-of-N`` (2 <= N <= 64): the policy's most probable edit and N - 1 sampled ones, scored
   by the active reward-model ensemble; the highest mean reward wins.
@@ -29,11 +32,13 @@ from editing.retarget import RetargetError, RetargetPlan, parse_duration, plan_r
 from rlhf.dispatch import retarget_job_enqueue
 from rlhf.learning.configs import BEST_OF_N
 from rlhf.models import RetargetJob
-from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active
+from rlhf.selectors import seam_model_record
+from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active, seam_model_active
 
 DEFAULT_METHODS = (f"best-of-{BEST_OF_N}", "heuristic")
 MAX_BEST_OF = 64
-_METHOD = re.compile(r"^(policy|heuristic|best-of-(\d+))$")
+_METHOD = re.compile(r"^(policy|heuristic|learned|best-of-(\d+))$")
+_METHOD_NAMES = "policy, heuristic, learned or best-of-N"
 
 
 class RetargetServiceError(DomainError, ValueError):
@@ -51,7 +56,7 @@ class RetargetConflict(RetargetServiceError):
 
 @dataclass(frozen=True)
 class Method:
-    """``name`` is "policy", "heuristic" or "best-of"; ``n`` is N for best-of (else 1)."""
+    """``name`` is "policy", "heuristic", "learned" or "best-of"; ``n`` is N for best-of (else 1)."""
 
     name: str
     n: int = 1
@@ -62,14 +67,14 @@ class Method:
 
     @property
     def uses_policy(self) -> bool:
-        return self.name != "heuristic"
+        return self.name in ("policy", "best-of")
 
 
 def method_parse(text: str) -> Method:
-    """``"policy"``, ``"heuristic"`` or ``"best-of-N"``; raises :class:`RetargetServiceError` otherwise."""
+    """``"policy"``, ``"heuristic"``, ``"learned"`` or ``"best-of-N"``; raises :class:`RetargetServiceError` otherwise."""
     match = _METHOD.match(str(text).strip().lower())
     if match is None:
-        raise RetargetServiceError(f"method {text!r}: expected policy, heuristic or best-of-N (for example best-of-{BEST_OF_N})")
+        raise RetargetServiceError(f"method {text!r}: expected {_METHOD_NAMES} (for example best-of-{BEST_OF_N})")
     if match.group(2) is None:
         return Method(match.group(1))
     n = int(match.group(2))
@@ -93,11 +98,11 @@ def retarget_methods_check(methods: Sequence[str]) -> list[Method]:
     ------
     RetargetServiceError
         On an unknown method, or a policy method with no usable policy (none is active yet, or the
-        active one was trained for other spaces; the message offers the heuristic), or best-of-N
-        without an active reward model.
+        active one was trained for other spaces; the message offers the heuristic), best-of-N
+        without an active reward model, or learned without an active seam model.
     """
     if not methods:
-        raise RetargetServiceError("no method given: use policy, heuristic or best-of-N")
+        raise RetargetServiceError(f"no method given: use {_METHOD_NAMES}")
     parsed = [method_parse(m) for m in methods]
     if any(m.uses_policy for m in parsed):
         problem = retarget_policy_problem()
@@ -105,6 +110,9 @@ def retarget_methods_check(methods: Sequence[str]) -> list[Method]:
             raise RetargetConflict(f"{problem}: use the heuristic (--method heuristic)")
     if any(m.name == "best-of" for m in parsed) and reward_model_active() is None:
         raise RetargetConflict("best-of-N needs an active reward model to choose with: use policy or heuristic")
+    if any(m.name == "learned" for m in parsed) and seam_model_active() is None:
+        raise RetargetConflict("no active seam model yet: run a retrain cycle first, or use the heuristic "
+                               "(--method heuristic)")
     return parsed
 
 
@@ -123,14 +131,33 @@ def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None 
         raise RetargetServiceError(str(err)) from err
 
 
-def retarget_default_methods() -> list[str]:
-    """The methods a request gets when it names none: best-of-N and the heuristic, as far as the active versions allow."""
+@dataclass(frozen=True)
+class DefaultMethods:
+    """What a request that names no method gets, and why, in one line the page and the command show."""
+
+    methods: tuple[str, ...]
+    reason: str
+
+
+def retarget_default_methods() -> DefaultMethods:
+    """The learned planner once its record against the heuristic is sure (lower 95 % bound above 0.5), else
+    best-of-N as far as the active versions allow; the heuristic always beside it."""
+    seam = seam_model_active()
+    record = seam_model_record(seam) if seam is not None else None
+    if record is not None and record.share.low is not None and record.share.low > 0.5:
+        return DefaultMethods(("learned", "heuristic"), (
+            f"learned: {seam.label} beats the heuristic {record.share.value:.2f} "
+            f"[{record.share.low:.2f}, {record.share.high:.2f}] over {record.n_judgements:g} judgements"))
+    why_not = ("no seam model is active yet" if seam is None else
+               f"{seam.label} has no judged pairs against the heuristic yet" if record is None else
+               f"{seam.label} wins {record.share.value:.2f} [{record.share.low:.2f}, {record.share.high:.2f}] "
+               f"against the heuristic, not surely above 0.5")
     policy = policy_active()
     if policy is None or policy_spaces_problem(policy):
-        return ["heuristic"]
+        return DefaultMethods(("heuristic",), f"heuristic: {why_not}, and no usable policy")
     if reward_model_active() is None:
-        return ["policy", "heuristic"]
-    return list(DEFAULT_METHODS)
+        return DefaultMethods(("policy", "heuristic"), f"policy beside the heuristic: {why_not}")
+    return DefaultMethods(DEFAULT_METHODS, f"{DEFAULT_METHODS[0]} beside the heuristic: {why_not}")
 
 
 # --------------------------------------------------------------------------- jobs (page and API)

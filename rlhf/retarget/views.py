@@ -164,13 +164,14 @@ def retarget_page(request: HttpRequest) -> HttpResponse:
         {"id": t.pk, "title": t.title, "seconds": round(t.duration_seconds, 2), "beats": t.n_beats}
         for t in Track.objects.order_by("title")
     ]
-    methods = retarget_default_methods()
+    defaults = retarget_default_methods()
     return render(request, "rlhf/retarget.html", {
         "tracks": tracks,
         "policy": policy,
         "stale_policy": stale,
         "reward_model": reward_model,
-        "methods": methods,
+        "methods": defaults.methods,
+        "methods_reason": defaults.reason,
         "max_beats": MAX_PASSAGE_BEATS,
         "recent": RetargetJob.objects.select_related("track")[:10],
     })

@@ -12,7 +12,7 @@ from rlhf.evidence.simulate import annotators_simulate
 # A few hundred PPO steps, a two-member reward model for a few epochs: seconds, not minutes.
 TINY = CycleParameters(
     ppo_timesteps=512, ppo_n_envs=4, ppo_n_steps=64, ppo_batch_size=64, rm_members=2, rm_max_epochs=3,
-    n_excerpts=4, n_pairs=6, random_share=0.34, ppo_imitation_episodes=16,
+    n_excerpts=4, n_pairs=6, random_share=0.34, ppo_imitation_episodes=16, departure_pairs=3,
 )
 
 

@@ -17,6 +17,7 @@ from rlhf.cycle.steps import cycle_run, cycle_step_run
 from rlhf.evidence.evaluation import simulated_loop
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.evidence.simulate import annotators_simulate
+from rlhf.versions import seam_model_active
 from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,8 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert (first.reward_model_version, first.policy_version) == (rm1, policy1)
     assert policy1.parent is None and policy1.reward_model == rm1 and policy1.num_timesteps >= TINY.ppo_timesteps
     assert set(first.metrics) == {"reward_model", "policy", "proposal"}
+    seam1 = first.seam_model_version
+    assert seam1 is not None and seam1.is_active and seam1.n_judgements == rm1.n_judgements
     assert first.metrics["reward_model"]["accuracy"] is not None
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # TRAINING_DEVICE unset: CUDA when present
     assert first.metrics["reward_model"]["device"].split(":")[0] == expected_device
@@ -50,7 +53,13 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)
     assert all(0.0 <= c.predicted_preference <= 1.0 and c.reward_model_version == rm1.label for c in proposed)
     sources = {e.source for c in proposed for e in (c.edit_a, c.edit_b)}
-    assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut", "baseline:heuristic"}
+    assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut",
+                                                     "baseline:heuristic", seam1.source, f"{seam1.source}:departure"}
+    # Questions that isolate one decision: the learned plan against a single departure from it.
+    assert 0 < first.metrics["proposal"]["n_departure"] <= TINY.departure_pairs
+    departure_pairs = [c for c in proposed if f"{seam1.source}:departure" in (c.edit_a.source, c.edit_b.source)]
+    assert len(departure_pairs) == first.metrics["proposal"]["n_departure"]
+    assert all(c.edit_a.excerpt_start_beat == c.edit_b.excerpt_start_beat for c in departure_pairs)
 
     # A redelivered step of a finished cycle does nothing.
     assert cycle_step_run(cycle_id=first.pk, step="train_policy") is False
@@ -62,12 +71,14 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr("rlhf.learning.policy.train_policy", broken)  # the policy step imports it when it runs
+    monkeypatch.setattr("rlhf.cycle.steps.train_policy", broken)
     failed = cycle_run(cycle=cycle_create(parameters=TINY))
     assert failed.status == Cycle.Status.FAILED and not failed.is_running
     assert "train_policy" in failed.error and "injected failure" in failed.error
     assert _active() == (rm1, policy1)
     assert failed.reward_model_version is not None and not failed.reward_model_version.is_active
+    assert failed.seam_model_version is not None and not failed.seam_model_version.is_active
+    assert seam_model_active() == seam1
     assert failed.policy_version is None and PolicyVersion.objects.count() == 1
     assert not Comparison.objects.filter(proposed_by=f"cycle {failed.pk}").exists()
     assert artifact_files(storage_root, "policies") == {policy1.artifact.name}

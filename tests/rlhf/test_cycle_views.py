@@ -8,7 +8,9 @@ from django.urls import reverse
 from annotations.roles import RESEARCHER
 from editing.spaces import spaces_spec
 from annotations.models import Judgement
-from rlhf.models import Cycle, PolicyVersion
+from rlhf.learning.configs import SEAM_FEATURE_VERSION
+from rlhf.models import Cycle, PolicyVersion, SeamModelVersion
+from rlhf.selectors import Proportion
 from tests.annotations.factories import make_user
 from tests.rlhf.cycle_data import finished_cycles, judged_pairs
 
@@ -204,3 +206,30 @@ def test_a_finished_cycle_shows_its_report_card_and_links_to_its_comparisons(sto
     listing = client.get(reverse("rlhf:cycle-comparisons", args=[data["second"].pk])).content.decode()
     assert listing.count("<tr><td>") == 6 and "2 of 3" in listing and "2 / 0 / 0" in listing
     assert "report card" not in client.get(reverse("rlhf:cycle-detail", args=[data["first"].pk])).content.decode()
+
+
+def test_the_report_card_shows_the_seam_model_with_its_n_or_says_there_was_nothing_to_hold_out(storage_root):
+    data = finished_cycles()
+    client = _client(RESEARCHER)
+    measured = SeamModelVersion.objects.create(
+        artifact="seam_models/a.json", artifact_sha256="0" * 64, feature_version=SEAM_FEATURE_VERSION,
+        n_judgements=120, n_pairs=80, metrics={
+            "holdout": {"accuracy": 0.75, "heuristic_accuracy": 0.6, "n_pairs": 40, "held_out_tracks": [7, 9]},
+            "departures": {"passages": 12, "departs": 5}})
+    Cycle.objects.filter(pk=data["second"].pk).update(seam_model_version=measured)
+    page = client.get(reverse("rlhf:cycle-detail", args=[data["second"].pk])).content.decode()
+    card = page[page.index('id="report-seam-model"'):page.index("</section>", page.index('id="report-card"'))]
+    assert "0.750" in card and "0.600" in card and "40 judged pairs" in card
+    assert f"{Proportion.wilson(0.75, 40).low:.3f} – {Proportion.wilson(0.75, 40).high:.3f}" in card
+    assert "departs from the heuristic's edit on 5 of 12 judged passages" in card
+    assert "No judgement compares its edits with the heuristic" in card
+
+    unmeasured = SeamModelVersion.objects.create(
+        artifact="seam_models/b.json", artifact_sha256="0" * 64, feature_version=SEAM_FEATURE_VERSION, metrics={
+            "holdout": {"n_pairs": 0, "reason": "1 track(s) judged, 4 needed to hold some out"},
+            "departures": {"passages": 3, "departs": 0}})
+    Cycle.objects.filter(pk=data["second"].pk).update(seam_model_version=unmeasured)
+    page = client.get(reverse("rlhf:cycle-detail", args=[data["second"].pk])).content.decode()
+    card = page[page.index('id="report-seam-model"'):page.index("</section>", page.index('id="report-card"'))]
+    assert "not enough held-out judgements (0)" in card and "until judgements agree it plans" in card
+    assert "0.750" not in card

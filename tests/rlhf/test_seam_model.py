@@ -17,6 +17,7 @@ from editing.demo import DEMO_SPECS, write_demo_corpus
 from editing.dense import dense_context
 from editing.edit import reachable_target
 from editing.planner import PlannerError, RetargetPlanner
+from rlhf.learning.configs import SeamTrainingConfig
 from rlhf.learning.reward_data import confidence_target
 from rlhf.learning.seam_model import (
     FEATURE_NAMES,
@@ -26,7 +27,6 @@ from rlhf.learning.seam_model import (
     SeamModel,
     SeamModelError,
     SeamPairs,
-    SeamTrainingConfig,
     departures,
     heuristic_plan,
     learned_plan,
@@ -97,9 +97,7 @@ def test_untrained_model_plans_exactly_the_heuristic_edit_on_every_track(tracks)
 
 
 def test_no_judgements_train_a_model_that_departs_nowhere(tracks):
-    none = SeamPairs(np.zeros((0, N_SEAM_FEATURES)), np.zeros((0, N_SEAM_FEATURES)), np.zeros(0), np.zeros(0),
-                     np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
-    model = train_seam_model(none)
+    model = train_seam_model(SeamPairs.empty())
     assert model.is_zero and model.n_pairs == 0
     passage = passages(tracks[0], np.random.default_rng(1), 1)[0]
     assert learned_plan(passage, model) == heuristic_plan(passage)

@@ -14,7 +14,9 @@ from annotations.services import track_ingest
 from editing.audio import AudioError
 from editing.retarget import format_duration
 from rlhf.retarget.run import retarget_run
-from rlhf.retarget.services import DEFAULT_METHODS, RetargetServiceError, retarget_methods_check, retarget_plan
+from rlhf.retarget.services import (
+    RetargetServiceError, retarget_default_methods, retarget_methods_check, retarget_plan,
+)
 
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
 
@@ -43,16 +45,18 @@ def _track(source: str) -> Track:
 
 
 class Command(BaseCommand):
-    help = ("Retarget a track to a duration, keeping its opening and final bars: the active policy "
-            "(best of N by the reward model) or the retargeting heuristic.  Writes WAV or FLAC by the suffix of --out.")
+    help = ("Retarget a track to a duration, keeping its opening and final bars: the learned planner, the active "
+            "policy (best of N by the reward model) or the retargeting heuristic.  Writes WAV or FLAC by the suffix of --out.")
 
     def add_arguments(self, parser):
         parser.add_argument("source", help="an audio file (WAV, FLAC, OGG, MP3), or an ingested track's id, title or content hash")
         parser.add_argument("--duration", required=True, help="the length wanted: seconds (150) or m:ss (2:30)")
         parser.add_argument("--from-beat", type=int, default=None, help="first beat of the passage (default: 0)")
         parser.add_argument("--to-beat", type=int, default=None, help="beat after the passage (default: the track's end)")
-        parser.add_argument("--method", default=DEFAULT_METHODS[0],
-                            help=f"policy, heuristic or best-of-N (default {DEFAULT_METHODS[0]})")
+        parser.add_argument("--method", default=None,
+                            help="policy, heuristic, learned or best-of-N (default: the learned planner once it "
+                                 "surely beats the heuristic in the judgements, else best-of-N as far as the active "
+                                 "versions allow, else the heuristic; the command says which and why)")
         parser.add_argument("--out", required=True, help="output file, .wav or .flac")
 
     def handle(self, *args, **opts):
@@ -62,6 +66,10 @@ class Command(BaseCommand):
         if not out.parent.exists():
             raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
         try:
+            if opts["method"] is None:
+                defaults = retarget_default_methods()
+                self.stdout.write(f"method: {defaults.reason}")
+                opts["method"] = defaults.methods[0]
             (method,) = retarget_methods_check([opts["method"]])
             track = _track(opts["source"])
             plan = retarget_plan(track=track, duration=opts["duration"], from_beat=opts["from_beat"], to_beat=opts["to_beat"])
