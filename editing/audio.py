@@ -61,7 +61,8 @@ __all__ = [
     "ANALYSIS_SR", "N_FFT", "HOP_LENGTH", "BEATS_PER_BAR", "MIN_BEATS", "FEATURE_VERSION",
     "N_AUDIO_FEATURES", "FEATURE_NAMES", "FEATURE_GROUPS", "SUPPORTED_EXTENSIONS",
     "AudioError", "UnsupportedAudio", "CorruptAudio", "EmptyAudio", "SilentAudio", "TooFewBeats",
-    "TooLongAudio", "AnalysisVersionError", "TrackAnalysis",
+    "TooLongAudio", "UnsupportedFidelity", "AnalysisVersionError", "TrackAnalysis", "NativeAudio",
+    "NATIVE_CHANNELS", "native_format", "load_native", "native_beat_grid", "delivery_subtype",
     "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
 ]
 
@@ -74,6 +75,18 @@ FEATURE_VERSION: str = "beat-features-v1"
 
 SUPPORTED_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
 SILENCE_PEAK_DBFS = -60.0
+# Channel counts rendered as they are: with three or more, BS.1770 weights each channel by its
+# speaker position, which a file does not state reliably, and downmixing would be a downgrade.
+NATIVE_CHANNELS = (1, 2)
+# 8-bit sources: written back as 8-bit they would be mangled by the loudness gain, written deeper
+# they would not be "as the source"; refused with that reason instead.
+_EIGHT_BIT_SUBTYPES = frozenset({"PCM_S8", "PCM_U8"})
+# The delivered file's sample format, by the source's: PCM depths and float as they are (FLAC holds
+# at most 24 bits, and no float); decoded lossy or companded sources (Vorbis, MP3, u-law, ...) as 16-bit.
+_DELIVERY_SUBTYPES = {
+    "WAV": {"PCM_16": "PCM_16", "PCM_24": "PCM_24", "PCM_32": "PCM_32", "FLOAT": "FLOAT", "DOUBLE": "DOUBLE"},
+    "FLAC": {"PCM_16": "PCM_16", "PCM_24": "PCM_24", "PCM_32": "PCM_24", "FLOAT": "PCM_24", "DOUBLE": "PCM_24"},
+}
 MIN_BPM = 60.0
 MAX_BPM = 200.0
 N_MELS = 40
@@ -148,6 +161,10 @@ class TooFewBeats(AudioError):
 
 class TooLongAudio(AudioError):
     """The audio is longer than the allowed maximum."""
+
+
+class UnsupportedFidelity(AudioError):
+    """A source the retarget output cannot keep at its own fidelity (more than two channels, 8-bit samples)."""
 
 
 class AnalysisVersionError(ValueError):
@@ -326,6 +343,121 @@ def load_audio(path: str | Path, *, sr: int = ANALYSIS_SR, max_seconds: float = 
     if source_sr != sr:
         y = librosa.resample(y, orig_sr=source_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32), int(source_sr)
+
+
+@dataclass(frozen=True, eq=False)
+class NativeAudio:
+    """Samples of a source file at its own rate and channels.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n, channels)], float32
+        ``channels`` is 1 or 2.
+    sample_rate : int
+        Hz, the file's own.
+    subtype : str
+        libsndfile's name of the file's sample format (``PCM_16``, ``PCM_24``, ``FLOAT``, ``VORBIS``, ...).
+    frames : int
+        Length of the whole file, samples per channel (``samples`` may hold only a part of it).
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    subtype: str
+    frames: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+
+def native_format(path: str | Path, *, name: str | None = None) -> sf._SoundFileInfo:
+    """The file's header (rate, channels, subtype, frames), refused when its fidelity cannot be kept.
+
+    ``name`` names the file in messages (default: the path's file name).
+
+    Raises
+    ------
+    CorruptAudio
+        If the file cannot be opened as audio.
+    UnsupportedFidelity
+        On more than two channels, or 8-bit samples.
+    """
+    name = name or Path(path).name
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise CorruptAudio(f"{name}: cannot be decoded as audio ({err})") from err
+    if info.channels not in NATIVE_CHANNELS:
+        raise UnsupportedFidelity(
+            f"{name}: {info.channels} channels; retargeting keeps mono or stereo as it is and will not downmix"
+        )
+    if info.subtype in _EIGHT_BIT_SUBTYPES:
+        raise UnsupportedFidelity(f"{name}: 8-bit samples; retargeting renders 16-bit, 24-bit, 32-bit, float or compressed sources")
+    return info
+
+
+def load_native(path: str | Path, *, start: int = 0, stop: int | None = None, name: str | None = None) -> NativeAudio:
+    """Decode a file (or samples ``[start, stop)`` of it) at its own rate and channels.
+
+    Parameters
+    ----------
+    path : str or Path
+    start, stop : int
+        The part to read, samples per channel; default the whole file.
+    name : str, optional
+        Names the file in messages (default: the path's file name).
+
+    Returns
+    -------
+    NativeAudio
+
+    Raises
+    ------
+    CorruptAudio, UnsupportedFidelity
+    """
+    info = native_format(path, name=name)
+    try:
+        data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise CorruptAudio(f"{name or Path(path).name}: cannot be decoded as audio ({err})") from err
+    return NativeAudio(samples=data, sample_rate=int(sr), subtype=info.subtype, frames=int(info.frames))
+
+
+def native_beat_grid(beat_samples: np.ndarray, analysis_sr: int, sample_rate: int, n_samples: int) -> np.ndarray:
+    """The beat grid of an analysis mapped to a source's own sample rate.
+
+    The analysis decodes the source resampled without delay (soxr), so sample ``k`` at
+    ``analysis_sr`` is time ``k / analysis_sr`` in the source too.
+
+    Parameters
+    ----------
+    beat_samples : np.ndarray [shape=(n_beats + 1,)], int
+        Beat boundaries at ``analysis_sr``, samples.
+    analysis_sr, sample_rate : int
+        Hz, of the grid and of the source.
+    n_samples : int
+        The source's length, samples at ``sample_rate`` (the grid is clipped to it).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_beats + 1,)], int64
+        Boundaries at ``sample_rate``, samples, rounded to the nearest.
+    """
+    beat_samples = np.asarray(beat_samples, dtype=np.int64)
+    grid = np.minimum((beat_samples * sample_rate + analysis_sr // 2) // analysis_sr, n_samples)
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError(f"beat grid at {analysis_sr} Hz does not map to {sample_rate} Hz: beats collapse")
+    return grid
+
+
+def delivery_subtype(source_subtype: str, container: str) -> str:
+    """The sample format of a delivered ``container`` ("WAV" or "FLAC") for a source of ``source_subtype``.
+
+    As the source where the container holds it (16/24/32-bit PCM, float); 24-bit in FLAC for deeper
+    or float sources; 16-bit for decoded lossy or companded sources.
+    """
+    return _DELIVERY_SUBTYPES[container].get(source_subtype, "PCM_16")
 
 
 @functools.lru_cache(maxsize=4)

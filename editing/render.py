@@ -13,6 +13,10 @@ and every output beat starts where the beat grid says.  Crossfades are short
 than the incoming segment.  The first and last 5 ms get a fade in / out so
 the excerpt does not start or stop with a click.
 
+Mono and stereo render alike: seams are crossfaded per channel, loudness is measured over both
+channels, and one limiter gain moves both.  :func:`render_native` renders at a source's own rate
+and channels from the analysis's beat grid.
+
 With ``normalize=True`` the output is gained to ``TARGET_LUFS`` integrated
 loudness (ITU-R BS.1770-4: pyloudnorm's K-weighting filters, with the
 400 ms / 75 % overlap block gating done in vectorised numpy because
@@ -35,6 +39,7 @@ import soundfile as sf
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import sosfilt
 
+from editing.audio import native_beat_grid
 from editing.edit import Edit, Transition, validate_edit
 
 __all__ = [
@@ -46,6 +51,7 @@ __all__ = [
     "RenderError",
     "RenderResult",
     "render_edit",
+    "render_native",
     "integrated_loudness",
     "loudness_normalize",
     "write_audio",
@@ -76,8 +82,8 @@ class RenderResult:
 
     Attributes
     ----------
-    audio : np.ndarray [shape=(n,)], float32
-        Mono waveform at ``sample_rate``.
+    audio : np.ndarray [shape=(n,) or (n, channels)], float32
+        Waveform at ``sample_rate``, with the source's shape (mono, or 1 or 2 channels).
     sample_rate : int
         Hz.
     beat_starts_seconds : np.ndarray [shape=(n_output_beats + 1,)], float64
@@ -115,8 +121,15 @@ def _equal_power_fades(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _samples_or_silence(y: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """y[at], with silence past the end of the track."""
-    return np.where(at < y.shape[0], y[np.minimum(at, y.shape[0] - 1)], 0.0)
+    """y[at], with silence past the end of the track; (*at.shape) or (*at.shape, channels)."""
+    inside = at < y.shape[0]
+    picked = y[np.minimum(at, y.shape[0] - 1)]
+    return np.where(inside.reshape(inside.shape + (1,) * (y.ndim - 1)), picked, 0.0)
+
+
+def _per_sample(gain: np.ndarray, audio: np.ndarray) -> np.ndarray:
+    """``gain`` shaped to multiply ``audio`` sample by sample, every channel alike."""
+    return gain.reshape(gain.shape + (1,) * (audio.ndim - gain.ndim))
 
 
 def render_edit(
@@ -133,8 +146,8 @@ def render_edit(
 
     Parameters
     ----------
-    y : np.ndarray [shape=(n_samples,)], float
-        The whole track, mono, at ``sr``.
+    y : np.ndarray [shape=(n_samples,) or (n_samples, channels)], float
+        The whole track, mono or stereo (1 or 2 channels), at ``sr``; seams are crossfaded per channel.
     sr : int
         Sample rate of ``y`` and ``beat_samples``, Hz.
     beat_samples : np.ndarray [shape=(n_track_beats + 1,)], int
@@ -159,8 +172,10 @@ def render_edit(
         If the edit does not fit the track.
     """
     y = np.asarray(y)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.floating):
-        raise RenderError(f"audio has shape {y.shape} and dtype {y.dtype}: expected mono float samples")
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] not in (1, 2)) or not np.issubdtype(y.dtype, np.floating):
+        raise RenderError(
+            f"audio has shape {y.shape} and dtype {y.dtype}: expected mono float samples (n,) or (n, 1 or 2 channels)"
+        )
     if sr <= 0:
         raise RenderError(f"sample rate {sr}: must be positive")
     if crossfade_ms < 0 or long_crossfade_ms < 0:
@@ -206,7 +221,7 @@ def render_edit(
             incoming = _samples_or_silence(y, seg_src_start[seam_rows][:, None] + k)
             # The outgoing side reads past its own end, into what followed it in the source.
             outgoing = _samples_or_silence(y, seg_src_end[seam_rows - 1][:, None] + k)
-            mixed = (incoming * fade_in + outgoing * fade_out).astype(np.float32)
+            mixed = (incoming * _per_sample(fade_in, incoming) + outgoing * _per_sample(fade_out, outgoing)).astype(np.float32)
             positions = seg_out_start[seam_rows][:, None] + k
             audio[positions[inside]] = mixed[inside]
 
@@ -214,8 +229,8 @@ def render_edit(
     if edge > 0:
         fade_in, fade_out = _equal_power_fades((np.arange(edge) + 0.5) / edge)
         # Squared: a plain amplitude ramp from 0 to 1 (sin^2 + cos^2 = 1 is for crossfades, not edges).
-        audio[:edge] *= (fade_in**2).astype(np.float32)
-        audio[n_out - edge :] *= (fade_out**2).astype(np.float32)
+        audio[:edge] *= _per_sample((fade_in**2).astype(np.float32), audio)
+        audio[n_out - edge :] *= _per_sample((fade_out**2).astype(np.float32), audio)
 
     if normalize:
         audio = loudness_normalize(audio, sr)
@@ -230,6 +245,48 @@ def render_edit(
     )
 
 
+def render_native(
+    audio: np.ndarray,
+    sample_rate: int,
+    beat_samples: np.ndarray,
+    analysis_sr: int,
+    edit: Edit,
+    *,
+    crossfade_ms: float = DEFAULT_CROSSFADE_MS,
+    long_crossfade_ms: float = LONG_CROSSFADE_MS,
+    normalize: bool = True,
+) -> RenderResult:
+    """Render an edit at the source's own rate and channels.
+
+    The beat grid of the analysis (at ``analysis_sr``) is mapped to ``sample_rate``.
+
+    Parameters
+    ----------
+    audio : np.ndarray [shape=(n_samples, channels)], float
+        The whole source, 1 or 2 channels, at ``sample_rate`` (``editing.audio.load_native``).
+    sample_rate : int
+        Hz.
+    beat_samples : np.ndarray [shape=(n_track_beats + 1,)], int
+        The analysis's beat boundaries, samples at ``analysis_sr``.
+    analysis_sr : int
+        Hz.
+    edit : Edit
+    crossfade_ms, long_crossfade_ms, normalize
+        As for :func:`render_edit`.
+
+    Returns
+    -------
+    RenderResult
+        At ``sample_rate``, with as many channels as ``audio``.
+    """
+    try:
+        grid = native_beat_grid(beat_samples, analysis_sr, sample_rate, audio.shape[0])
+    except ValueError as err:
+        raise RenderError(str(err)) from err
+    return render_edit(audio, sample_rate, grid, edit, crossfade_ms=crossfade_ms, long_crossfade_ms=long_crossfade_ms,
+                       normalize=normalize)
+
+
 def loudness_normalize(
     audio: np.ndarray, sr: int, *, target_lufs: float = TARGET_LUFS, ceiling_dbfs: float = PEAK_CEILING_DBFS
 ) -> np.ndarray:
@@ -237,7 +294,7 @@ def loudness_normalize(
 
     Parameters
     ----------
-    audio : np.ndarray [shape=(n,)], float32
+    audio : np.ndarray [shape=(n,) or (n, channels)], float32
     sr : int
         Hz.
     target_lufs : float
@@ -247,7 +304,8 @@ def loudness_normalize(
 
     Returns
     -------
-    np.ndarray [shape=(n,)], float32
+    np.ndarray, float32
+        Shaped as ``audio``; every channel gets the same gain, so the stereo image stays.
 
     Notes
     -----
@@ -257,7 +315,7 @@ def loudness_normalize(
     limited, not gained.
     """
     block = int(np.ceil(_LOUDNESS_BLOCK_SECONDS * sr)) + 1
-    measured = audio if audio.shape[0] >= block else np.resize(audio, block)
+    measured = audio if audio.shape[0] >= block else np.take(audio, np.arange(block) % audio.shape[0], axis=0)
     loudness = integrated_loudness(measured, sr)
     if np.isfinite(loudness):
         audio = audio * np.float32(10.0 ** ((target_lufs - loudness) / 20.0))
@@ -278,15 +336,16 @@ def _k_weighting(sr: int) -> np.ndarray:
 
 
 def integrated_loudness(audio: np.ndarray, sr: int) -> float:
-    """ITU-R BS.1770-4 integrated loudness of mono audio, LUFS (-inf when every block is gated out).
+    """ITU-R BS.1770-4 integrated loudness of mono or stereo audio, LUFS (-inf when every block is gated out).
 
     Same filters, blocks and gates as ``pyloudnorm.Meter(sr).integrated_loudness``
     (and the same value to within float rounding), without its per-block Python loop.
 
     Parameters
     ----------
-    audio : np.ndarray [shape=(n,)], float
-        At least one 400 ms block long.
+    audio : np.ndarray [shape=(n,) or (n, channels)], float
+        At least one 400 ms block long; the channels are summed with weight 1 (the standard's
+        weight for left, right and centre).
     sr : int
         Hz.
     """
@@ -294,7 +353,7 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     block_seconds = _LOUDNESS_BLOCK_SECONDS
     if n < block_seconds * sr:
         raise RenderError(f"{n} samples at {sr} Hz: loudness needs at least one {block_seconds * 1000:.0f} ms block")
-    weighted = sosfilt(_k_weighting(sr), np.asarray(audio, dtype=np.float64))
+    weighted = sosfilt(_k_weighting(sr), np.asarray(audio, dtype=np.float64), axis=0)
     n_blocks = int(np.round((n / sr - block_seconds) / (block_seconds * _LOUDNESS_STEP))) + 1
     j = np.arange(n_blocks)
     # Bounds computed exactly as pyloudnorm does (truncating float products), so the blocks match.
@@ -303,6 +362,8 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     # Overlapping blocks share 100 ms chunks: sum the chunks once, then each block from running chunk totals.
     edges = np.unique(np.concatenate([lower, upper]))
     squared = np.square(weighted[: edges[-1]])
+    if squared.ndim == 2:
+        squared = squared.sum(axis=1)
     energy = np.concatenate([[0.0], np.cumsum(np.add.reduceat(squared, edges[:-1]))])
     mean_square = (energy[np.searchsorted(edges, upper)] - energy[np.searchsorted(edges, lower)]) / (block_seconds * sr)
     with np.errstate(divide="ignore"):
@@ -325,17 +386,18 @@ def _limit_peaks(audio: np.ndarray, sr: int, ceiling: float) -> np.ndarray:
     whose windows all contain the centre sample, so it never exceeds the gain
     that sample needs.
     """
-    magnitude = np.abs(audio)
+    # One gain for every channel (the loudest one's need), so the stereo image does not move.
+    magnitude = np.abs(audio) if audio.ndim == 1 else np.abs(audio).max(axis=1)
     if magnitude.size == 0 or magnitude.max() <= ceiling:
         return audio
     needed = np.minimum(1.0, ceiling / np.maximum(magnitude, 1e-12))
     width = 2 * max(1, int(round(_LIMITER_LOOKAHEAD_MS * sr / 1000.0))) + 1
     gain = uniform_filter1d(minimum_filter1d(needed, width), width)
     # The clip only absorbs float rounding of the averaged gain (a few ulps).
-    return np.clip(audio * gain, -ceiling, ceiling).astype(np.float32)
+    return np.clip(audio * _per_sample(gain, audio), -ceiling, ceiling).astype(np.float32)
 
 
-def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int) -> None:
+def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int, *, subtype: str | None = None) -> None:
     """Write audio atomically: to a temporary file in the same folder, then ``os.replace``.
 
     Parameters
@@ -345,6 +407,8 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int) -> Non
     audio : np.ndarray [shape=(n,) or (n, channels)], float
     sr : int
         Hz.
+    subtype : str, optional
+        libsndfile sample format (``PCM_16``, ``PCM_24``, ``FLOAT``, ...); default the format's own.
 
     Raises
     ------
@@ -362,7 +426,7 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, sr: int) -> Non
     os.close(fd)
     try:
         try:
-            sf.write(tmp_name, audio, sr)
+            sf.write(tmp_name, audio, sr, subtype=subtype)
         except (sf.LibsndfileError, TypeError, ValueError) as err:
             raise RenderError(f"{path.name}: cannot write audio: {err}") from err
         os.replace(tmp_name, path)

@@ -17,6 +17,7 @@ from editing.render import (
     RenderError,
     integrated_loudness,
     render_edit,
+    render_native,
     write_audio,
 )
 from tests.editing.factories import masked_rollout, random_target
@@ -248,3 +249,90 @@ def test_seams_stay_within_the_local_jumps_of_the_joined_audio(demo_analyses):
                     worst[crossfade_ms] = max(worst[crossfade_ms], jump / local)
     assert worst[DEFAULT_CROSSFADE_MS] <= np.sqrt(2)
     assert worst[0.0] > 2.0  # without crossfades the same edits click
+
+
+# --------------------------------------------------------------------------- stereo, native rate, lead-in and ring-out
+
+def _stereo(y: np.ndarray) -> np.ndarray:
+    """Two different channels: the mono signal left, a delayed and quieter copy of it right."""
+    return np.stack([y, 0.6 * np.roll(y, 37)], axis=1).astype(np.float32)
+
+
+def test_stereo_renders_each_channel_as_its_own_mono_render(click_track):
+    """Seams are crossfaded per channel: each output channel is that channel rendered alone."""
+    y, beat_samples = click_track
+    stereo = _stereo(y)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=20), excerpt_start=8,
+                         bar_positions=bars(32), target_beats=20)
+    both = render_edit(stereo, SR, beat_samples, edit, normalize=False)
+    assert both.audio.shape == (20 * SAMPLES_PER_BEAT, 2) and both.seam_seconds
+    for channel in range(2):
+        alone = render_edit(np.ascontiguousarray(stereo[:, channel]), SR, beat_samples, edit, normalize=False)
+        np.testing.assert_allclose(both.audio[:, channel], alone.audio, atol=1e-6)
+
+
+def test_stereo_loudness_is_pyloudnorms_and_one_gain_keeps_the_image(click_track):
+    y, beat_samples = click_track
+    stereo = _stereo(y)
+    assert integrated_loudness(stereo, SR) == pytest.approx(
+        pyloudnorm.Meter(SR).integrated_loudness(stereo.astype(np.float64)), abs=1e-6)
+    edit = apply_actions(keep_all(32), excerpt_start=0, bar_positions=bars(32), target_beats=32)
+    loud = render_edit(stereo, SR, beat_samples, edit).audio
+    raw = render_edit(stereo, SR, beat_samples, edit, normalize=False).audio
+    assert pyloudnorm.Meter(SR).integrated_loudness(loud.astype(np.float64)) == pytest.approx(TARGET_LUFS, abs=0.5)
+    assert np.abs(loud).max() <= 10 ** (PEAK_CEILING_DBFS / 20)
+    # The right channel stays 0.6 of the left (delayed) wherever the limiter left the gain alone.
+    ratio = np.linalg.norm(loud[:, 1]) / np.linalg.norm(loud[:, 0])
+    assert ratio == pytest.approx(np.linalg.norm(raw[:, 1]) / np.linalg.norm(raw[:, 0]), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def song() -> tuple[np.ndarray, np.ndarray]:
+    """(audio, beat_samples): a tone, then 32 beats of noise hits."""
+    lead_in = SR // 3
+    rng = np.random.default_rng(3)
+    beat_samples = lead_in + np.arange(33, dtype=np.int64) * SAMPLES_PER_BEAT
+    y = np.zeros(int(beat_samples[-1]) + SR, dtype=np.float32)
+    y[:lead_in] = 0.2 * np.sin(2 * np.pi * 330 * np.arange(lead_in) / SR)
+    for b in beat_samples[:-1]:
+        y[b : b + SAMPLES_PER_BEAT] += 0.3 * np.exp(-np.arange(SAMPLES_PER_BEAT) / (0.05 * SR)) * rng.standard_normal(SAMPLES_PER_BEAT)
+    return y, beat_samples
+
+
+@pytest.mark.parametrize("sample_rate, channels", [(44100, 2), (48000, 1), (96000, 2)])
+def test_render_native_keeps_the_sources_rate_and_channels(song, sample_rate, channels):
+    """The analysis grid (22,050 Hz) lands on the same moments of a source at its own rate."""
+    y, beat_samples = song
+    from scipy.signal import resample_poly
+
+    native = resample_poly(y, sample_rate, SR).astype(np.float32)
+    native = native[:, None] if channels == 1 else _stereo(native)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=48), excerpt_start=0,
+                         bar_positions=bars(32), target_beats=48)
+    result = render_native(native, sample_rate, beat_samples, SR, edit, normalize=False)
+    analysis_rate = render_edit(y, SR, beat_samples, edit, normalize=False)
+    assert result.sample_rate == sample_rate and result.audio.shape[1] == channels
+    # The same beats and seams, to the sample of either rate.
+    assert result.duration_seconds == pytest.approx(analysis_rate.duration_seconds, abs=0.001)
+    np.testing.assert_allclose(result.beat_starts_seconds, analysis_rate.beat_starts_seconds, atol=2e-4)
+    np.testing.assert_allclose(result.seam_seconds, analysis_rate.seam_seconds, atol=2e-4)
+    # Heard the same: the native render brought back to 22,050 Hz is the analysis-rate render.
+    back = resample_poly(result.audio[:, 0], SR, sample_rate)
+    ours = analysis_rate.audio
+    n = min(back.size, ours.size)
+    assert np.corrcoef(back[:n], ours[:n])[0, 1] > 0.95  # white-noise hits: the hardest content to match
+
+
+def test_render_refuses_more_than_two_channels(click_track):
+    y, beat_samples = click_track
+    ok = apply_actions(keep_all(16), excerpt_start=0, bar_positions=bars(16), target_beats=16)
+    with pytest.raises(RenderError, match="mono float samples"):
+        render_edit(np.stack([y, y, y], axis=1), SR, beat_samples, ok)
+
+
+def test_write_audio_keeps_the_sample_format_asked(tmp_path, click_track):
+    y, _ = click_track
+    for subtype in ("PCM_16", "PCM_24", "FLOAT"):
+        write_audio(tmp_path / f"{subtype}.wav", _stereo(y[:SR]), 48000, subtype=subtype)
+        info = sf.info(tmp_path / f"{subtype}.wav")
+        assert (info.subtype, info.samplerate, info.channels) == (subtype, 48000, 2)
