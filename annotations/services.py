@@ -168,6 +168,14 @@ def track_load_native(track: Track) -> audio_lib.NativeAudio:
         return audio_lib.load_native(local, name=track.original_name or track.title)
 
 
+def track_sound_edges(track: Track, analysis: audio_lib.TrackAnalysis | None = None) -> audio_lib.SoundEdges:
+    """The track's lead-in and ring-out (sound before its first beat and after its last), read from those parts only."""
+    analysis = analysis if analysis is not None else track_load_analysis(track)
+    with _track_local_file(track) as local:
+        return audio_lib.file_sound_edges(local, analysis.beat_samples, analysis.sample_rate,
+                                          name=track.original_name or track.title)
+
+
 # The annotation page streams this rendition: a 20 s edit is about 25 kB of MP3 against 0.9 MB of WAV,
 # so the next pair arrives in a fraction of a second on a slow line.  MP3 because libsndfile writes it at
 # any sample rate the edits are rendered at (Opus would need resampling to 48 kHz first) and every
@@ -307,15 +315,17 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
     """Give ``edit`` its native rendering if it has none, and return its description (``edit.render["native"]``).
 
     The native rendering is what a retarget delivers: rendered from the track's source at its own
-    sample rate and channels (``editing.render.render_native``), stored as WAV in the source's
-    sample format (``editing.audio.delivery_subtype``).  The edit's own rendering (analysis rate,
-    mono) stays what annotators hear.
+    sample rate and channels, opening with the track's lead-in when the edit opens with its first
+    beat and closing with its ring-out when it closes with its last (``editing.render.render_native``),
+    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  The edit's
+    own rendering (analysis rate, mono) stays what annotators hear.
 
     Returns
     -------
     dict
         ``audio`` (the stored WAV's name), ``sample_rate``, ``channels``, ``source_subtype``,
-        ``subtype``, ``duration_seconds``, and the timeline (``beat_starts_seconds``, ``track_beats``, ``seam_seconds``) in the native file's seconds.
+        ``subtype``, ``duration_seconds``, ``lead_in_seconds``, ``ring_out_seconds``, and the
+        timeline (``beat_starts_seconds``, ``track_beats``, ``seam_seconds``) in the native file's seconds.
 
     Raises
     ------
@@ -345,6 +355,8 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
             "source_subtype": source.subtype,
             "subtype": subtype,
             "duration_seconds": round(result.duration_seconds, 5),
+            "lead_in_seconds": round(float(result.beat_starts_seconds[0]), 5),
+            "ring_out_seconds": round(result.duration_seconds - float(result.beat_starts_seconds[-1]), 5),
             "beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
             "track_beats": [int(b) for b in result.track_beats],
             "seam_seconds": [round(float(t), 5) for t in result.seam_seconds],

@@ -62,8 +62,8 @@ __all__ = [
     "N_AUDIO_FEATURES", "FEATURE_NAMES", "FEATURE_GROUPS", "SUPPORTED_EXTENSIONS",
     "AudioError", "UnsupportedAudio", "CorruptAudio", "EmptyAudio", "SilentAudio", "TooFewBeats",
     "TooLongAudio", "UnsupportedFidelity", "AnalysisVersionError", "TrackAnalysis", "NativeAudio",
-    "NATIVE_CHANNELS", "native_format", "load_native", "native_beat_grid", "delivery_subtype",
-    "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
+    "NATIVE_CHANNELS", "SoundEdges", "native_format", "load_native", "native_beat_grid", "sound_edges",
+    "file_sound_edges", "delivery_subtype", "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
 ]
 
 ANALYSIS_SR = 22050
@@ -81,6 +81,10 @@ NATIVE_CHANNELS = (1, 2)
 # 8-bit sources: written back as 8-bit they would be mangled by the loudness gain, written deeper
 # they would not be "as the source"; refused with that reason instead.
 _EIGHT_BIT_SUBTYPES = frozenset({"PCM_S8", "PCM_U8"})
+# Sound before the first beat and after the last is kept from this far before the first sample
+# above SILENCE_PEAK_DBFS to this far after the last one: a soft attack or the end of a decay
+# below the threshold is not clipped off, and leading or trailing digital silence is.
+SOUND_EDGE_MARGIN_MS = 10.0
 # The delivered file's sample format, by the source's: PCM depths and float as they are (FLAC holds
 # at most 24 bits, and no float); decoded lossy or companded sources (Vorbis, MP3, u-law, ...) as 16-bit.
 _DELIVERY_SUBTYPES = {
@@ -449,6 +453,81 @@ def native_beat_grid(beat_samples: np.ndarray, analysis_sr: int, sample_rate: in
     if np.any(np.diff(grid) <= 0):
         raise ValueError(f"beat grid at {analysis_sr} Hz does not map to {sample_rate} Hz: beats collapse")
     return grid
+
+
+@dataclass(frozen=True)
+class SoundEdges:
+    """How much sound a source holds before its first beat (the lead-in) and after its last (the ring-out).
+
+    Attributes
+    ----------
+    lead_in_samples, ring_out_samples : int
+        Samples at ``sample_rate``.
+    sample_rate : int
+        Hz.
+    """
+
+    lead_in_samples: int
+    ring_out_samples: int
+    sample_rate: int
+
+    @property
+    def lead_in_seconds(self) -> float:
+        return self.lead_in_samples / self.sample_rate
+
+    @property
+    def ring_out_seconds(self) -> float:
+        return self.ring_out_samples / self.sample_rate
+
+
+def sound_edges(before_first_beat: np.ndarray, after_last_beat: np.ndarray, sample_rate: int) -> SoundEdges:
+    """The lead-in and ring-out of a source: its sound before the first beat and after the last, silence trimmed.
+
+    Parameters
+    ----------
+    before_first_beat : np.ndarray [shape=(n,) or (n, channels)], float
+        The source up to its first beat.
+    after_last_beat : np.ndarray [shape=(m,) or (m, channels)], float
+        The source from the end of its last beat to its end.
+    sample_rate : int
+        Hz.
+
+    Returns
+    -------
+    SoundEdges
+        The lead-in starts ``SOUND_EDGE_MARGIN_MS`` before the first sample above
+        ``SILENCE_PEAK_DBFS`` (or at the file's start); the ring-out ends that long after the last
+        one (or at the file's end).  Either is 0 where that part is silent.
+    """
+    threshold = 10.0 ** (SILENCE_PEAK_DBFS / 20.0)
+    margin = int(round(SOUND_EDGE_MARGIN_MS * sample_rate / 1000.0))
+
+    def audible(part: np.ndarray) -> np.ndarray:
+        part = np.abs(np.asarray(part))
+        return np.flatnonzero((part if part.ndim == 1 else part.max(axis=1)) > threshold)
+
+    before, after = audible(before_first_beat), audible(after_last_beat)
+    n_before = len(before_first_beat)
+    lead_in = n_before - max(0, int(before[0]) - margin) if before.size else 0
+    ring_out = min(len(after_last_beat), int(after[-1]) + 1 + margin) if after.size else 0
+    return SoundEdges(lead_in_samples=lead_in, ring_out_samples=ring_out, sample_rate=int(sample_rate))
+
+
+def file_sound_edges(path: str | Path, beat_samples: np.ndarray, analysis_sr: int, *,
+                     name: str | None = None) -> SoundEdges:
+    """:func:`sound_edges` of a file, at its own rate, reading only the parts before the first beat and after the last.
+
+    ``name`` names the file in messages (default: the path's file name).
+
+    Raises
+    ------
+    CorruptAudio, UnsupportedFidelity
+    """
+    info = native_format(path, name=name)
+    grid = native_beat_grid(beat_samples, analysis_sr, info.samplerate, info.frames)
+    before = load_native(path, stop=int(grid[0]), name=name).samples
+    after = load_native(path, start=int(grid[-1]), name=name).samples
+    return sound_edges(before, after, info.samplerate)
 
 
 def delivery_subtype(source_subtype: str, container: str) -> str:

@@ -15,7 +15,10 @@ the excerpt does not start or stop with a click.
 
 Mono and stereo render alike: seams are crossfaded per channel, loudness is measured over both
 channels, and one limiter gain moves both.  :func:`render_native` renders at a source's own rate
-and channels from the analysis's beat grid.
+and channels from the analysis's beat grid, and lets the output open and close as the source
+does: an edit that opens with the track's first beat is preceded by its lead-in (the pickup before
+the first detected beat), one that closes with its last beat is followed by its ring-out (the final
+hit's decay, a fade-out), both as in the source and without edge fades.
 
 With ``normalize=True`` the output is gained to ``TARGET_LUFS`` integrated
 loudness (ITU-R BS.1770-4: pyloudnorm's K-weighting filters, with the
@@ -39,7 +42,7 @@ import soundfile as sf
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import sosfilt
 
-from editing.audio import native_beat_grid
+from editing.audio import native_beat_grid, sound_edges
 from editing.edit import Edit, Transition, validate_edit
 
 __all__ = [
@@ -87,7 +90,8 @@ class RenderResult:
     sample_rate : int
         Hz.
     beat_starts_seconds : np.ndarray [shape=(n_output_beats + 1,)], float64
-        Start of each output beat in the output, seconds; the last value is the end.
+        Start of each output beat in the output, seconds; the last value is the end of the last
+        beat.  A lead-in before the first beat and a ring-out after the last lie outside them.
     track_beats : np.ndarray [shape=(n_output_beats,)], int64
         Track beat index played at each output beat.
     seam_seconds : tuple[float, ...]
@@ -141,6 +145,8 @@ def render_edit(
     crossfade_ms: float = DEFAULT_CROSSFADE_MS,
     long_crossfade_ms: float = LONG_CROSSFADE_MS,
     normalize: bool = True,
+    lead_in_samples: int | None = None,
+    ring_out_samples: int | None = None,
 ) -> RenderResult:
     """Render an edit of a track.
 
@@ -159,15 +165,24 @@ def render_edit(
         Crossfade at CROSSFADE seams, milliseconds.
     normalize : bool
         Gain to ``TARGET_LUFS`` and peak-limit to ``PEAK_CEILING_DBFS``; False keeps source levels.
+    lead_in_samples : int, optional
+        Sound before the first beat (``<= beat_samples[0]``): an edit that opens with track beat 0
+        is preceded by the ``lead_in_samples`` before it, as in the source and with no fade in.
+        None: every edit opens on its first beat (with a 5 ms fade in).
+    ring_out_samples : int, optional
+        Sound after the last beat: an edit that closes with the track's last beat is followed by
+        the ``ring_out_samples`` after it, as in the source and with no fade out.  None: every edit
+        stops at the end of its last beat (with a 5 ms fade out).
 
     Returns
     -------
     RenderResult
+        Its beat starts count from the start of the audio, so they begin after a lead-in.
 
     Raises
     ------
     RenderError
-        If the audio or beat grid is malformed or a crossfade length is negative.
+        If the audio, beat grid, lead-in or ring-out is malformed or a crossfade length is negative.
     editing.edit.EditError
         If the edit does not fit the track.
     """
@@ -188,13 +203,23 @@ def render_edit(
             f"beat grid must increase strictly within the audio's {y.shape[0]} samples "
             f"(got {beat_samples[0]}..{beat_samples[-1]})"
         )
+    if lead_in_samples is not None and not 0 <= lead_in_samples <= beat_samples[0]:
+        raise RenderError(f"lead-in of {lead_in_samples} samples: the first beat starts at sample {beat_samples[0]}")
+    if ring_out_samples is not None and not 0 <= ring_out_samples <= y.shape[0] - beat_samples[-1]:
+        raise RenderError(
+            f"ring-out of {ring_out_samples} samples: the audio ends {y.shape[0] - beat_samples[-1]} samples after the last beat"
+        )
     validate_edit(edit, n_track_beats=beat_samples.size - 1)
 
     track_beats = edit.track_beats()
     transitions = edit.transitions()
+    opens_track = lead_in_samples is not None and track_beats[0] == 0
+    closes_track = ring_out_samples is not None and track_beats[-1] == beat_samples.size - 2
+    lead = int(lead_in_samples) if opens_track else 0
+    ring = int(ring_out_samples) if closes_track else 0
     beat_lengths = beat_samples[track_beats + 1] - beat_samples[track_beats]
-    out_beat_starts = np.concatenate([[0], np.cumsum(beat_lengths)])
-    n_out = int(out_beat_starts[-1])
+    out_beat_starts = lead + np.concatenate([[0], np.cumsum(beat_lengths)])
+    n_out = int(out_beat_starts[-1]) + ring
 
     # Segments: maximal runs of contiguous source beats; each starts at START or at a seam.
     first = np.flatnonzero(transitions != Transition.CONTINUE)
@@ -204,7 +229,11 @@ def render_edit(
     seg_out_start = out_beat_starts[first]
     seg_len = seg_src_end - seg_src_start
 
-    audio = np.concatenate([y[start:end] for start, end in zip(seg_src_start, seg_src_end)]).astype(np.float32)
+    # The lead-in and ring-out play on from the first and last segments, as in the source.
+    play_start, play_end = seg_src_start.copy(), seg_src_end.copy()
+    play_start[0] -= lead
+    play_end[-1] += ring
+    audio = np.concatenate([y[start:end] for start, end in zip(play_start, play_end)]).astype(np.float32)
 
     long_samples = int(round(long_crossfade_ms * sr / 1000.0))
     short_samples = int(round(crossfade_ms * sr / 1000.0))
@@ -229,8 +258,11 @@ def render_edit(
     if edge > 0:
         fade_in, fade_out = _equal_power_fades((np.arange(edge) + 0.5) / edge)
         # Squared: a plain amplitude ramp from 0 to 1 (sin^2 + cos^2 = 1 is for crossfades, not edges).
-        audio[:edge] *= _per_sample((fade_in**2).astype(np.float32), audio)
-        audio[n_out - edge :] *= _per_sample((fade_out**2).astype(np.float32), audio)
+        # None where the output starts or stops where the source's sound does.
+        if not opens_track:
+            audio[:edge] *= _per_sample((fade_in**2).astype(np.float32), audio)
+        if not closes_track:
+            audio[n_out - edge :] *= _per_sample((fade_out**2).astype(np.float32), audio)
 
     if normalize:
         audio = loudness_normalize(audio, sr)
@@ -256,9 +288,11 @@ def render_native(
     long_crossfade_ms: float = LONG_CROSSFADE_MS,
     normalize: bool = True,
 ) -> RenderResult:
-    """Render an edit at the source's own rate and channels.
+    """Render an edit at the source's own rate and channels, opening and closing as the source does.
 
-    The beat grid of the analysis (at ``analysis_sr``) is mapped to ``sample_rate``.
+    The beat grid of the analysis (at ``analysis_sr``) is mapped to ``sample_rate``; an edit that
+    opens with the track's first beat is preceded by the source's lead-in, and one that closes with
+    its last beat is followed by its ring-out (:func:`editing.audio.sound_edges`).
 
     Parameters
     ----------
@@ -283,8 +317,10 @@ def render_native(
         grid = native_beat_grid(beat_samples, analysis_sr, sample_rate, audio.shape[0])
     except ValueError as err:
         raise RenderError(str(err)) from err
+    edges = sound_edges(audio[: grid[0]], audio[grid[-1] :], sample_rate)
     return render_edit(audio, sample_rate, grid, edit, crossfade_ms=crossfade_ms, long_crossfade_ms=long_crossfade_ms,
-                       normalize=normalize)
+                       normalize=normalize, lead_in_samples=edges.lead_in_samples,
+                       ring_out_samples=edges.ring_out_samples)
 
 
 def loudness_normalize(

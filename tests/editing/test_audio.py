@@ -322,3 +322,19 @@ def test_the_beat_grid_maps_to_the_sources_rate_at_the_same_moments():
     np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 44100, 10**6), 2 * grid)
     np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 48000, 10**6), [1115, 2229, 48000, 96000])
     np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 48000, 90000)[-1], 90000)
+
+
+def test_file_sound_edges_reads_only_the_edges_and_agrees_with_the_whole(tmp_path):
+    sr = 48000
+    rng = np.random.default_rng(1)
+    data = np.zeros((3 * sr, 2), np.float32)
+    data[sr // 10 :] = 0.2 * rng.standard_normal((3 * sr - sr // 10, 2))  # 100 ms of silence, then sound
+    data[-sr // 5 :] = 0.0  # 200 ms of trailing silence
+    path = tmp_path / "edges.wav"
+    sf.write(path, data, sr, subtype="PCM_24")
+    beat_samples = np.array([11025, 22050, 44100])  # at the analysis rate: 0.5 s .. 2 s
+    edges = audio.file_sound_edges(path, beat_samples, ANALYSIS_SR)
+    whole = audio.sound_edges(data[: sr // 2], data[2 * sr :], sr)
+    assert edges == whole
+    assert edges.lead_in_seconds == pytest.approx(0.4 + audio.SOUND_EDGE_MARGIN_MS / 1000, abs=1e-3)
+    assert edges.ring_out_seconds == pytest.approx(0.8 + audio.SOUND_EDGE_MARGIN_MS / 1000, abs=1e-3)

@@ -3,7 +3,8 @@
 Real audio end to end: a generated demo track and a real recording (tests/data, CC BY-SA, mono
 22.05 kHz and stereo 44.1 kHz), ingested, retargeted, rendered and written; the result is checked
 by ear's proxies: it comes back at the source's sample rate, channels and sample format, opens and
-closes like the passage, and lasts the duration asked for, within a beat.
+closes like the source (its first and last seconds are the source's), and lasts the duration asked
+for, within a beat.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from django.core.management import CommandError, call_command
 
 from annotations.models import Comparison, Edit, Track
 from annotations.services import track_ingest, track_load_analysis, track_load_native
-from editing.audio import native_beat_grid
 from editing.demo import write_demo_corpus
 from editing.env import EnvConfig
 from editing.retarget import RetargetError, parse_duration
@@ -55,8 +55,18 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
+def _without_silence(audio: np.ndarray) -> np.ndarray:
+    """``audio`` (n, channels) less its leading and trailing silence: 60 dB below its loud passages.
+
+    Relative to its own level, so that a copy gained to another loudness is trimmed at the same places.
+    """
+    magnitude = np.abs(audio).max(axis=1)
+    audible = np.flatnonzero(magnitude > 1e-3 * np.percentile(magnitude, 99))
+    return audio[audible[0]: audible[-1] + 1]
+
+
 def _check_written(out: Path, track: Track, target_seconds: float) -> None:
-    """The source's rate, channels and format; opens and closes like the passage (its first and last beats); lasts the target within one beat."""
+    """The source's rate, channels and format; opens and closes with the source's first and last seconds; lasts the target within one beat."""
     audio, sr = sf.read(out, dtype="float32", always_2d=True)
     source = track_load_native(track)
     analysis = track_load_analysis(track)
@@ -65,10 +75,9 @@ def _check_written(out: Path, track: Track, target_seconds: float) -> None:
     beat_seconds = float(np.median(np.diff(analysis.beat_samples))) / analysis.sample_rate
     assert abs(audio.shape[0] / sr - target_seconds) <= beat_seconds + 0.01
     n = int(SECONDS * sr)
-    grid = native_beat_grid(analysis.beat_samples, analysis.sample_rate, sr, source.frames)
-    start, end = int(grid[0]), int(grid[-1])  # the passage: first to last beat
-    assert _correlation(audio[:n], source.samples[start:start + n]) > 0.9
-    assert _correlation(audio[-n:], source.samples[end - n:end]) > 0.9
+    ours, theirs = _without_silence(audio), _without_silence(source.samples)
+    assert _correlation(ours[:n], theirs[:n]) > 0.8
+    assert _correlation(ours[-n:], theirs[-n:]) > 0.8
 
 
 @pytest.mark.slow
@@ -110,7 +119,6 @@ def stereo_24bit_48k(tmp_path_factory) -> Path:
 ])
 def test_retarget_command_writes_at_the_sources_rate_and_channels_with_its_ending(
         storage_root, tmp_path, stereo_24bit_48k, source, suffix, duration):
-    """Vorbis comes back as 16-bit, 24-bit as 24-bit."""
     path = STEREO_CLIP if source.endswith("Vorbis") else stereo_24bit_48k
     out = tmp_path / f"out{suffix}"
     call_command("retarget", str(path), duration=duration, method="heuristic", out=str(out))
@@ -118,6 +126,13 @@ def test_retarget_command_writes_at_the_sources_rate_and_channels_with_its_endin
     _check_written(out, track, parse_duration(duration))
     source_info, written = sf.info(path), sf.info(out)
     assert (written.samplerate, written.channels) == (source_info.samplerate, 2)
+    # The last seconds are the recording's own ending, sample for sample up to the loudness gain.
+    audio, sr = sf.read(out, dtype="float64", always_2d=True)
+    original = track_load_native(track).samples.astype(np.float64)
+    last_beat_end = Edit.objects.get().render["native"]["beat_starts_seconds"][-1]  # the written file's timeline
+    ring_out = audio.shape[0] - int(round(last_beat_end * sr))
+    assert ring_out > 0.3 * sr  # the clip rings on for half a second after its last beat
+    assert _correlation(audio[-ring_out:], original[-ring_out:]) > 0.99
 
 
 def test_retarget_command_refuses_a_source_it_would_downgrade(storage_root, tmp_path):
@@ -132,7 +147,7 @@ def test_retarget_command_refuses_a_source_it_would_downgrade(storage_root, tmp_
     sf.write(eight, y, sr, subtype="PCM_U8")
     with pytest.raises(CommandError, match="lofi.wav: 8-bit samples"):
         call_command("retarget", str(eight), duration="0:22", method="heuristic", out=str(tmp_path / "o.wav"))
-    assert not (tmp_path / "o.wav").exists()
+    assert not Edit.objects.exists() and not (tmp_path / "o.wav").exists()
 
 
 @pytest.mark.slow
@@ -289,7 +304,7 @@ def test_sending_two_results_that_are_one_edit_is_refused(demo_track, django_use
 
 
 @pytest.mark.slow
-def test_the_api_delivers_a_stereo_recording_at_its_rate(
+def test_the_api_delivers_a_stereo_recording_at_its_rate_with_its_opening_and_ending(
         storage_root, client, django_user_model, django_capture_on_commit_callbacks):
     import io
 
@@ -314,7 +329,11 @@ def test_the_api_delivers_a_stereo_recording_at_its_rate(
         assert (info.samplerate, info.channels, info.subtype) == (44100, 2, "PCM_16")
         download.seek(0)
     audio, sr = sf.read(wav, dtype="float32", always_2d=True)
-    # The page's figures and beat map describe the file it plays.
+    source = _without_silence(track_load_native(track).samples)
+    n = int(SECONDS * sr)
+    assert _correlation(_without_silence(audio)[:n], source[:n]) > 0.8
+    assert _correlation(_without_silence(audio)[-n:], source[-n:]) > 0.8
+    # The page's figures and beat map describe the file it plays: beats start after the lead-in, the ring-out follows.
     assert result["duration_seconds"] == pytest.approx(audio.shape[0] / sr, abs=1e-3)
-    assert result["beat_starts_seconds"][-1] == pytest.approx(result["duration_seconds"], abs=1e-4)
+    assert 0 < result["beat_starts_seconds"][0] < result["beat_starts_seconds"][-1] < result["duration_seconds"]
     assert abs(result["duration_seconds"] - 15.0) <= 60.0 / track.tempo_bpm + 0.01
