@@ -5,11 +5,14 @@ functions, so the browser, the command line and a worker behave alike.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +23,7 @@ from django.db import IntegrityError, transaction
 
 from editing import audio as audio_lib
 from editing.demo import read_beats
+from editing.edit import Edit as EditValue
 from editing.edit import EditError, apply_actions, validate_edit
 
 from .errors import AnnotationError
@@ -134,20 +138,42 @@ def track_load_analysis(track: Track) -> audio_lib.TrackAnalysis:
         return audio_lib.TrackAnalysis.load(fh)
 
 
-def track_load_audio(track: Track) -> np.ndarray:
-    """The track's audio as mono float32 at the analysis rate, shape (n_samples,)."""
+@contextlib.contextmanager
+def _track_local_file(track: Track) -> Iterator[Path]:
+    """A local path of the track's source file (a temporary copy, removed afterwards, for a remote storage)."""
     try:
         local = Path(track.audio.path)
     except NotImplementedError:
-        # A remote storage backend: decode from a temporary local copy, removed afterwards.
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / Path(track.audio.name).name
-            with open(local, "wb") as out, track.audio.open("rb") as src:
-                shutil.copyfileobj(src, out)
-            y, _ = audio_lib.load_audio(local, max_seconds=float("inf"))
-        return y
-    y, _ = audio_lib.load_audio(local, max_seconds=float("inf"))
+        local = None
+    if local is not None:
+        yield local
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(track.audio.name).name
+        with open(local, "wb") as out, track.audio.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        yield local
+
+
+def track_load_audio(track: Track) -> np.ndarray:
+    """The track's audio as mono float32 at the analysis rate, shape (n_samples,)."""
+    with _track_local_file(track) as local:
+        y, _ = audio_lib.load_audio(local, max_seconds=float("inf"))
     return y
+
+
+def track_load_native(track: Track) -> audio_lib.NativeAudio:
+    """The track's source at its own rate and channels (refuses more than two channels and 8-bit samples)."""
+    with _track_local_file(track) as local:
+        return audio_lib.load_native(local, name=track.original_name or track.title)
+
+
+def track_sound_edges(track: Track, analysis: audio_lib.TrackAnalysis | None = None) -> audio_lib.SoundEdges:
+    """The track's lead-in and ring-out (sound before its first beat and after its last), read from those parts only."""
+    analysis = analysis if analysis is not None else track_load_analysis(track)
+    with _track_local_file(track) as local:
+        return audio_lib.file_sound_edges(local, analysis.beat_samples, analysis.sample_rate,
+                                          name=track.original_name or track.title)
 
 
 # The annotation page streams this rendition: a 20 s edit is about 25 kB of MP3 against 0.9 MB of WAV,
@@ -280,6 +306,85 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
                 default_storage.delete(stored)
         raise
     return row
+
+
+NATIVE_SUFFIX = "-native.wav"
+
+
+def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None = None) -> dict[str, Any]:
+    """Give ``edit`` its native rendering if it has none, and return its description (``edit.render["native"]``).
+
+    The native rendering is what a retarget delivers: rendered from the track's source at its own
+    sample rate and channels, opening with the track's lead-in when the edit opens with its first
+    beat and closing with its ring-out when it closes with its last (``editing.render.render_native``),
+    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  The edit's
+    own rendering (analysis rate, mono) stays what annotators hear.
+
+    Returns
+    -------
+    dict
+        ``audio`` (the stored WAV's name), ``sample_rate``, ``channels``, ``source_subtype``,
+        ``subtype``, ``duration_seconds``, ``lead_in_seconds``, ``ring_out_seconds``, and the
+        timeline (``beat_starts_seconds``, ``track_beats``, ``seam_seconds``) in the native file's seconds.
+
+    Raises
+    ------
+    editing.audio.AudioError
+        The source cannot be rendered at its own fidelity (more than two channels, 8-bit), or not decoded.
+    """
+    if "native" in edit.render:
+        return edit.render["native"]
+    from editing.render import render_native, write_audio  # scipy.signal: see edit_create
+
+    analysis = analysis if analysis is not None else track_load_analysis(edit.track)
+    source = track_load_native(edit.track)
+    result = render_native(source.samples, source.sample_rate, analysis.beat_samples, analysis.sample_rate,
+                           EditValue.from_json(edit.entries))
+    subtype = audio_lib.delivery_subtype(source.subtype, "WAV")
+    saved = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = Path(tmp) / "native.wav"
+            write_audio(wav, result.audio, result.sample_rate, subtype=subtype)
+            with open(wav, "rb") as fh:
+                saved = default_storage.save(str(Path(edit.audio.name).with_suffix("")) + NATIVE_SUFFIX, File(fh))
+        native = {
+            "audio": saved,
+            "sample_rate": result.sample_rate,
+            "channels": source.channels,
+            "source_subtype": source.subtype,
+            "subtype": subtype,
+            "duration_seconds": round(result.duration_seconds, 5),
+            "lead_in_seconds": round(float(result.beat_starts_seconds[0]), 5),
+            "ring_out_seconds": round(result.duration_seconds - float(result.beat_starts_seconds[-1]), 5),
+            "beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
+            "track_beats": [int(b) for b in result.track_beats],
+            "seam_seconds": [round(float(t), 5) for t in result.seam_seconds],
+        }
+        # Recorded only if no other process recorded one meanwhile (the loser's file is removed).
+        won = Edit.objects.filter(pk=edit.pk).exclude(render__has_key="native").update(
+            render={**edit.render, "native": native})
+    except BaseException:
+        if saved:
+            default_storage.delete(saved)
+        raise
+    if not won:
+        default_storage.delete(saved)
+    edit.refresh_from_db(fields=["render"])
+    return edit.render["native"]
+
+
+def edit_native_write(*, edit: Edit, out: str | os.PathLike | IO[bytes], container: str) -> None:
+    """Write the edit's native rendering (made if missing) to ``out`` as ``container`` ("WAV" or "FLAC").
+
+    The sample format follows the source's (``editing.audio.delivery_subtype``): 16/24-bit as the
+    source, float where the source is float (24-bit in FLAC).
+    """
+    native = edit_native_ensure(edit=edit)
+    with default_storage.open(native["audio"], "rb") as fh:
+        audio, sample_rate = sf.read(fh, dtype="float32" if native["subtype"] != "DOUBLE" else "float64")
+    sf.write(out, audio, sample_rate, format=container,
+             subtype=audio_lib.delivery_subtype(native["source_subtype"], container))
 
 
 def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority: float = 0.0,

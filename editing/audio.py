@@ -61,8 +61,9 @@ __all__ = [
     "ANALYSIS_SR", "N_FFT", "HOP_LENGTH", "BEATS_PER_BAR", "MIN_BEATS", "FEATURE_VERSION",
     "N_AUDIO_FEATURES", "FEATURE_NAMES", "FEATURE_GROUPS", "SUPPORTED_EXTENSIONS",
     "AudioError", "UnsupportedAudio", "CorruptAudio", "EmptyAudio", "SilentAudio", "TooFewBeats",
-    "TooLongAudio", "AnalysisVersionError", "TrackAnalysis",
-    "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
+    "TooLongAudio", "UnsupportedFidelity", "AnalysisVersionError", "TrackAnalysis", "NativeAudio",
+    "NATIVE_CHANNELS", "SoundEdges", "native_format", "load_native", "native_beat_grid", "sound_edges",
+    "file_sound_edges", "delivery_subtype", "load_audio", "analyze", "analyze_file", "file_sha256", "compile_kernels", "warm_up",
 ]
 
 ANALYSIS_SR = 22050
@@ -74,6 +75,22 @@ FEATURE_VERSION: str = "beat-features-v1"
 
 SUPPORTED_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
 SILENCE_PEAK_DBFS = -60.0
+# Channel counts rendered as they are: with three or more, BS.1770 weights each channel by its
+# speaker position, which a file does not state reliably, and downmixing would be a downgrade.
+NATIVE_CHANNELS = (1, 2)
+# 8-bit sources: written back as 8-bit they would be mangled by the loudness gain, written deeper
+# they would not be "as the source"; refused with that reason instead.
+_EIGHT_BIT_SUBTYPES = frozenset({"PCM_S8", "PCM_U8"})
+# Sound before the first beat and after the last is kept from this far before the first sample
+# above SILENCE_PEAK_DBFS to this far after the last one: a soft attack or the end of a decay
+# below the threshold is not clipped off, and leading or trailing digital silence is.
+SOUND_EDGE_MARGIN_MS = 10.0
+# The delivered file's sample format, by the source's: PCM depths and float as they are (FLAC holds
+# at most 24 bits, and no float); decoded lossy or companded sources (Vorbis, MP3, u-law, ...) as 16-bit.
+_DELIVERY_SUBTYPES = {
+    "WAV": {"PCM_16": "PCM_16", "PCM_24": "PCM_24", "PCM_32": "PCM_32", "FLOAT": "FLOAT", "DOUBLE": "DOUBLE"},
+    "FLAC": {"PCM_16": "PCM_16", "PCM_24": "PCM_24", "PCM_32": "PCM_24", "FLOAT": "PCM_24", "DOUBLE": "PCM_24"},
+}
 MIN_BPM = 60.0
 MAX_BPM = 200.0
 N_MELS = 40
@@ -148,6 +165,10 @@ class TooFewBeats(AudioError):
 
 class TooLongAudio(AudioError):
     """The audio is longer than the allowed maximum."""
+
+
+class UnsupportedFidelity(AudioError):
+    """A source the retarget output cannot keep at its own fidelity (more than two channels, 8-bit samples)."""
 
 
 class AnalysisVersionError(ValueError):
@@ -326,6 +347,196 @@ def load_audio(path: str | Path, *, sr: int = ANALYSIS_SR, max_seconds: float = 
     if source_sr != sr:
         y = librosa.resample(y, orig_sr=source_sr, target_sr=sr, res_type="soxr_hq")
     return np.ascontiguousarray(y, dtype=np.float32), int(source_sr)
+
+
+@dataclass(frozen=True, eq=False)
+class NativeAudio:
+    """Samples of a source file at its own rate and channels.
+
+    Attributes
+    ----------
+    samples : np.ndarray [shape=(n, channels)], float32
+        ``channels`` is 1 or 2.
+    sample_rate : int
+        Hz, the file's own.
+    subtype : str
+        libsndfile's name of the file's sample format (``PCM_16``, ``PCM_24``, ``FLOAT``, ``VORBIS``, ...).
+    frames : int
+        Length of the whole file, samples per channel (``samples`` may hold only a part of it).
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    subtype: str
+    frames: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+
+def native_format(path: str | Path, *, name: str | None = None) -> sf._SoundFileInfo:
+    """The file's header (rate, channels, subtype, frames), refused when its fidelity cannot be kept.
+
+    ``name`` names the file in messages (default: the path's file name).
+
+    Raises
+    ------
+    CorruptAudio
+        If the file cannot be opened as audio.
+    UnsupportedFidelity
+        On more than two channels, or 8-bit samples.
+    """
+    name = name or Path(path).name
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise CorruptAudio(f"{name}: cannot be decoded as audio ({err})") from err
+    if info.channels not in NATIVE_CHANNELS:
+        raise UnsupportedFidelity(
+            f"{name}: {info.channels} channels; retargeting keeps mono or stereo as it is and will not downmix"
+        )
+    if info.subtype in _EIGHT_BIT_SUBTYPES:
+        raise UnsupportedFidelity(f"{name}: 8-bit samples; retargeting renders 16-bit, 24-bit, 32-bit, float or compressed sources")
+    return info
+
+
+def load_native(path: str | Path, *, start: int = 0, stop: int | None = None, name: str | None = None) -> NativeAudio:
+    """Decode a file (or samples ``[start, stop)`` of it) at its own rate and channels.
+
+    Parameters
+    ----------
+    path : str or Path
+    start, stop : int
+        The part to read, samples per channel; default the whole file.
+    name : str, optional
+        Names the file in messages (default: the path's file name).
+
+    Returns
+    -------
+    NativeAudio
+
+    Raises
+    ------
+    CorruptAudio, UnsupportedFidelity
+    """
+    info = native_format(path, name=name)
+    try:
+        data, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise CorruptAudio(f"{name or Path(path).name}: cannot be decoded as audio ({err})") from err
+    return NativeAudio(samples=data, sample_rate=int(sr), subtype=info.subtype, frames=int(info.frames))
+
+
+def native_beat_grid(beat_samples: np.ndarray, analysis_sr: int, sample_rate: int, n_samples: int) -> np.ndarray:
+    """The beat grid of an analysis mapped to a source's own sample rate.
+
+    The analysis decodes the source resampled without delay (soxr), so sample ``k`` at
+    ``analysis_sr`` is time ``k / analysis_sr`` in the source too.
+
+    Parameters
+    ----------
+    beat_samples : np.ndarray [shape=(n_beats + 1,)], int
+        Beat boundaries at ``analysis_sr``, samples.
+    analysis_sr, sample_rate : int
+        Hz, of the grid and of the source.
+    n_samples : int
+        The source's length, samples at ``sample_rate`` (the grid is clipped to it).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_beats + 1,)], int64
+        Boundaries at ``sample_rate``, samples, rounded to the nearest.
+    """
+    beat_samples = np.asarray(beat_samples, dtype=np.int64)
+    grid = np.minimum((beat_samples * sample_rate + analysis_sr // 2) // analysis_sr, n_samples)
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError(f"beat grid at {analysis_sr} Hz does not map to {sample_rate} Hz: beats collapse")
+    return grid
+
+
+@dataclass(frozen=True)
+class SoundEdges:
+    """How much sound a source holds before its first beat (the lead-in) and after its last (the ring-out).
+
+    Attributes
+    ----------
+    lead_in_samples, ring_out_samples : int
+        Samples at ``sample_rate``.
+    sample_rate : int
+        Hz.
+    """
+
+    lead_in_samples: int
+    ring_out_samples: int
+    sample_rate: int
+
+    @property
+    def lead_in_seconds(self) -> float:
+        return self.lead_in_samples / self.sample_rate
+
+    @property
+    def ring_out_seconds(self) -> float:
+        return self.ring_out_samples / self.sample_rate
+
+
+def sound_edges(before_first_beat: np.ndarray, after_last_beat: np.ndarray, sample_rate: int) -> SoundEdges:
+    """The lead-in and ring-out of a source: its sound before the first beat and after the last, silence trimmed.
+
+    Parameters
+    ----------
+    before_first_beat : np.ndarray [shape=(n,) or (n, channels)], float
+        The source up to its first beat.
+    after_last_beat : np.ndarray [shape=(m,) or (m, channels)], float
+        The source from the end of its last beat to its end.
+    sample_rate : int
+        Hz.
+
+    Returns
+    -------
+    SoundEdges
+        The lead-in starts ``SOUND_EDGE_MARGIN_MS`` before the first sample above
+        ``SILENCE_PEAK_DBFS`` (or at the file's start); the ring-out ends that long after the last
+        one (or at the file's end).  Either is 0 where that part is silent.
+    """
+    threshold = 10.0 ** (SILENCE_PEAK_DBFS / 20.0)
+    margin = int(round(SOUND_EDGE_MARGIN_MS * sample_rate / 1000.0))
+
+    def audible(part: np.ndarray) -> np.ndarray:
+        part = np.abs(np.asarray(part))
+        return np.flatnonzero((part if part.ndim == 1 else part.max(axis=1)) > threshold)
+
+    before, after = audible(before_first_beat), audible(after_last_beat)
+    n_before = len(before_first_beat)
+    lead_in = n_before - max(0, int(before[0]) - margin) if before.size else 0
+    ring_out = min(len(after_last_beat), int(after[-1]) + 1 + margin) if after.size else 0
+    return SoundEdges(lead_in_samples=lead_in, ring_out_samples=ring_out, sample_rate=int(sample_rate))
+
+
+def file_sound_edges(path: str | Path, beat_samples: np.ndarray, analysis_sr: int, *,
+                     name: str | None = None) -> SoundEdges:
+    """:func:`sound_edges` of a file, at its own rate, reading only the parts before the first beat and after the last.
+
+    ``name`` names the file in messages (default: the path's file name).
+
+    Raises
+    ------
+    CorruptAudio, UnsupportedFidelity
+    """
+    info = native_format(path, name=name)
+    grid = native_beat_grid(beat_samples, analysis_sr, info.samplerate, info.frames)
+    before = load_native(path, stop=int(grid[0]), name=name).samples
+    after = load_native(path, start=int(grid[-1]), name=name).samples
+    return sound_edges(before, after, info.samplerate)
+
+
+def delivery_subtype(source_subtype: str, container: str) -> str:
+    """The sample format of a delivered ``container`` ("WAV" or "FLAC") for a source of ``source_subtype``.
+
+    As the source where the container holds it (16/24/32-bit PCM, float); 24-bit in FLAC for deeper
+    or float sources; 16-bit for decoded lossy or companded sources.
+    """
+    return _DELIVERY_SUBTYPES[container].get(source_subtype, "PCM_16")
 
 
 @functools.lru_cache(maxsize=4)

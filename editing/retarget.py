@@ -12,7 +12,11 @@ Rules (each refusal names the thing and the reason):
   bars (8 beats);
 - the duration lies within 0.5x..2x of the passage's own, as the task allows;
 - the target in beats is the reachable length nearest ``duration / mean beat duration``, so the
-  rendered edit lands within about a beat of the duration.
+  rendered edit lands within about a beat of the duration;
+- a passage that starts at the track's start opens with the track's lead-in (its sound before the
+  first beat), one that ends at the track's end closes with its ring-out (the sound after the last
+  beat): both are heard as in the source and count towards the duration, so the beats make up the
+  rest; the range check applies to the beats (half to twice the passage's beats, plus these).
 """
 from __future__ import annotations
 
@@ -52,8 +56,11 @@ class RetargetPlan:
     passage_seconds : float
         The passage's own duration.
     expected_seconds : float
-        ``target_beats`` times the passage's mean beat duration: what the edit will last, give
-        or take the tempo's variation.
+        ``target_beats`` times the passage's mean beat duration, plus the lead-in and ring-out it
+        plays: what the edit will last, give or take the tempo's variation.
+    lead_in_seconds, ring_out_seconds : float
+        The track's sound before the passage's first beat and after its last that the output plays
+        (0 for a passage that starts or ends inside the track).
     """
 
     start_beat: int
@@ -62,6 +69,8 @@ class RetargetPlan:
     target_seconds: float
     passage_seconds: float
     expected_seconds: float
+    lead_in_seconds: float = 0.0
+    ring_out_seconds: float = 0.0
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -97,7 +106,8 @@ def format_duration(seconds: float) -> str:
 
 
 def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample_rate: int, target_seconds: float,
-                  from_beat: int | None = None, to_beat: int | None = None, name: str = "track") -> RetargetPlan:
+                  from_beat: int | None = None, to_beat: int | None = None, name: str = "track",
+                  lead_in_seconds: float = 0.0, ring_out_seconds: float = 0.0) -> RetargetPlan:
     """Check a retarget request against a track's beat grid and turn it into beats.
 
     Parameters
@@ -114,6 +124,9 @@ def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample
         The passage, beats ``[from_beat, to_beat)``; default the whole track.
     name : str
         Names the track in messages.
+    lead_in_seconds, ring_out_seconds : float
+        The track's sound before its first beat and after its last (``editing.audio.sound_edges``),
+        seconds: played, and counted, when the passage starts at beat 0 / ends at the track's end.
 
     Raises
     ------
@@ -133,14 +146,22 @@ def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample
         raise RetargetError(f"{name}: a range of {n} beats is longer than {MAX_PASSAGE_BEATS} beats")
     if not math.isfinite(target_seconds) or target_seconds <= 0:
         raise RetargetError(f"duration of {target_seconds} s: must be more than zero seconds")
-    passage_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
-    lowest, highest = MIN_STRETCH * passage_seconds, MAX_STRETCH * passage_seconds
+    if not (math.isfinite(lead_in_seconds) and lead_in_seconds >= 0 and math.isfinite(ring_out_seconds)
+            and ring_out_seconds >= 0):
+        raise RetargetError(f"{name}: lead-in {lead_in_seconds} s and ring-out {ring_out_seconds} s must be >= 0")
+    lead_in = float(lead_in_seconds) if start == 0 else 0.0
+    ring_out = float(ring_out_seconds) if stop == n_track else 0.0
+    beats_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
+    passage_seconds = lead_in + beats_seconds + ring_out
+    lowest = lead_in + MIN_STRETCH * beats_seconds + ring_out
+    highest = lead_in + MAX_STRETCH * beats_seconds + ring_out
     if not lowest <= target_seconds <= highest:
         raise RetargetError(
             f"{name}: {format_duration(target_seconds)} is outside {format_duration(lowest)}..{format_duration(highest)}, "
             f"half to twice the passage's {format_duration(passage_seconds)}"
         )
-    mean_beat = passage_seconds / n
-    target_beats = reachable_target(bar_positions[start:stop], round(target_seconds / mean_beat))
+    mean_beat = beats_seconds / n
+    target_beats = reachable_target(bar_positions[start:stop], round((target_seconds - lead_in - ring_out) / mean_beat))
     return RetargetPlan(start_beat=start, n_beats=n, target_beats=target_beats, target_seconds=float(target_seconds),
-                        passage_seconds=passage_seconds, expected_seconds=target_beats * mean_beat)
+                        passage_seconds=passage_seconds, expected_seconds=lead_in + target_beats * mean_beat + ring_out,
+                        lead_in_seconds=lead_in, ring_out_seconds=ring_out)

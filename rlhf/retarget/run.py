@@ -12,7 +12,7 @@ import numpy as np
 from django.utils import timezone
 
 from annotations.models import Edit, Track
-from annotations.services import edit_create, track_load_analysis
+from annotations.services import edit_create, edit_native_ensure, track_load_analysis
 from annotations.uploads import track_upload_run
 from editing.baselines import BASELINE_EDIT_SOURCES, HEURISTIC, baseline_actions
 from editing.audio import TrackAnalysis
@@ -34,7 +34,10 @@ from rlhf.versions import SeamServiceError, policy_active, reward_model_active, 
 
 @dataclass(frozen=True)
 class RetargetOutcome:
-    """What one method made: the stored edit, its seams, and the reward model's score (None without one)."""
+    """What one method made: the stored edit, its seams, and the reward model's score (None without one).
+
+    Seams and duration are the delivered file's: the native rendering, with its lead-in and ring-out.
+    """
 
     method: str
     edit: Edit
@@ -94,10 +97,11 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
             actions = _policy_actions(version, arrays, plan, method, rng)
     edit = edit_create(track=track, actions=actions, excerpt_start=plan.start_beat, n_source_beats=plan.n_beats,
                        target_beats=plan.target_beats, source=source, analysis=analysis)
+    native = edit_native_ensure(edit=edit, analysis=analysis)
     reward, label = _reward_of(edit)
     return RetargetOutcome(method=method.label, edit=edit, reward=reward, reward_model=label,
-                           seam_seconds=tuple(float(s) for s in edit.render.get("seam_seconds", [])),
-                           duration_seconds=float(edit.duration_seconds))
+                           seam_seconds=tuple(float(s) for s in native["seam_seconds"]),
+                           duration_seconds=float(native["duration_seconds"]))
 
 
 def _policy_actions(version, arrays, plan: RetargetPlan, method: Method, rng: np.random.Generator) -> list[int]:

@@ -25,9 +25,9 @@ from django.db import transaction
 
 from annotations.errors import DomainError
 from annotations.models import Comparison, Edit, Track
-from annotations.services import comparison_create, track_load_analysis
+from annotations.services import comparison_create, track_load_analysis, track_sound_edges
 from annotations.uploads import track_upload_store
-from editing.audio import TrackAnalysis
+from editing.audio import AudioError, TrackAnalysis
 from editing.retarget import RetargetError, RetargetPlan, parse_duration, plan_retarget
 from rlhf.dispatch import retarget_job_enqueue
 from rlhf.learning.configs import BEST_OF_N
@@ -120,14 +120,20 @@ def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None 
                   to_beat: int | None = None, analysis: TrackAnalysis | None = None) -> RetargetPlan:
     """The checked plan for ``track``; raises :class:`RetargetServiceError` with the reason.
 
+    The track's lead-in and ring-out count towards the duration (read from the source's first and
+    last seconds); a source whose fidelity the output cannot keep (more than two channels, 8-bit)
+    is refused here, before any work.
+
     ``analysis``: the track's analysis when the caller has it already (it is read once per request).
     """
     analysis = analysis if analysis is not None else track_load_analysis(track)
     try:
+        edges = track_sound_edges(track, analysis)
         return plan_retarget(beat_samples=analysis.beat_samples, bar_positions=analysis.bar_positions,
                              sample_rate=analysis.sample_rate, target_seconds=parse_duration(duration),
-                             from_beat=from_beat, to_beat=to_beat, name=track.title)
-    except RetargetError as err:
+                             from_beat=from_beat, to_beat=to_beat, name=track.title,
+                             lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
+    except (RetargetError, AudioError) as err:
         raise RetargetServiceError(str(err)) from err
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import soundfile as sf
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -23,20 +22,23 @@ from rest_framework.views import APIView
 
 from annotations.models import Edit, Track
 from annotations.roles import IsResearcher, researcher_required
+from annotations.services import edit_native_ensure, edit_native_write
 from editing.audio import SUPPORTED_EXTENSIONS
 from editing.edit import MAX_PASSAGE_BEATS
 from rlhf.models import RetargetJob
 from rlhf.retarget.services import DEFAULT_METHODS, retarget_default_methods, retarget_job_send, retarget_job_start
 from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active
 
-_AUDIO_TYPES = {"wav": ("WAV", "PCM_16", "audio/wav"), "flac": ("FLAC", "PCM_16", "audio/flac")}
+_AUDIO_TYPES = {"wav": ("WAV", "audio/wav"), "flac": ("FLAC", "audio/flac")}
 
 
 def _job_json(job: RetargetJob) -> dict:
     edits = Edit.objects.in_bulk([r["edit_id"] for r in job.results])
     results = []
     for i, result in enumerate(job.results):
-        render_info = edits[result["edit_id"]].render
+        render = edits[result["edit_id"]].render
+        # The delivered file's timeline (the native rendering); results made before it have the edit's own.
+        render_info = render.get("native", render)
         results.append({
             **result,
             "audio_url": reverse("rlhf-retarget-audio", args=[job.pk, i, "wav"]),
@@ -132,21 +134,23 @@ class RetargetSendApi(APIView):
 @researcher_required
 @require_GET
 def retarget_audio(request: HttpRequest, pk: int, index: int, fmt: str) -> HttpResponse:
-    """A job's result as WAV (the stored rendering) or FLAC (converted), as a download."""
+    """A job's result as a download: the native rendering (the source's rate and channels) as WAV, or as FLAC.
+
+    Results made before native renderings existed get theirs made now, once.
+    """
     job = get_object_or_404(RetargetJob.objects.select_related("track"), pk=pk)
     if fmt not in _AUDIO_TYPES or not 0 <= index < len(job.results):
         raise Http404("no such result")
     edit = get_object_or_404(Edit, pk=job.results[index]["edit_id"])
     title = (job.track.title if job.track_id else "track").replace('"', "")
     name = f"{title} - {job.results[index]['method']} - {round(job.target_seconds)}s.{fmt}"
+    container, content_type = _AUDIO_TYPES[fmt]
     if fmt == "wav":
-        return FileResponse(default_storage.open(edit.audio.name, "rb"), as_attachment=True, filename=name,
-                            content_type="audio/wav")
-    container, subtype, content_type = _AUDIO_TYPES[fmt]
-    with default_storage.open(edit.audio.name, "rb") as fh:
-        audio, sr = sf.read(fh, dtype="float32")
+        native = edit_native_ensure(edit=edit)
+        return FileResponse(default_storage.open(native["audio"], "rb"), as_attachment=True, filename=name,
+                            content_type=content_type)
     buffer = io.BytesIO()
-    sf.write(buffer, audio, sr, format=container, subtype=subtype)
+    edit_native_write(edit=edit, out=buffer, container=container)
     buffer.seek(0)
     return FileResponse(buffer, as_attachment=True, filename=name, content_type=content_type)
 

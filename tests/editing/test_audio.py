@@ -279,3 +279,62 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "x.bin"
     path.write_bytes(b"abc" * 1_000_000)
     assert file_sha256(path) == hashlib.sha256(b"abc" * 1_000_000).hexdigest()
+
+
+# --- the source at its own fidelity (what a retarget delivers) ---------------------------------
+
+@pytest.mark.parametrize("sr, channels, subtype", [(44100, 2, "PCM_16"), (48000, 1, "PCM_24"), (96000, 2, "FLOAT")])
+def test_load_native_keeps_the_files_rate_channels_and_sample_format(tmp_path, sr, channels, subtype):
+    rng = np.random.default_rng(0)
+    data = (0.2 * np.clip(rng.standard_normal((sr // 2, channels)), -4, 4)).astype(np.float32)
+    path = tmp_path / "source.wav"
+    sf.write(path, data, sr, subtype=subtype)
+    native = audio.load_native(path)
+    assert (native.sample_rate, native.channels, native.subtype, native.frames) == (sr, channels, subtype, sr // 2)
+    np.testing.assert_allclose(native.samples, data, atol=1e-4)
+    part = audio.load_native(path, start=100, stop=300)
+    np.testing.assert_array_equal(part.samples, native.samples[100:300])
+
+
+@pytest.mark.parametrize("channels, subtype, reason", [
+    (3, "PCM_16", "3 channels; retargeting keeps mono or stereo as it is and will not downmix"),
+    (1, "PCM_U8", "8-bit samples"),
+])
+def test_a_source_whose_fidelity_cannot_be_kept_is_refused_in_one_line(tmp_path, channels, subtype, reason):
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros((1000, channels), np.float32), 44100, subtype=subtype)
+    with pytest.raises(audio.UnsupportedFidelity, match=reason) as refused:
+        audio.load_native(path)
+    assert "\n" not in str(refused.value) and str(refused.value).startswith("odd.wav: ")
+
+
+@pytest.mark.parametrize("source, wav, flac", [
+    ("PCM_16", "PCM_16", "PCM_16"), ("PCM_24", "PCM_24", "PCM_24"), ("PCM_32", "PCM_32", "PCM_24"),
+    ("FLOAT", "FLOAT", "PCM_24"), ("VORBIS", "PCM_16", "PCM_16"), ("MPEG_LAYER_III", "PCM_16", "PCM_16"),
+])
+def test_the_delivered_sample_format_follows_the_source(source, wav, flac):
+    assert audio.delivery_subtype(source, "WAV") == wav
+    assert audio.delivery_subtype(source, "FLAC") == flac
+
+
+def test_the_beat_grid_maps_to_the_sources_rate_at_the_same_moments():
+    grid = np.array([512, 1024, 22050, 44100])
+    np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 44100, 10**6), 2 * grid)
+    np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 48000, 10**6), [1115, 2229, 48000, 96000])
+    np.testing.assert_array_equal(audio.native_beat_grid(grid, ANALYSIS_SR, 48000, 90000)[-1], 90000)
+
+
+def test_file_sound_edges_reads_only_the_edges_and_agrees_with_the_whole(tmp_path):
+    sr = 48000
+    rng = np.random.default_rng(1)
+    data = np.zeros((3 * sr, 2), np.float32)
+    data[sr // 10 :] = 0.2 * rng.standard_normal((3 * sr - sr // 10, 2))  # 100 ms of silence, then sound
+    data[-sr // 5 :] = 0.0  # 200 ms of trailing silence
+    path = tmp_path / "edges.wav"
+    sf.write(path, data, sr, subtype="PCM_24")
+    beat_samples = np.array([11025, 22050, 44100])  # at the analysis rate: 0.5 s .. 2 s
+    edges = audio.file_sound_edges(path, beat_samples, ANALYSIS_SR)
+    whole = audio.sound_edges(data[: sr // 2], data[2 * sr :], sr)
+    assert edges == whole
+    assert edges.lead_in_seconds == pytest.approx(0.4 + audio.SOUND_EDGE_MARGIN_MS / 1000, abs=1e-3)
+    assert edges.ring_out_seconds == pytest.approx(0.8 + audio.SOUND_EDGE_MARGIN_MS / 1000, abs=1e-3)

@@ -6,6 +6,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
+from editing.audio import SoundEdges, sound_edges
 from editing.baselines import bar_aligned_cut
 from editing.edit import Action, EditBuilder, EditError, apply_actions
 from editing.render import (
@@ -17,6 +18,7 @@ from editing.render import (
     RenderError,
     integrated_loudness,
     render_edit,
+    render_native,
     write_audio,
 )
 from tests.editing.factories import masked_rollout, random_target
@@ -248,3 +250,149 @@ def test_seams_stay_within_the_local_jumps_of_the_joined_audio(demo_analyses):
                     worst[crossfade_ms] = max(worst[crossfade_ms], jump / local)
     assert worst[DEFAULT_CROSSFADE_MS] <= np.sqrt(2)
     assert worst[0.0] > 2.0  # without crossfades the same edits click
+
+
+# --------------------------------------------------------------------------- stereo, native rate, lead-in and ring-out
+
+def _stereo(y: np.ndarray) -> np.ndarray:
+    """Two different channels: the mono signal left, a delayed and quieter copy of it right."""
+    return np.stack([y, 0.6 * np.roll(y, 37)], axis=1).astype(np.float32)
+
+
+def test_stereo_renders_each_channel_as_its_own_mono_render(click_track):
+    """Seams are crossfaded per channel: each output channel is that channel rendered alone."""
+    y, beat_samples = click_track
+    stereo = _stereo(y)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=20), excerpt_start=8,
+                         bar_positions=bars(32), target_beats=20)
+    both = render_edit(stereo, SR, beat_samples, edit, normalize=False)
+    assert both.audio.shape == (20 * SAMPLES_PER_BEAT, 2) and both.seam_seconds
+    for channel in range(2):
+        alone = render_edit(np.ascontiguousarray(stereo[:, channel]), SR, beat_samples, edit, normalize=False)
+        np.testing.assert_allclose(both.audio[:, channel], alone.audio, atol=1e-6)
+
+
+def test_stereo_loudness_is_pyloudnorms_and_one_gain_keeps_the_image(click_track):
+    y, beat_samples = click_track
+    stereo = _stereo(y)
+    assert integrated_loudness(stereo, SR) == pytest.approx(
+        pyloudnorm.Meter(SR).integrated_loudness(stereo.astype(np.float64)), abs=1e-6)
+    edit = apply_actions(keep_all(32), excerpt_start=0, bar_positions=bars(32), target_beats=32)
+    loud = render_edit(stereo, SR, beat_samples, edit).audio
+    raw = render_edit(stereo, SR, beat_samples, edit, normalize=False).audio
+    assert pyloudnorm.Meter(SR).integrated_loudness(loud.astype(np.float64)) == pytest.approx(TARGET_LUFS, abs=0.5)
+    assert np.abs(loud).max() <= 10 ** (PEAK_CEILING_DBFS / 20)
+    # The right channel stays 0.6 of the left (delayed) wherever the limiter left the gain alone.
+    ratio = np.linalg.norm(loud[:, 1]) / np.linalg.norm(loud[:, 0])
+    assert ratio == pytest.approx(np.linalg.norm(raw[:, 1]) / np.linalg.norm(raw[:, 0]), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def song() -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(audio, beat_samples, lead_in, ring_out): silence, a lead-in before the first beat, 32 beats, a decaying final hit."""
+    silence, lead_in, ring_out = SR // 4, SR // 3, 2 * SR
+    rng = np.random.default_rng(3)
+    beat_samples = silence + lead_in + np.arange(33, dtype=np.int64) * SAMPLES_PER_BEAT
+    n = int(beat_samples[-1]) + ring_out + SR // 2  # then half a second of digital silence
+    y = np.zeros(n, dtype=np.float32)
+    y[silence : silence + lead_in] = 0.2 * np.sin(2 * np.pi * 330 * np.arange(lead_in) / SR)  # the pickup
+    for b in beat_samples[:-1]:
+        y[b : b + SAMPLES_PER_BEAT] += 0.3 * np.exp(-np.arange(SAMPLES_PER_BEAT) / (0.05 * SR)) * rng.standard_normal(SAMPLES_PER_BEAT)
+    decay = np.arange(ring_out)
+    y[beat_samples[-1] : beat_samples[-1] + ring_out] = 0.5 * np.exp(-decay / (0.3 * SR)) * np.sin(2 * np.pi * 110 * decay / SR)
+    return y, beat_samples, lead_in, ring_out
+
+
+def _audible_span(y: np.ndarray) -> tuple[int, int]:
+    loud = np.flatnonzero(np.abs(y) > 1e-3)
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+def test_a_whole_track_retarget_opens_with_the_lead_in_and_ends_with_the_decay(song):
+    y, beat_samples, lead_in, ring_out = song
+    edges = sound_edges(y[: beat_samples[0]], y[beat_samples[-1]:], SR)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=20), excerpt_start=0,
+                         bar_positions=bars(32), target_beats=20)
+    result = render_edit(y, SR, beat_samples, edit, normalize=False, lead_in_samples=edges.lead_in_samples,
+                         ring_out_samples=edges.ring_out_samples)
+    start, end = _audible_span(y)
+    # The pickup plays from its first sound (the leading silence is trimmed) into beat 0, as in the source.
+    head = int(beat_samples[0]) - start
+    np.testing.assert_array_equal(result.audio[: edges.lead_in_samples], y[beat_samples[0] - edges.lead_in_samples : beat_samples[0]])
+    assert head <= edges.lead_in_samples <= head + SR // 50
+    assert result.beat_starts_seconds[0] == pytest.approx(edges.lead_in_samples / SR)
+    # The final hit rings out to its end, sample for sample; the trailing digital silence is left out.
+    tail = end - int(beat_samples[-1])
+    assert tail <= edges.ring_out_samples <= tail + SR // 50
+    np.testing.assert_array_equal(result.audio[-edges.ring_out_samples :],
+                                  y[beat_samples[-1] : beat_samples[-1] + edges.ring_out_samples])
+    assert result.duration_seconds == pytest.approx((edges.lead_in_samples + 20 * SAMPLES_PER_BEAT + edges.ring_out_samples) / SR)
+    # Beat starts and seams count in the output's seconds, after the lead-in.
+    without = render_edit(y, SR, beat_samples, edit, normalize=False)
+    np.testing.assert_allclose(result.beat_starts_seconds, without.beat_starts_seconds + edges.lead_in_samples / SR)
+    np.testing.assert_allclose(result.seam_seconds, np.add(without.seam_seconds, edges.lead_in_samples / SR))
+
+
+def test_a_passage_inside_the_track_ends_at_its_own_last_beat(song):
+    y, beat_samples, _, _ = song
+    edges = sound_edges(y[: beat_samples[0]], y[beat_samples[-1]:], SR)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(16), target_beats=12), excerpt_start=8,
+                         bar_positions=bars(16), target_beats=12)
+    result = render_edit(y, SR, beat_samples, edit, normalize=False, lead_in_samples=edges.lead_in_samples,
+                         ring_out_samples=edges.ring_out_samples)
+    assert result.audio.shape == (12 * SAMPLES_PER_BEAT,)
+    assert result.beat_starts_seconds[0] == 0.0
+    np.testing.assert_array_equal(result.audio[-SAMPLES_PER_BEAT : -EDGE], y[beat_samples[23] : beat_samples[24] - EDGE])
+
+
+def test_a_source_that_starts_on_its_first_beat_has_no_lead_in_and_silence_has_no_ring_out(song):
+    y, beat_samples, _, _ = song
+    assert sound_edges(np.zeros(500, np.float32), np.zeros((700, 2), np.float32), SR) == SoundEdges(0, 0, SR)
+    edges = sound_edges(y[:0], y[beat_samples[-1]:], SR)
+    assert edges.lead_in_samples == 0 and edges.ring_out_samples > 0
+
+
+@pytest.mark.parametrize("sample_rate, channels", [(44100, 2), (48000, 1), (96000, 2)])
+def test_render_native_keeps_the_sources_rate_and_channels(song, sample_rate, channels):
+    """The analysis grid (22,050 Hz) lands on the same moments of a source at its own rate."""
+    y, beat_samples, _, _ = song
+    from scipy.signal import resample_poly
+
+    native = resample_poly(y, sample_rate, SR).astype(np.float32)
+    native = native[:, None] if channels == 1 else _stereo(native)
+    edit = apply_actions(bar_aligned_cut(bar_positions=bars(32), target_beats=48), excerpt_start=0,
+                         bar_positions=bars(32), target_beats=48)
+    result = render_native(native, sample_rate, beat_samples, SR, edit, normalize=False)
+    edges = sound_edges(y[: beat_samples[0]], y[beat_samples[-1]:], SR)
+    analysis_rate = render_edit(y, SR, beat_samples, edit, normalize=False, lead_in_samples=edges.lead_in_samples,
+                                ring_out_samples=edges.ring_out_samples)
+    assert result.sample_rate == sample_rate and result.audio.shape[1] == channels
+    # The same lead-in, beats, seams and ring-out, to a few samples (the resampler's ringing moves the
+    # edges of the sound by a sample or two).
+    assert result.duration_seconds == pytest.approx(analysis_rate.duration_seconds, abs=0.001)
+    np.testing.assert_allclose(result.beat_starts_seconds, analysis_rate.beat_starts_seconds, atol=2e-4)
+    np.testing.assert_allclose(result.seam_seconds, analysis_rate.seam_seconds, atol=2e-4)
+    # Heard the same from the first beat on: the native render brought back to 22,050 Hz is the analysis-rate render.
+    back = resample_poly(result.audio[:, 0], SR, sample_rate)[int(round(result.beat_starts_seconds[0] * SR)):]
+    ours = analysis_rate.audio[edges.lead_in_samples:]
+    n = min(back.size, ours.size)
+    assert np.corrcoef(back[:n], ours[:n])[0, 1] > 0.95  # white-noise hits: the hardest content to match
+
+
+def test_render_refuses_more_than_two_channels_and_impossible_edges(click_track):
+    y, beat_samples = click_track
+    ok = apply_actions(keep_all(16), excerpt_start=0, bar_positions=bars(16), target_beats=16)
+    with pytest.raises(RenderError, match="mono float samples"):
+        render_edit(np.stack([y, y, y], axis=1), SR, beat_samples, ok)
+    with pytest.raises(RenderError, match="lead-in of 5 samples"):
+        render_edit(y, SR, beat_samples, ok, lead_in_samples=5)  # the first beat starts at sample 0
+    with pytest.raises(RenderError, match="ring-out"):
+        render_edit(y, SR, beat_samples, ok, ring_out_samples=10 * SR)
+
+
+def test_write_audio_keeps_the_sample_format_asked(tmp_path, click_track):
+    y, _ = click_track
+    for subtype in ("PCM_16", "PCM_24", "FLOAT"):
+        write_audio(tmp_path / f"{subtype}.wav", _stereo(y[:SR]), 48000, subtype=subtype)
+        info = sf.info(tmp_path / f"{subtype}.wav")
+        assert (info.subtype, info.samplerate, info.channels) == (subtype, 48000, 2)

@@ -5,12 +5,10 @@ import os
 import tempfile
 from pathlib import Path
 
-import soundfile as sf
-from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations.models import Track
-from annotations.services import track_ingest
+from annotations.models import Edit, Track
+from annotations.services import edit_native_write, track_ingest
 from editing.audio import AudioError
 from editing.retarget import format_duration
 from rlhf.retarget.run import retarget_run
@@ -18,7 +16,7 @@ from rlhf.retarget.services import (
     RetargetServiceError, retarget_default_methods, retarget_methods_check, retarget_plan,
 )
 
-_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
 
 def _track(source: str) -> Track:
@@ -46,7 +44,9 @@ def _track(source: str) -> Track:
 
 class Command(BaseCommand):
     help = ("Retarget a track to a duration, keeping its opening and final bars: the learned planner, the active "
-            "policy (best of N by the reward model) or the retargeting heuristic.  Writes WAV or FLAC by the suffix of --out.")
+            "policy (best of N by the reward model) or the retargeting heuristic.  Writes WAV or FLAC by the suffix "
+            "of --out, at the source's sample rate and channels, in its sample format (16/24-bit, float; 16-bit for "
+            "compressed sources), opening and closing as the source does.")
 
     def add_arguments(self, parser):
         parser.add_argument("source", help="an audio file (WAV, FLAC, OGG, MP3), or an ingested track's id, title or content hash")
@@ -79,9 +79,9 @@ class Command(BaseCommand):
                 f"{plan.target_beats} beats ({method.label})"
             )
             outcome = retarget_run(track=track, plan=plan, method=method)
-        except RetargetServiceError as err:
+        except (RetargetServiceError, AudioError) as err:
             raise CommandError(str(err)) from err
-        self._write(outcome.edit.audio.name, out)
+        self._write(outcome.edit, out)
         seams = ", ".join(format_duration(s) for s in outcome.seam_seconds) or "none"
         score = "no active reward model" if outcome.reward is None else f"{outcome.reward:+.3f} ({outcome.reward_model}, normalised)"
         self.stdout.write(f"edit: {outcome.edit.source}, {len(outcome.edit.render['track_beats'])} beats, "
@@ -91,15 +91,12 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"wrote {out}"))
 
     @staticmethod
-    def _write(stored_name: str, out: Path) -> None:
-        """Copy the stored rendering to ``out`` in the format of its suffix, atomically."""
-        fmt, subtype = _FORMATS[out.suffix.lower()]
-        with default_storage.open(stored_name, "rb") as fh:
-            audio, sr = sf.read(fh, dtype="float32")
+    def _write(edit: Edit, out: Path) -> None:
+        """Write the edit's native rendering to ``out`` in the format of its suffix, atomically."""
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
         os.close(fd)
         try:
-            sf.write(tmp, audio, sr, format=fmt, subtype=subtype)
+            edit_native_write(edit=edit, out=tmp, container=_FORMATS[out.suffix.lower()])
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
