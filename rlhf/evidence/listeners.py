@@ -56,6 +56,8 @@ __all__ = [
     "ListenerError",
     "DefaultListener",
     "default_listener",
+    "TextureListener",
+    "texture_listener",
     "DEFAULT_LISTENER",
     "load_listener",
     "listener_score",
@@ -325,3 +327,100 @@ class DefaultListener:
 
 
 default_listener = DefaultListener()
+
+
+def _centroid_octaves(x: np.ndarray, sr: int) -> float:
+    """Spectral centroid of a short window (Hann, one FFT), in octaves above 55 Hz; 0 for silence."""
+    if x.size < 64:
+        return 0.0
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    freqs = np.fft.rfftfreq(x.size, 1.0 / sr)
+    total = float(spectrum.sum())
+    if total <= _EPS:
+        return 0.0
+    return float(np.log2(max(float(spectrum @ freqs) / total, 55.0) / 55.0))
+
+
+def _onset_density(x: np.ndarray, sr: int) -> float:
+    """Onsets per second of a window: peaks of its half-wave rectified spectral flux (23 ms frames)."""
+    frame = max(64, int(0.023 * sr))
+    n = x.size // frame
+    if n < 3:
+        return 0.0
+    frames = np.abs(np.fft.rfft(x[: n * frame].reshape(n, frame) * np.hanning(frame), axis=1))
+    flux = np.maximum(np.diff(np.log1p(frames), axis=0), 0.0).sum(1)
+    threshold = flux.mean() + flux.std()
+    peaks = (flux[1:-1] > threshold) & (flux[1:-1] >= flux[:-2]) & (flux[1:-1] >= flux[2:])
+    return float(peaks.sum()) / (x.size / sr)
+
+
+@dataclass(frozen=True)
+class TextureListener:
+    """A second simulated listener that reads none of the heuristic's seam measures.
+
+    The heuristic prices a seam by timbre (MFCC), harmony (chroma) and loudness continuity
+    between neighbour beats, and by the bar position it lands on.  This listener hears the
+    rendered waveform with its own FFT and counts on the true grid:
+
+    * ``brightness_cost`` per octave that the spectral centroid jumps across the seam (the
+      ``window_ms`` before against after) beyond the jump across the natural boundary ``a -> a + 1``;
+    * ``busyness_cost`` per onset per second that the onset density changes across the seam (one
+      ``busy_window_ms`` either side) beyond the natural boundary's change: a groove that suddenly
+      thins or thickens;
+    * ``entry_cost`` per seam whose landing beat is not the first beat of a four-bar phrase on the
+      true grid (music is re-entered at phrase starts); and ``seam_cost`` per seam and the length
+      term as the default listener's.
+    """
+
+    seam_cost: float = 0.2
+    brightness_cost: float = 1.5
+    busyness_cost: float = 0.25
+    entry_cost: float = 0.8
+    length_cost_per_second: float = 0.5
+    length_tolerance_seconds: float = 0.25
+    window_ms: float = 150.0
+    busy_window_ms: float = 1000.0
+    guard_ms: float = 40.0
+
+    def _around(self, y: np.ndarray, sr: int, t: float, window_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        window = max(64, int(window_ms / 1000 * sr))
+        guard = int(self.guard_ms / 1000 * sr)
+        centre = int(round(t * sr))
+        return y[max(0, centre - guard - window): max(0, centre - guard)], y[centre + guard: centre + guard + window]
+
+    def terms(self, clip: Clip) -> dict[str, float]:
+        """Each cost term of ``clip`` (positive numbers; the score is minus their sum)."""
+        sources = clip.source_beats
+        n_track = clip.track_beat_seconds.size - 1
+        seams = np.flatnonzero(np.diff(sources) != 1) + 1
+        costs = {"seams": 0.0, "brightness": 0.0, "busyness": 0.0, "entry": 0.0}
+        if seams.size:
+            sr = clip.sample_rate
+            a, b = sources[seams - 1], sources[seams]
+            natural = np.minimum(a + 1, n_track - 1)
+            beats, downbeats = truth_grid(clip)
+            in_bar_b, phrase_b = _grid_positions(beats, downbeats, clip.track_beat_seconds[b])
+            costs["seams"] = self.seam_cost * seams.size
+            costs["entry"] = self.entry_cost * float(np.sum((in_bar_b != 0) | (phrase_b != 0)))
+            for k, i in enumerate(seams):
+                t_out, t_nat = clip.output_beat_seconds[i], clip.track_beat_seconds[natural[k]]
+                h0, h1 = self._around(clip.audio, sr, t_out, self.window_ms)
+                w0, w1 = self._around(clip.track_audio, sr, t_nat, self.window_ms)
+                heard = abs(_centroid_octaves(h1, sr) - _centroid_octaves(h0, sr))
+                written = abs(_centroid_octaves(w1, sr) - _centroid_octaves(w0, sr))
+                costs["brightness"] += self.brightness_cost * max(0.0, heard - written)
+                h0, h1 = self._around(clip.audio, sr, t_out, self.busy_window_ms)
+                w0, w1 = self._around(clip.track_audio, sr, t_nat, self.busy_window_ms)
+                heard = abs(_onset_density(h1, sr) - _onset_density(h0, sr))
+                written = abs(_onset_density(w1, sr) - _onset_density(w0, sr))
+                costs["busyness"] += self.busyness_cost * max(0.0, heard - written)
+        duration = clip.audio.size / clip.sample_rate
+        miss = abs(duration - clip.target_seconds) - self.length_tolerance_seconds
+        costs["length"] = self.length_cost_per_second * max(0.0, miss)
+        return costs
+
+    def __call__(self, clip: Clip) -> float:
+        return -float(sum(self.terms(clip).values()))
+
+
+texture_listener = TextureListener()
