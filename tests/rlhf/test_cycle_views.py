@@ -1,6 +1,8 @@
 """Researcher pages and API of the cycle: researchers only, CSRF-protected starts, live status, (de)activation."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -204,3 +206,24 @@ def test_a_finished_cycle_shows_its_report_card_and_links_to_its_comparisons(sto
     listing = client.get(reverse("rlhf:cycle-comparisons", args=[data["second"].pk])).content.decode()
     assert listing.count("<tr><td>") == 6 and "2 of 3" in listing and "2 / 0 / 0" in listing
     assert "report card" not in client.get(reverse("rlhf:cycle-detail", args=[data["first"].pk])).content.decode()
+
+
+def _typed(page: str, name: str) -> str:
+    """The value the start form's field ``name`` holds in ``page``."""
+    return re.search(rf'<input id="p-{name}" name="{name}" placeholder="[^"]*" value="([^"]*)"', page).group(1)
+
+
+def test_a_refused_start_keeps_what_was_typed_in_the_form(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 6, 6
+    judged_pairs(n_pairs=6)
+    client = _client(RESEARCHER)
+    fresh = client.get(reverse("rlhf:home")).content.decode()
+    assert _typed(fresh, "learned_weight") == "" and "<details>" in fresh
+
+    refused = client.post(reverse("rlhf:cycle-start"), {"learned_weight": "2", "ppo_timesteps": "4096", "n_pairs": ""})
+    assert refused.status_code == 400 and Cycle.objects.count() == 0
+    page = refused.content.decode()
+    assert "Refused: cycle parameter learned_weight must lie in 0.0..1.0" in page
+    assert (_typed(page, "learned_weight"), _typed(page, "ppo_timesteps"), _typed(page, "n_pairs")) == ("2", "4096", "")
+    assert "<details open>" in page  # the typed values are in sight, next to the refusal
+
