@@ -227,3 +227,17 @@ def test_a_refused_start_keeps_what_was_typed_in_the_form(settings):
     assert (_typed(page, "learned_weight"), _typed(page, "ppo_timesteps"), _typed(page, "n_pairs")) == ("2", "4096", "")
     assert "<details open>" in page  # the typed values are in sight, next to the refusal
 
+
+def test_the_report_card_says_plainly_what_a_first_policy_started_from(storage_root):
+    data = finished_cycles()
+    client = _client(RESEARCHER)
+
+    def start_row() -> str:
+        page = client.get(reverse("rlhf:cycle-detail", args=[data["first"].pk])).content.decode()
+        table = page[page.index('id="report-policy"'):]
+        return table.split("<tr>")[2].split("</th>")[0].split(">")[-1]
+
+    assert start_row() == "a new policy with random weights (start)"
+    data["v1"].metrics["imitation"] = {"n_episodes": 16, "n_steps": 900, "epochs": 4, "agreement": 0.8, "seconds": 2.0}
+    data["v1"].save()
+    assert start_row() == "a new policy taught to copy the heuristic (start)"
