@@ -54,11 +54,17 @@ class TrackUploadForm(forms.Form):
     title = forms.CharField(required=False, help_text="optional; defaults to the file name")
 
 
+# Stored figures the track's page shows as people read them (a method of TrackAdmin each), not as raw fields.
+_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration"}
+
+
 @admin.register(Track)
 class TrackAdmin(admin.ModelAdmin):
     list_display = ("title", "duration", "tempo", "n_beats", "feature_version", "created_at")
     search_fields = ("title", "original_name", "content_hash")
-    readonly_fields = [f.name if f.name != "duration_seconds" else "duration" for f in Track._meta.fields]
+    # Every field read-only; those shown another way are left out of the form, or it would offer them for typing.
+    readonly_fields = [_TRACK_FIELDS_SHOWN_AS.get(f.name, f.name) for f in Track._meta.fields]
+    exclude = tuple(_TRACK_FIELDS_SHOWN_AS)
     change_list_template = "admin/annotations/track/change_list.html"
 
     @admin.display(description="duration (m:ss)", ordering="duration_seconds")
@@ -124,6 +130,13 @@ class TrackUploadAdmin(admin.ModelAdmin):
 class EditAdmin(admin.ModelAdmin):
     list_display = ("id", "track", "source", "excerpt_start_beat", "n_source_beats", "duration")
     list_filter = ("source",)
+    # The rendered audio's length is measured when the edit is rendered, never typed.
+    exclude = ("duration_seconds",)
+    readonly_fields = ("duration",)
+
+    def has_add_permission(self, request):
+        # Edits come only from rendering (services.edit_create), which measures their duration.
+        return False
 
     @admin.display(description="duration (m:ss)", ordering="duration_seconds")
     def duration(self, edit: Edit) -> str:

@@ -113,9 +113,10 @@ ADMIN_MODEL_PAGES = {
     "<object_id>/change/": 200,
     "<object_id>/": 302,  # redirects to change/
 }
-# Rows that only a service creates (an analysis, a training run, an export request).
-ADMIN_NO_ADD = {"annotations.track", "annotations.trackupload", "annotations.exportjob", "rlhf.rewardmodelversion",
-                "annotations.judgement", "axes.accessattempt", "axes.accesslog", "axes.accessfailurelog"}
+# Rows that only a service creates (an analysis, a rendering, a training run, an export request).
+ADMIN_NO_ADD = {"annotations.track", "annotations.edit", "annotations.trackupload", "annotations.exportjob",
+                "rlhf.rewardmodelversion", "annotations.judgement", "axes.accessattempt", "axes.accesslog",
+                "axes.accessfailurelog"}
 # Rows the admin shows but never deletes (judgements come only from annotators).
 ADMIN_NO_DELETE = {"annotations.judgement"}
 

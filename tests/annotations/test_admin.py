@@ -39,6 +39,16 @@ def test_durations_read_as_minutes_and_seconds(admin_user_client, storage_root):
     assert edit.duration_seconds == 1.75
 
 
+def test_durations_cannot_be_typed_over(admin_user_client, storage_root):
+    track = make_track(n_beats=166, tempo_bpm=120.0)
+    edit = make_edit(track, range(7), seconds_per_beat=0.25)
+    for url in (f"/admin/annotations/track/{track.pk}/change/", f"/admin/annotations/edit/{edit.pk}/change/"):
+        page = admin_user_client.get(url).content.decode()
+        assert 'name="duration_seconds"' not in page, url
+    assert ">0:01.8<" in admin_user_client.get(f"/admin/annotations/edit/{edit.pk}/change/").content.decode()
+    assert admin_user_client.get("/admin/annotations/edit/add/").status_code == 403  # only rendering makes edits
+
+
 def test_judgements_can_be_viewed_but_not_added_changed_or_deleted(admin_user_client, storage_root):
     judgement = make_judgement(make_user(), make_comparison(), choice="a")
     listing = admin_user_client.get("/admin/annotations/judgement/").content.decode()
