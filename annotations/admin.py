@@ -55,7 +55,7 @@ class TrackUploadForm(forms.Form):
 
 
 # Stored figures the track's page shows as people read them (a method of TrackAdmin each), not as raw fields.
-_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration"}
+_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration", "tempo_bpm": "tempo"}
 
 
 @admin.register(Track)
@@ -71,9 +71,9 @@ class TrackAdmin(admin.ModelAdmin):
     def duration(self, track: Track) -> str:
         return minutes_seconds(track.duration_seconds)
 
-    @admin.display(description="tempo (BPM)", ordering="tempo_bpm")
+    @admin.display(description="tempo", ordering="tempo_bpm")
     def tempo(self, track: Track) -> str:
-        return f"{track.tempo_bpm:.1f}"
+        return f"{track.tempo_bpm:.1f} BPM"
 
     def has_add_permission(self, request):
         # Tracks are only created by analysing an upload (see upload_view).

@@ -49,6 +49,14 @@ def test_durations_cannot_be_typed_over(admin_user_client, storage_root):
     assert admin_user_client.get("/admin/annotations/edit/add/").status_code == 403  # only rendering makes edits
 
 
+def test_tempos_read_to_a_tenth_of_a_beat_per_minute(admin_user_client):
+    track = make_track(tempo_bpm=117.453829)
+    listing = admin_user_client.get("/admin/annotations/track/").content.decode()
+    page = admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
+    for html in (listing, page):
+        assert ">117.5 BPM<" in html and "117.45" not in html
+
+
 def test_judgements_can_be_viewed_but_not_added_changed_or_deleted(admin_user_client, storage_root):
     judgement = make_judgement(make_user(), make_comparison(), choice="a")
     listing = admin_user_client.get("/admin/annotations/judgement/").content.decode()
