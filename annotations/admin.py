@@ -10,6 +10,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,6 +19,7 @@ from django.utils.html import format_html
 
 from editing.audio import SUPPORTED_EXTENSIONS
 
+from . import converters  # noqa: F401  registers <id:...>
 from .errors import DomainError
 from .invites import annotator_invite
 from .models import Comparison, Edit, ExportJob, Judgement, Track, TrackUpload
@@ -55,7 +58,7 @@ class TrackUploadForm(forms.Form):
 
 
 # Stored figures the track's page shows as people read them (a method of TrackAdmin each), not as raw fields.
-_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration", "tempo_bpm": "tempo"}
+_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration", "tempo_bpm": "tempo", "audio": "audio_file"}
 
 
 @admin.register(Track)
@@ -75,6 +78,14 @@ class TrackAdmin(admin.ModelAdmin):
     def tempo(self, track: Track) -> str:
         return f"{track.tempo_bpm:.1f} BPM"
 
+    @admin.display(description="audio")
+    def audio_file(self, track: Track) -> str:
+        # Stored media is never served at MEDIA_URL: the link goes to audio_view, behind the admin's login.
+        if not track.audio:
+            return "–"
+        return format_html('<a href="{}">{}</a>', reverse("admin:annotations_track_audio", args=[track.pk]),
+                           track.original_name)
+
     def has_add_permission(self, request):
         # Tracks are only created by analysing an upload (see upload_view).
         return False
@@ -82,7 +93,17 @@ class TrackAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("upload/", self.admin_site.admin_view(self.upload_view), name="annotations_track_upload"),
+            path("<id:track_id>/audio/", self.admin_site.admin_view(self.audio_view), name="annotations_track_audio"),
         ] + super().get_urls()
+
+    def audio_view(self, request, track_id: int):
+        """The track's audio file as uploaded, to play or download (404 when it has none)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        track = Track.objects.filter(pk=track_id).only("audio", "original_name").first()
+        if track is None or not track.audio:
+            raise Http404("no such audio")
+        return FileResponse(track.audio.open("rb"), filename=track.original_name)
 
     def upload_view(self, request):
         if not self.has_view_permission(request) or not request.user.has_perm("annotations.change_track"):

@@ -50,6 +50,7 @@ MATRIX: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "admin/jsi18n/": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/r/<content_type_id>/<object_id>/": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},
     "admin/annotations/track/upload/": {"get": (LOGIN, LOGIN, LOGIN, 200), "post": (LOGIN, LOGIN, LOGIN, 200)},
+    "admin/annotations/track/<track_id>/audio/": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},  # no audio stored
     "admin/auth/user/<id>/password/": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/^(?P<app_label>auth|django_celery_beat|axes|annotations|rlhf)/$": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/(?P<url>.*)$": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},
@@ -185,6 +186,7 @@ def world(storage_root):
         "api/exports/": job.pk, "plot": "sources", "name": "policy-reward", "index": 0, "fmt": "wav",
         "retarget/": retarget.pk, "api/retarget/": retarget.pk,
         "content_type_id": ContentType.objects.get_for_model(ExportJob).pk, "object_id": job.pk, "id": annotator.pk,
+        "track_id": comparison.track_id,
     }
     users = {"anonymous": None, "annotator": annotator, "researcher": researcher, "admin": boss}
     return ids, users, upload

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from annotations.admin import minutes_seconds
 from annotations.export import export_job_create
-from annotations.models import ExportJob, Judgement
+from annotations.models import ExportJob, Judgement, Track
 from annotations.selectors import ExportFilters
-from tests.annotations.factories import make_comparison, make_edit, make_judgement, make_track, make_user
+from tests.annotations.factories import make_comparison, make_edit, make_judgement, make_track, make_user, tone_wav
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,22 @@ def test_tempos_read_to_a_tenth_of_a_beat_per_minute(admin_user_client):
     page = admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
     for html in (listing, page):
         assert ">117.5 BPM<" in html and "117.45" not in html
+
+
+def test_the_track_page_links_to_its_audio_and_the_link_plays_it(admin_user_client, storage_root):
+    track = make_track()
+    wav = tone_wav(range(4), seconds_per_beat=0.25)
+    Track.objects.filter(pk=track.pk).update(audio=default_storage.save("tracks/audio/song.wav", ContentFile(wav)),
+                                             original_name="Song take 2.wav")
+    page = admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
+    link = re.search(r'<a href="([^"]+)">Song take 2.wav</a>', page).group(1)
+    assert not link.startswith("/media/")  # stored media is never served directly
+    audio = admin_user_client.get(link)
+    assert audio.status_code == 200 and b"".join(audio.streaming_content) == wav
+    assert audio["Content-Type"].startswith("audio/") and "Song take 2.wav" in audio["Content-Disposition"]
+    stranger = Client()
+    stranger.force_login(make_user(role="annotator"))
+    assert stranger.get(link).status_code == 302  # to the admin's login
 
 
 def test_judgements_can_be_viewed_but_not_added_changed_or_deleted(admin_user_client, storage_root):
