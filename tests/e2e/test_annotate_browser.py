@@ -197,6 +197,13 @@ def test_shortcuts_act_beside_a_control_reached_with_tab_and_question_mark_shows
     assert root.get_attribute("data-playing") == "false"
     assert page.get_by_role("radio", name="A", exact=True).is_checked()
 
+    page.keyboard.press("k")  # the skip form: focus on its first reason, and its keys are its own
+    page.keyboard.press("t")
+    page.keyboard.press("1")
+    assert root.get_attribute("data-playing") == "false"
+    assert page.get_by_role("radio", name="A", exact=True).is_checked()
+    page.keyboard.press("Escape")  # closes the skip form
+
     page.keyboard.press("?")
     assert sheet.locator("dl").is_visible()
     assert "show these keys" in sheet.inner_text() and "seek 2 s back / forward" in sheet.inner_text()
