@@ -225,19 +225,17 @@ def _last_track_id(annotator) -> int | None:
 
 
 def _candidate_ids(kind: Kind, *, annotator, now: datetime, avoid_track_id: int | None) -> list[int]:
-    """The first few comparisons of the queue, those of ``avoid_track_id`` after all the others.
+    """The first few comparisons of the queue, those of ``avoid_track_id`` after the first few of the others.
 
     Two index-ordered reads instead of one sorted by "same track": the queue's
-    partial index keeps serving the order, and the second read runs only when
-    other tracks fill fewer than ``_CANDIDATES_PER_TRY`` places.
+    partial index keeps serving the order, and the cost stays two reads
+    however long the queue and whichever tracks fill it.
     """
     queue = available_comparisons(annotator=annotator, kind=kind, now=now).values_list("pk", flat=True)
     if avoid_track_id is None:
         return list(queue[:_CANDIDATES_PER_TRY])
-    ids = list(queue.exclude(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY])
-    if len(ids) < _CANDIDATES_PER_TRY:
-        ids += list(queue.filter(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY - len(ids)])
-    return ids
+    return (list(queue.exclude(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY])
+            + list(queue.filter(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY]))
 
 
 def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime,
