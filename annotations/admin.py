@@ -10,6 +10,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,6 +19,7 @@ from django.utils.html import format_html
 
 from editing.audio import SUPPORTED_EXTENSIONS
 
+from . import converters  # noqa: F401  registers <id:...>
 from .errors import DomainError
 from .invites import annotator_invite
 from .models import Comparison, Edit, ExportJob, Judgement, Track, TrackUpload
@@ -54,20 +57,34 @@ class TrackUploadForm(forms.Form):
     title = forms.CharField(required=False, help_text="optional; defaults to the file name")
 
 
+# Stored figures the track's page shows as people read them (a method of TrackAdmin each), not as raw fields.
+_TRACK_FIELDS_SHOWN_AS = {"duration_seconds": "duration", "tempo_bpm": "tempo", "audio": "audio_file"}
+
+
 @admin.register(Track)
 class TrackAdmin(admin.ModelAdmin):
     list_display = ("title", "duration", "tempo", "n_beats", "feature_version", "created_at")
     search_fields = ("title", "original_name", "content_hash")
-    readonly_fields = [f.name if f.name != "duration_seconds" else "duration" for f in Track._meta.fields]
+    # Every field read-only; those shown another way are left out of the form, or it would offer them for typing.
+    readonly_fields = [_TRACK_FIELDS_SHOWN_AS.get(f.name, f.name) for f in Track._meta.fields]
+    exclude = tuple(_TRACK_FIELDS_SHOWN_AS)
     change_list_template = "admin/annotations/track/change_list.html"
 
     @admin.display(description="duration (m:ss)", ordering="duration_seconds")
     def duration(self, track: Track) -> str:
         return minutes_seconds(track.duration_seconds)
 
-    @admin.display(description="tempo (BPM)", ordering="tempo_bpm")
+    @admin.display(description="tempo", ordering="tempo_bpm")
     def tempo(self, track: Track) -> str:
-        return f"{track.tempo_bpm:.1f}"
+        return f"{track.tempo_bpm:.1f} BPM"
+
+    @admin.display(description="audio")
+    def audio_file(self, track: Track) -> str:
+        # Stored media is never served at MEDIA_URL: the link goes to audio_view, behind the admin's login.
+        if not track.audio:
+            return "–"
+        return format_html('<a href="{}">{}</a>', reverse("admin:annotations_track_audio", args=[track.pk]),
+                           track.original_name)
 
     def has_add_permission(self, request):
         # Tracks are only created by analysing an upload (see upload_view).
@@ -76,7 +93,17 @@ class TrackAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("upload/", self.admin_site.admin_view(self.upload_view), name="annotations_track_upload"),
+            path("<id:track_id>/audio/", self.admin_site.admin_view(self.audio_view), name="annotations_track_audio"),
         ] + super().get_urls()
+
+    def audio_view(self, request, track_id: int):
+        """The track's audio file as uploaded, to play or download (404 when it has none)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        track = Track.objects.filter(pk=track_id).only("audio", "original_name").first()
+        if track is None or not track.audio:
+            raise Http404("no such audio")
+        return FileResponse(track.audio.open("rb"), filename=track.original_name)
 
     def upload_view(self, request):
         if not self.has_view_permission(request) or not request.user.has_perm("annotations.change_track"):
@@ -124,6 +151,13 @@ class TrackUploadAdmin(admin.ModelAdmin):
 class EditAdmin(admin.ModelAdmin):
     list_display = ("id", "track", "source", "excerpt_start_beat", "n_source_beats", "duration")
     list_filter = ("source",)
+    # The rendered audio's length is measured when the edit is rendered, never typed.
+    exclude = ("duration_seconds",)
+    readonly_fields = ("duration",)
+
+    def has_add_permission(self, request):
+        # Edits come only from rendering (services.edit_create), which measures their duration.
+        return False
 
     @admin.display(description="duration (m:ss)", ordering="duration_seconds")
     def duration(self, edit: Edit) -> str:

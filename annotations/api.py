@@ -70,7 +70,6 @@ class JudgementListCreateView(generics.GenericAPIView):
     """GET: judgements you may read (researchers: all, with filters; annotators: their own).
     POST: submit a judgement (idempotent: the same answer again returns 200 and the stored judgement)."""
 
-    serializer_class = JudgementSerializer
     throttle_scope = "judgements"  # rate in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 
     def get_permissions(self):
@@ -78,16 +77,24 @@ class JudgementListCreateView(generics.GenericAPIView):
             return [IsAnnotator()]
         return [IsAnnotatorOrResearcher()]
 
+    # The browsable API (a browser's Accept: text/html) asks for both: the list's queryset, and
+    # the serializer of the POST form it offers to annotators.
+    def get_serializer_class(self):
+        return JudgementInputSerializer if self.request.method == "POST" else JudgementSerializer
+
+    def get_queryset(self):
+        """The judgements the user may read, narrowed by the query's filters (a bad filter is a 400)."""
+        filters = JudgementFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        return judgements_visible(user=self.request.user, annotator_id=f.get("annotator"),
+                                  comparison_id=f.get("comparison"), date=f.get("date"),
+                                  since=f.get("since"), until=f.get("until"))
+
     @extend_schema(parameters=[JudgementFilterSerializer], responses=JudgementSerializer(many=True),
                    operation_id="judgements_list")
     def get(self, request: Request) -> Response:
-        filters = JudgementFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        f = filters.validated_data
-        qs = judgements_visible(user=request.user, annotator_id=f.get("annotator"),
-                                comparison_id=f.get("comparison"), date=f.get("date"),
-                                since=f.get("since"), until=f.get("until"))
-        page = self.paginate_queryset(qs)
+        page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(JudgementSerializer(page, many=True).data)
 
     @extend_schema(request=JudgementInputSerializer,

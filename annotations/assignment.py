@@ -15,6 +15,11 @@ Rules
 - Higher ``priority`` first (the training side sets it), then older first;
   a comparison locked by another request at that instant is passed over
   rather than waited for.
+- Tracks are mixed: a comparison of the track the annotator was last given
+  waits behind those of other tracks (the same order otherwise), so judging
+  one track's pairs back to back happens only when no other track has open
+  work.  A deferred comparison comes first the next time, so priority order
+  slips by at most one place.
 - Gold comparisons and sides-swapped repeats are mixed in at the rates
   ``settings.ANNOTATION_GOLD_RATE`` and ``ANNOTATION_REPEAT_RATE``.  When the
   drawn kind has nothing left, regular and gold work is tried, so nobody
@@ -211,15 +216,37 @@ def _repeat_ensure(original: Comparison) -> None:
             _repeat_create(original)
 
 
-def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
+def _last_track_id(annotator) -> int | None:
+    """The track of the comparison last given to ``annotator`` (being judged, judged, skipped or expired)."""
+    return (
+        Assignment.objects.filter(annotator=annotator).order_by("-created_at", "-pk")
+        .values_list("comparison__track_id", flat=True).first()
+    )
+
+
+def _candidate_ids(kind: Kind, *, annotator, now: datetime, avoid_track_id: int | None) -> list[int]:
+    """The first few comparisons of the queue, those of ``avoid_track_id`` after the first few of the others.
+
+    Two index-ordered reads instead of one sorted by "same track": the queue's
+    partial index keeps serving the order, and the cost stays two reads
+    however long the queue and whichever tracks fill it.
+    """
+    queue = available_comparisons(annotator=annotator, kind=kind, now=now).values_list("pk", flat=True)
+    if avoid_track_id is None:
+        return list(queue[:_CANDIDATES_PER_TRY])
+    return (list(queue.exclude(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY])
+            + list(queue.filter(track_id=avoid_track_id)[:_CANDIDATES_PER_TRY]))
+
+
+def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime,
+              avoid_track_id: int | None) -> Assignment | None:
     if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat", now=now).exists():
         original = _repeat_source(annotator)
         if original is None:
             return None
         _repeat_ensure(original)
     while True:
-        ids = list(available_comparisons(annotator=annotator, kind=kind, now=now).values_list("pk", flat=True)
-                   [:_CANDIDATES_PER_TRY])
+        ids = _candidate_ids(kind, annotator=annotator, now=now, avoid_track_id=avoid_track_id)
         if not ids:
             return None
         for comparison_id in ids:
@@ -256,10 +283,11 @@ def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignmen
 
 def _assign_new(*, annotator, rng: random.Random, now: datetime) -> Assignment | None:
     first = _draw_kind(rng)
+    avoid_track_id = _last_track_id(annotator)
     # Repeats are made on demand, so they are never a fallback: that would
     # turn an empty queue into a stream of repeats.
     for kind in (first,) + tuple(k for k in ("regular", "gold") if k != first):
-        assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now)
+        assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now, avoid_track_id=avoid_track_id)
         if assignment is not None:
             return assignment  # its comparison and edits came with the lock: no second read
     return None

@@ -42,7 +42,8 @@ KEYS = (
     ("C", "write a comment"),
     ("Enter", "submit"),
     ("K", "skip (asks for a reason)"),
-    ("Esc", "leave a focused control, so the keys work again"),
+    ("Esc", "leave a text box or a focused control, so every key is a shortcut again"),
+    ("?", "show these keys"),
 )
 
 

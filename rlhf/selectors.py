@@ -225,12 +225,21 @@ def _seam_figures(version: SeamModelVersion) -> SeamModelFigures:
     )
 
 
+def _start_label(policy: PolicyVersion) -> str:
+    """What the first rollout of ``policy``'s training ran: its parent's weights, or a new network's."""
+    if policy.parent_id:
+        return f"{policy.parent.label} (start)"
+    if policy.metrics.get("imitation"):
+        return "a new policy taught to copy the heuristic (start)"
+    return "a new policy with random weights (start)"
+
+
 def _policy_rewards(policy: PolicyVersion, cycle: Cycle) -> PolicyRewards:
     updates = [u for u in policy.metrics.get("per_update", []) if u.get("mean_learned_reward") is not None]
     first = updates[0] if updates else {}
     return PolicyRewards(
         reward_model=cycle.reward_model_version.label if cycle.reward_model_version_id else "–",
-        start_label=f"{policy.parent.label} (start)" if policy.parent_id else "untrained network (start)",
+        start_label=_start_label(policy),
         start_learned=first.get("mean_learned_reward"), start_dense=first.get("mean_dense_reward"),
         end_label=f"{policy.label} (end)",
         end_learned=policy.metrics.get("mean_learned_reward"), end_dense=policy.metrics.get("mean_dense_reward"),

@@ -50,6 +50,7 @@ MATRIX: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "admin/jsi18n/": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/r/<content_type_id>/<object_id>/": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},
     "admin/annotations/track/upload/": {"get": (LOGIN, LOGIN, LOGIN, 200), "post": (LOGIN, LOGIN, LOGIN, 200)},
+    "admin/annotations/track/<track_id>/audio/": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},  # no audio stored
     "admin/auth/user/<id>/password/": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/^(?P<app_label>auth|django_celery_beat|axes|annotations|rlhf)/$": {"get": (LOGIN, LOGIN, LOGIN, 200)},
     "admin/(?P<url>.*)$": {"get": (LOGIN, LOGIN, LOGIN, NOT_FOUND)},
@@ -113,9 +114,10 @@ ADMIN_MODEL_PAGES = {
     "<object_id>/change/": 200,
     "<object_id>/": 302,  # redirects to change/
 }
-# Rows that only a service creates (an analysis, a training run, an export request).
-ADMIN_NO_ADD = {"annotations.track", "annotations.trackupload", "annotations.exportjob", "rlhf.rewardmodelversion",
-                "annotations.judgement", "axes.accessattempt", "axes.accesslog", "axes.accessfailurelog"}
+# Rows that only a service creates (an analysis, a rendering, a training run, an export request).
+ADMIN_NO_ADD = {"annotations.track", "annotations.edit", "annotations.trackupload", "annotations.exportjob",
+                "rlhf.rewardmodelversion", "annotations.judgement", "axes.accessattempt", "axes.accesslog",
+                "axes.accessfailurelog"}
 # Rows the admin shows but never deletes (judgements come only from annotators).
 ADMIN_NO_DELETE = {"annotations.judgement"}
 
@@ -184,6 +186,7 @@ def world(storage_root):
         "api/exports/": job.pk, "plot": "sources", "name": "policy-reward", "index": 0, "fmt": "wav",
         "retarget/": retarget.pk, "api/retarget/": retarget.pk,
         "content_type_id": ContentType.objects.get_for_model(ExportJob).pk, "object_id": job.pk, "id": annotator.pk,
+        "track_id": comparison.track_id,
     }
     users = {"anonymous": None, "annotator": annotator, "researcher": researcher, "admin": boss}
     return ids, users, upload

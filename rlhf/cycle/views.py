@@ -51,14 +51,20 @@ def _human_scores() -> dict[str, object]:
 
 # --------------------------------------------------------------------------- pages
 
-def _research_page(request: HttpRequest, *, refusal: str = "", status_code: int = 200) -> HttpResponse:
+def _research_page(request: HttpRequest, *, refusal: str = "", status_code: int = 200,
+                   given: dict[str, str] | None = None) -> HttpResponse:
+    """The research page; ``given`` is a refused start's form input, shown again as typed."""
+    given = given or {}
     scores = _human_scores()
     policies = [(p, scores.get(p.source)) for p in PolicyVersion.objects.select_related("reward_model", "parent")[:50]]
     empty = _plot_empty_reasons(scores)
     return render(request, "rlhf/research.html", {
         "cycles": Cycle.objects.select_related("reward_model_version", "policy_version")[:30],
         "running": Cycle.objects.filter(is_running=True).first(),
-        "defaults": CycleParameters.defaults().to_json(),
+        # (name, default, the value typed in a refused start) per field of the start form
+        "parameters": [(name, default, given.get(name, ""))
+                       for name, default in CycleParameters.defaults().to_json().items()],
+        "parameters_given": bool(given),
         "preflight": cycle_preflight(),
         "refusal": refusal,
         "policies": policies,
@@ -79,20 +85,21 @@ def research_home(request: HttpRequest) -> HttpResponse:
 def cycle_start_view(request: HttpRequest) -> HttpResponse:
     """Start a cycle with the posted parameters (blank fields keep the defaults).
 
-    A refusal is shown on the research page, next to the start button, with its status code.
+    A refusal is shown on the research page, next to the start button, with its status code,
+    and the form keeps what was typed.
     """
+    names = CycleParameters().to_json()
+    given = {k: v for k, v in request.POST.items() if k in names and v.strip() != ""}
     wait = _cycle_start_wait(request)
     if wait is not None:
         response = _research_page(request, refusal=f"too many cycle starts; try again in {wait} seconds",
-                                  status_code=429)
+                                  status_code=429, given=given)
         response["Retry-After"] = str(wait)
         return response
-    names = CycleParameters().to_json()
-    given = {k: v for k, v in request.POST.items() if k in names and v.strip() != ""}
     try:
         cycle = cycle_start(parameters=CycleParameters.from_json(given), requested_by=request.user)
     except DomainError as err:
-        return _research_page(request, refusal=str(err), status_code=err.status_code)
+        return _research_page(request, refusal=str(err), status_code=err.status_code, given=given)
     return redirect("rlhf:cycle-detail", pk=cycle.pk)
 
 

@@ -1,7 +1,10 @@
 /* The listening page: two edits over one transport (Web Audio), keyboard-first, talking to the REST API.
  *
- * Page keys act only when no control has focus: a focused button, radio,
- * text box or summary keeps the platform's own keys (Space, Enter, arrows).
+ * Page keys act wherever focus is, except the keys a focused control answers
+ * itself (a text box takes every key; a button or summary Space and Enter; a
+ * radio those and the arrows), so Tab-only users keep the platform's keys.
+ * A pointer click leaves no focus behind on the controls it pressed: a clicked
+ * answer would otherwise take the arrows and change itself.
  * The next comparison is assigned and its audio fetched and decoded while the
  * current one is judged, so a submit shows it at once.
  *
@@ -27,8 +30,13 @@ const mapPlayhead = BeatMap.mapPlayhead;
   const TOAST_MS = 1500;
   // Clips shorter than the site's minimum listen loop by themselves: one press, heard over and over.
   const SITE_MIN_LISTEN = Number(root.dataset.minListenSeconds);
-  // Controls that own their keys; page shortcuts stay out of their way.
-  const NATIVE_KEYS = "button, input, select, textarea, summary, a[href], [contenteditable]";
+  // Focusable controls; a focused one keeps the keys it answers itself (ownsKey).
+  const CONTROLS = "button, input, select, textarea, summary, a[href], [contenteditable]";
+  // Controls that typing goes into: every key is theirs.
+  const TEXT_FIELDS = "textarea, select, [contenteditable], input:not([type=radio]):not([type=checkbox])"
+    + ":not([type=button]):not([type=submit]):not([type=reset])";
+  // Controls a pointer click leaves unfocused (the skip form keeps focus: Enter there confirms the skip).
+  const RELEASED_AFTER_CLICK = "button, input[type=radio], input[type=checkbox], summary";
   const ONBOARDED_KEY = `annotate-onboarded:${root.dataset.user}`;
 
   let ctx = null;
@@ -495,17 +503,36 @@ const mapPlayhead = BeatMap.mapPlayhead;
     if (input) { input.checked = true; render(); }
   }
 
-  /* --- keys: every action has one, and none overrides a focused control --- */
+  function showKeys() {
+    const sheet = $("keys");
+    sheet.open = true;
+    sheet.scrollIntoView({ block: "nearest" });
+    sheet.querySelector("summary").focus();
+  }
+
+  /* --- keys: every action has one, and none overrides a focused control's own keys --- */
+
+  // Whether `control`, focused, answers `event`'s key itself (the platform's keys for it).
+  function ownsKey(control, event) {
+    if (control.matches(TEXT_FIELDS)) return true;
+    if (event.key === " " || event.key === "Enter") return true;
+    return control.matches("input[type=radio]") && event.key.startsWith("Arrow");
+  }
 
   document.addEventListener("keydown", (event) => {
     const target = event.target;
-    const inControl = target && target.closest && target.closest(NATIVE_KEYS);
+    const control = target && target.closest && target.closest(CONTROLS);
     if (event.key === "Escape") {
       if (!$("skip-form").hidden) { closeSkip(); $("skip").focus(); return; }
-      if (inControl) target.blur();
+      if (control && control.closest("#keys")) { $("keys").open = false; }
+      if (control) target.blur();
       return;
     }
-    if (inControl || event.ctrlKey || event.metaKey || event.altKey || !shown || !$("onboarding").hidden) return;
+    if ((control && ownsKey(control, event)) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!$("onboarding").hidden) return;
+    if (event.key === "?") { event.preventDefault(); showKeys(); return; }
+    // While the skip form is open its keys are its own: Enter confirms the skip, never a judgement.
+    if (!shown || !$("skip-form").hidden) return;
     const digit = /^Digit([1-5])$/.exec(event.code);
     let action = null;
     if (digit && event.shiftKey) action = () => pick("confidence", digit[1]);
@@ -525,6 +552,19 @@ const mapPlayhead = BeatMap.mapPlayhead;
     audioContext();
     action();
   });
+
+  // Set by a press of a pointer, cleared by any key: tells a click by mouse or touch from a keyboard one.
+  let pointerPressed = false;
+  document.addEventListener("pointerdown", () => { pointerPressed = true; }, true);
+  document.addEventListener("keydown", () => { pointerPressed = false; }, true);
+  root.addEventListener("click", (event) => {
+    const control = event.target.closest && event.target.closest(RELEASED_AFTER_CLICK);
+    // Only the control the click focused: a handler that moved focus on purpose (Skip…) keeps it there.
+    if (pointerPressed && control && control === document.activeElement && !control.closest("#skip-form")) {
+      control.blur();
+    }
+  });
+  $("keys-link").addEventListener("click", (event) => { event.preventDefault(); showKeys(); });
 
   $("play-left").addEventListener("click", () => playSide("left"));
   $("play-right").addEventListener("click", () => playSide("right"));

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from annotations.admin import minutes_seconds
 from annotations.export import export_job_create
-from annotations.models import ExportJob, Judgement
+from annotations.models import ExportJob, Judgement, Track
 from annotations.selectors import ExportFilters
-from tests.annotations.factories import make_comparison, make_edit, make_judgement, make_track, make_user
+from tests.annotations.factories import make_comparison, make_edit, make_judgement, make_track, make_user, tone_wav
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +39,40 @@ def test_durations_read_as_minutes_and_seconds(admin_user_client, storage_root):
     assert ">1:23<" in admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
     assert ">0:01.8<" in admin_user_client.get("/admin/annotations/edit/").content.decode()
     assert edit.duration_seconds == 1.75
+
+
+def test_durations_cannot_be_typed_over(admin_user_client, storage_root):
+    track = make_track(n_beats=166, tempo_bpm=120.0)
+    edit = make_edit(track, range(7), seconds_per_beat=0.25)
+    for url in (f"/admin/annotations/track/{track.pk}/change/", f"/admin/annotations/edit/{edit.pk}/change/"):
+        page = admin_user_client.get(url).content.decode()
+        assert 'name="duration_seconds"' not in page, url
+    assert ">0:01.8<" in admin_user_client.get(f"/admin/annotations/edit/{edit.pk}/change/").content.decode()
+    assert admin_user_client.get("/admin/annotations/edit/add/").status_code == 403  # only rendering makes edits
+
+
+def test_tempos_read_to_a_tenth_of_a_beat_per_minute(admin_user_client):
+    track = make_track(tempo_bpm=117.453829)
+    listing = admin_user_client.get("/admin/annotations/track/").content.decode()
+    page = admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
+    for html in (listing, page):
+        assert ">117.5 BPM<" in html and "117.45" not in html
+
+
+def test_the_track_page_links_to_its_audio_and_the_link_plays_it(admin_user_client, storage_root):
+    track = make_track()
+    wav = tone_wav(range(4), seconds_per_beat=0.25)
+    Track.objects.filter(pk=track.pk).update(audio=default_storage.save("tracks/audio/song.wav", ContentFile(wav)),
+                                             original_name="Song take 2.wav")
+    page = admin_user_client.get(f"/admin/annotations/track/{track.pk}/change/").content.decode()
+    link = re.search(r'<a href="([^"]+)">Song take 2.wav</a>', page).group(1)
+    assert not link.startswith("/media/")  # stored media is never served directly
+    audio = admin_user_client.get(link)
+    assert audio.status_code == 200 and b"".join(audio.streaming_content) == wav
+    assert audio["Content-Type"].startswith("audio/") and "Song take 2.wav" in audio["Content-Disposition"]
+    stranger = Client()
+    stranger.force_login(make_user(role="annotator"))
+    assert stranger.get(link).status_code == 302  # to the admin's login
 
 
 def test_judgements_can_be_viewed_but_not_added_changed_or_deleted(admin_user_client, storage_root):

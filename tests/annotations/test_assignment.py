@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotations.assignment import assignment_next, queue_length
+from annotations.assignment import assignment_ahead, assignment_next, queue_length
 from annotations.judgements import assignment_skip, judgement_submit, progress_get
 from annotations.models import Assignment, Comparison, Judgement
 
@@ -70,6 +70,64 @@ def test_higher_priority_first():
     assert first.comparison_id == high.pk
     submit(user, first)
     assert assignment_next(annotator=user).comparison_id == low.pk
+
+
+def test_consecutive_comparisons_come_from_different_tracks_while_another_track_has_work():
+    # Made track by track, as a cycle proposes them: in plain queue order that is A A A B B C.
+    tracks = [make_track(title=name) for name in ("A", "B", "C")]
+    for track, n in zip(tracks, (3, 2, 1)):
+        for _ in range(n):
+            make_comparison(track=track)
+    user = make_user()
+    heard = []
+    while (assignment := assignment_next(annotator=user)) is not None:
+        heard.append(assignment.comparison.track.title)
+        submit(user, assignment)
+    assert heard == ["A", "B", "A", "B", "A", "C"]
+
+
+def test_the_comparison_fetched_ahead_is_of_another_track_than_the_one_being_judged():
+    tracks = [make_track(title=name) for name in ("A", "B", "C")]
+    for track, n in zip(tracks, (3, 2, 1)):
+        for _ in range(n):
+            make_comparison(track=track)
+    user = make_user()
+    current = assignment_next(annotator=user)
+    heard = [current.comparison.track.title]
+    for _ in range(5):
+        ahead = assignment_ahead(annotator=user, current=current)
+        assert ahead.comparison.track_id != current.comparison.track_id
+        submit(user, current)
+        current = assignment_next(annotator=user)
+        assert current.pk == ahead.pk  # the page plays what it fetched
+        heard.append(current.comparison.track.title)
+    assert heard == ["A", "B", "A", "B", "A", "C"]
+
+
+def test_the_last_track_waits_one_place_and_priority_orders_the_rest():
+    a, b, c = (make_track(title=name) for name in ("A", "B", "C"))
+    make_comparison(track=a, priority=5.0)
+    make_comparison(track=a, priority=4.0)
+    make_comparison(track=b, priority=1.0)
+    make_comparison(track=c, priority=0.0)
+    user = make_user()
+    heard = []
+    while (assignment := assignment_next(annotator=user)) is not None:
+        heard.append((assignment.comparison.track.title, assignment.comparison.priority))
+        submit(user, assignment)
+    assert heard == [("A", 5.0), ("B", 1.0), ("A", 4.0), ("C", 0.0)]
+
+
+def test_one_track_left_is_still_served_back_to_back():
+    track = make_track()
+    for _ in range(3):
+        make_comparison(track=track)
+    user = make_user()
+    judged = 0
+    while (assignment := assignment_next(annotator=user)) is not None:
+        submit(user, assignment)
+        judged += 1
+    assert judged == 3
 
 
 def test_expired_assignment_frees_its_slot_and_is_not_served_again_to_the_same_person():

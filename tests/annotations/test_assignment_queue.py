@@ -69,16 +69,21 @@ def test_deleting_a_judgement_offers_the_comparison_again():
     assert assignment_next(annotator=other).comparison_id == comparison.pk
 
 
-def test_next_costs_the_same_number_of_queries_however_long_the_queue():
+@pytest.mark.parametrize("judged_before", [False, True], ids=["first comparison", "after one on another track"])
+def test_next_costs_the_same_number_of_queries_however_long_the_queue(judged_before):
     track = make_track()
     edits = [make_edit(track, range(i, i + 8)) for i in range(6)]
+    earlier = make_comparison(track=make_track(), required_judgements=1000, priority=100.0)  # first for everyone
 
     def queries_for_next() -> int:
         user = make_user()
+        if judged_before:  # the queue then puts the track last given after the others
+            submit(user, assignment_next(annotator=user))
         with CaptureQueriesContext(connection) as captured:
             assignment = assignment_next(annotator=user)
             comparison = assignment.comparison
             assert comparison.edit_a.render is not None and comparison.edit_b.render is not None  # loaded with it
+        assert (comparison.pk == earlier.pk) is not judged_before
         return len(captured)
 
     for i in range(3):

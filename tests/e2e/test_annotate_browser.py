@@ -141,6 +141,80 @@ def test_keyboard_only_judging_with_tab_space_and_enter_on_focused_controls(live
 
 
 @pytest.mark.django_db(transaction=True)
+def test_after_a_click_on_an_answer_or_a_play_button_the_keys_are_the_pages(live_server, browser):
+    annotator = make_user("clicker")
+    comparison = make_comparison()  # 4 s edits
+    page = open_page(browser, onboarded=annotator.username)
+    log_in(page, live_server, annotator)
+    wait_shown(page, comparison)
+    root = page.locator("#annotate")
+    answer_a = page.get_by_role("radio", name="A", exact=True)
+
+    answer_a.click()
+    assert root.get_attribute("data-position") == "0.00"
+    page.keyboard.press("ArrowRight")  # forward 2 s; the answer stays A
+    assert answer_a.is_checked()
+    assert root.get_attribute("data-position") == "2.00"
+    assert page.locator("#clock").inner_text().startswith("2.0 /")
+    page.locator("#judge label:has(input[value=tie])").click()  # a click on the label's text, too
+    page.keyboard.press("ArrowLeft")  # back 2 s; the answer stays Tie
+    assert page.get_by_role("radio", name="Tie").is_checked()
+    assert root.get_attribute("data-position") == "0.00"
+    page.get_by_role("radio", name="3", exact=True).click()
+    page.keyboard.press("ArrowUp")
+    assert page.get_by_role("radio", name="3", exact=True).is_checked()
+
+    page.get_by_role("button", name="Play A", exact=True).click()
+    assert root.get_attribute("data-playing") == "true" and root.get_attribute("data-current") == "left"
+    page.keyboard.press("2")  # B plays
+    assert root.get_attribute("data-playing") == "true" and root.get_attribute("data-current") == "right"
+    assert page.locator("#now-playing").inner_text() == "Playing B"
+    page.keyboard.press("Space")  # the page's pause, not a second press of Play A
+    assert root.get_attribute("data-playing") == "false" and root.get_attribute("data-current") == "right"
+    assert page.get_by_role("radio", name="Tie").is_checked()
+    assert Judgement.objects.count() == 0
+    no_errors(page)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shortcuts_act_beside_a_control_reached_with_tab_and_question_mark_shows_them(live_server, browser):
+    annotator = make_user("tabber")
+    comparison = make_comparison()
+    page = open_page(browser, onboarded=annotator.username)
+    log_in(page, live_server, annotator)
+    wait_shown(page, comparison)
+    root = page.locator("#annotate")
+    sheet = page.locator("#keys")
+    assert not sheet.locator("dl").is_visible()
+
+    tab_to(page, "#judge input[name=choice][value=left]")
+    page.keyboard.press("Space")  # checks A: the radio's own key
+    page.keyboard.press("2")  # not a radio key: the page plays B, focus stays on the answer
+    assert root.get_attribute("data-current") == "right" and root.get_attribute("data-playing") == "true"
+    assert page.evaluate("document.activeElement.value") == "left"
+    page.keyboard.press("Escape")
+    page.keyboard.press("Space")  # nothing focused: the page's pause
+    assert root.get_attribute("data-playing") == "false"
+    assert page.get_by_role("radio", name="A", exact=True).is_checked()
+
+    page.keyboard.press("k")  # the skip form: focus on its first reason, and its keys are its own
+    page.keyboard.press("t")
+    page.keyboard.press("1")
+    assert root.get_attribute("data-playing") == "false"
+    assert page.get_by_role("radio", name="A", exact=True).is_checked()
+    page.keyboard.press("Escape")  # closes the skip form
+
+    page.keyboard.press("?")
+    assert sheet.locator("dl").is_visible()
+    assert "show these keys" in sheet.inner_text() and "seek 2 s back / forward" in sheet.inner_text()
+    page.keyboard.press("Escape")  # closes the sheet again
+    assert not sheet.locator("dl").is_visible()
+    page.get_by_role("link", name="Keyboard shortcuts").click()  # the same sheet, linked by the progress bar
+    assert sheet.locator("dl").is_visible()
+    no_errors(page)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_short_clip_can_be_submitted_after_one_full_listen(live_server, browser, settings):
     settings.ANNOTATION_MIN_LISTEN_SECONDS = 5.0
     annotator = make_user("quick")

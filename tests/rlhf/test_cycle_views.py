@@ -1,6 +1,8 @@
 """Researcher pages and API of the cycle: researchers only, CSRF-protected starts, live status, (de)activation."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -233,3 +235,38 @@ def test_the_report_card_shows_the_seam_model_with_its_n_or_says_there_was_nothi
     card = page[page.index('id="report-seam-model"'):page.index("</section>", page.index('id="report-card"'))]
     assert "not enough held-out judgements (0)" in card and "until judgements agree it plans" in card
     assert "0.750" not in card
+
+
+def _typed(page: str, name: str) -> str:
+    """The value the start form's field ``name`` holds in ``page``."""
+    return re.search(rf'<input id="p-{name}" name="{name}" placeholder="[^"]*" value="([^"]*)"', page).group(1)
+
+
+def test_a_refused_start_keeps_what_was_typed_in_the_form(settings):
+    settings.REWARD_MIN_PAIRS, settings.CYCLE_START_MIN_NEW_JUDGEMENTS = 6, 6
+    judged_pairs(n_pairs=6)
+    client = _client(RESEARCHER)
+    fresh = client.get(reverse("rlhf:home")).content.decode()
+    assert _typed(fresh, "learned_weight") == "" and "<details>" in fresh
+
+    refused = client.post(reverse("rlhf:cycle-start"), {"learned_weight": "2", "ppo_timesteps": "4096", "n_pairs": ""})
+    assert refused.status_code == 400 and Cycle.objects.count() == 0
+    page = refused.content.decode()
+    assert "Refused: cycle parameter learned_weight must lie in 0.0..1.0" in page
+    assert (_typed(page, "learned_weight"), _typed(page, "ppo_timesteps"), _typed(page, "n_pairs")) == ("2", "4096", "")
+    assert "<details open>" in page  # the typed values are in sight, next to the refusal
+
+
+def test_the_report_card_says_plainly_what_a_first_policy_started_from(storage_root):
+    data = finished_cycles()
+    client = _client(RESEARCHER)
+
+    def start_row() -> str:
+        page = client.get(reverse("rlhf:cycle-detail", args=[data["first"].pk])).content.decode()
+        table = page[page.index('id="report-policy"'):]
+        return table.split("<tr>")[2].split("</th>")[0].split(">")[-1]
+
+    assert start_row() == "a new policy with random weights (start)"
+    data["v1"].metrics["imitation"] = {"n_episodes": 16, "n_steps": 900, "epochs": 4, "agreement": 0.8, "seconds": 2.0}
+    data["v1"].save()
+    assert start_row() == "a new policy taught to copy the heuristic (start)"
