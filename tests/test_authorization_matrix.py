@@ -26,7 +26,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 from annotations.models import ExportJob, TrackUpload
 from editing.spaces import spaces_spec
-from rlhf.models import Cycle, PolicyVersion, RetargetJob, RewardModelVersion
+from rlhf.models import Cycle, PolicyVersion, RetargetJob, RewardModelVersion, SeamModelVersion
 from tests.annotations.factories import make_comparison, make_judgement, make_user
 
 pytestmark = pytest.mark.django_db
@@ -116,10 +116,11 @@ ADMIN_MODEL_PAGES = {
 }
 # Rows that only a service creates (an analysis, a rendering, a training run, an export request).
 ADMIN_NO_ADD = {"annotations.track", "annotations.edit", "annotations.trackupload", "annotations.exportjob",
-                "rlhf.rewardmodelversion", "annotations.judgement", "axes.accessattempt", "axes.accesslog",
-                "axes.accessfailurelog"}
-# Rows the admin shows but never deletes (judgements come only from annotators).
-ADMIN_NO_DELETE = {"annotations.judgement"}
+                "rlhf.rewardmodelversion", "rlhf.seammodelversion", "annotations.judgement", "axes.accessattempt",
+                "axes.accesslog", "axes.accessfailurelog"}
+# Rows the admin shows but never deletes (judgements come only from annotators; model versions are
+# immutable and others name them as parents).
+ADMIN_NO_DELETE = {"annotations.judgement", "rlhf.rewardmodelversion", "rlhf.seammodelversion"}
 
 
 def _walk(resolver: URLResolver, prefix: str = ""):
@@ -161,6 +162,8 @@ def world(storage_root):
     rm = RewardModelVersion.objects.create(artifact="reward_models/x.pt", artifact_sha256="0" * 64,
                                            feature_version="v", n_features=125, reward_mean=0.0, reward_std=1.0,
                                            metrics={"curves": []})
+    SeamModelVersion.objects.create(artifact="seam_models/x.json", artifact_sha256="0" * 64,
+                                    feature_version="seam-features-v1")
     policy = PolicyVersion.objects.create(artifact="policies/x.zip", artifact_sha256="0" * 64,
                                           spaces_spec=spaces_spec(), reward_model=rm, num_timesteps=512)
     cycle = Cycle.objects.create(is_running=False, status=Cycle.Status.DONE)

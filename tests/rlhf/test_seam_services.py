@@ -91,3 +91,24 @@ def test_a_seam_model_trained_on_judged_demo_comparisons_is_a_complete_version(s
     assert set(holdout["held_out_tracks"]) <= {t.pk for t in tracks}
     model = seam_model_load(version)
     assert model.n_pairs == version.n_pairs
+
+
+def test_an_admin_activates_a_seam_model_and_is_told_why_a_foreign_one_cannot_be(demo_track):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from tests.annotations.factories import PASSWORD
+
+    first = seam_model_train(activate=True)
+    second = seam_model_train(activate=False)
+    boss = get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    web = Client()
+    web.login(username=boss.username, password=PASSWORD)
+    url = "/admin/rlhf/seammodelversion/"
+    r = web.post(url, {"action": "activate", "_selected_action": [second.pk]}, follow=True)
+    assert r.status_code == 200 and f"{second.label} is now the active seam model" in r.content.decode().lower()
+    assert seam_model_active() == second
+    SeamModelVersion.objects.filter(pk=first.pk).update(feature_version="seam-features-v0")
+    r = web.post(url, {"action": "activate", "_selected_action": [first.pk]}, follow=True)
+    assert "seam-features-v0" in r.content.decode() and seam_model_active() == second
+    assert web.get(f"{url}{second.pk}/change/").status_code == 200  # read-only, still viewable
