@@ -2,21 +2,23 @@
 
 Prints figures; it is not a test.  Run from the repository root:
 
-    python bench/bench_learned_planner.py [--seeds 3] [--rounds 4] [--listener module:NAME] [--pessimism K]
+    python bench/bench_learned_planner.py [--seeds 3] [--rounds 4] [--listener module:NAME] [--pessimism K] [--corpus DIR]
                                           [--minutes 4] [--skip-speed] [--skip-evidence]
 
 1. Speed: planning a ``--minutes``-minute track (the demo tracks' beats tiled to that length) to
    0.75x and 1.5x, by the heuristic and by the learned planner with a trained-looking seam model
    (every residual non-zero, priced in one batch), as a ratio in the same run; and peak memory
    of the planner's tables for 4, 10 and 20 minutes at 2x, each in a fresh process.
-2. Evidence: per seed, the demo corpus is split by track (4 training tracks, 2 held out,
-   rotated by seed).  Simulated annotators (``--listener``, default the project's default
+2. Evidence: per seed, the corpus (``--corpus DIR``, e.g. ``var/corpus`` from
+   ``scripts/make_corpus.py``; default the generated demo corpus) is split by track: a third held
+   out (at least 2), rotated by seed, the rest for training.  Simulated annotators (``--listener``, default the project's default
    listener, hearing the rendered audio; ``AnnotatorModel`` noise and ties) judge single-departure
    pairs on training passages: each round asks, per passage, the learned plan against its 3
    most disputed departures, then retrains the seam model.  After each round the learned plan and
    the heuristic's plan of 15 passages per held-out track are scored by the same listener:
    win rate (the annotators' expected preference, ties half), the shares better / worse /
-   identical, with a 95 % bootstrap interval over held-out tracks, then passages within them.
+   identical, with a 95 % bootstrap interval over held-out tracks, then passages within them; and,
+   pooled over seeds per round, the same over every (seed, held-out track).
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from editing.demo import DEMO_SPECS, write_demo_corpus  # noqa: E402
 from editing.dense import dense_context  # noqa: E402
 from editing.edit import reachable_target  # noqa: E402
 from editing.env import Excerpt  # noqa: E402
-from rlhf.evidence.evaluation import eval_track_from_file, listen  # noqa: E402
+from rlhf.evidence.evaluation import corpus_files, eval_track_from_file, listen  # noqa: E402
 from rlhf.evidence.listeners import DEFAULT_LISTENER, load_listener  # noqa: E402
 from rlhf.evidence.simulate import AnnotatorModel  # noqa: E402
 from rlhf.learning.configs import SeamTrainingConfig  # noqa: E402
@@ -86,19 +88,39 @@ def bootstrap(values_by_track: list[np.ndarray], *, n_boot: int = 2000, seed: in
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float) -> list[dict]:
+def corpus_tracks(corpus: str | None) -> list:
+    """The tracks to evaluate on: every audio file of ``corpus`` (analysed in memory), or the demo corpus."""
+    if corpus:
+        files = corpus_files(Path(corpus))
+    else:
+        files = write_demo_corpus(Path(tempfile.mkdtemp(prefix="bench-learned-")), seed=3, n_tracks=len(DEMO_SPECS))
+    tracks = []
+    for path in files:
+        track = eval_track_from_file(path)
+        if track.arrays.n_beats >= 24:
+            tracks.append(track)
+    if len(tracks) < 4:
+        raise SystemExit(f"{corpus or 'the demo corpus'}: {len(tracks)} usable tracks, at least 4 needed")
+    return tracks
+
+
+def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float, corpus: str | None = None) -> list[dict]:
     listener = load_listener(listener_spec)
     annotator = AnnotatorModel()
-    folder = Path(tempfile.mkdtemp(prefix="bench-learned-"))
-    tracks = [eval_track_from_file(p) for p in write_demo_corpus(folder, seed=3, n_tracks=len(DEMO_SPECS))]
+    tracks = corpus_tracks(corpus)
+    n_held = max(2, len(tracks) // 3)
     results = []
+    pooled: dict[int, dict] = {}
     for seed in range(seeds):
-        order = np.roll(np.arange(len(tracks)), -2 * seed)
-        train, held = [tracks[i] for i in order[:4]], [tracks[i] for i in order[4:]]
+        # Held-out tracks rotate with the seed (folds over tracks); a fold is never trained on.
+        order = np.roll(np.arange(len(tracks)), -n_held * seed)
+        train, held = [tracks[i] for i in order[:-n_held]], [tracks[i] for i in order[-n_held:]]
         rng = np.random.default_rng(100 + seed)
         answer_rng = random.Random(seed)
-        train_passages = [(t, p, e) for t in train for p, e in passages_of(t, rng, 12)]
-        test_passages = [(t, p, e) for t in held for p, e in passages_of(t, np.random.default_rng(500 + seed), 15)]
+        per_track = max(2, 48 // len(train))
+        train_passages = [(t, p, e) for t in train for p, e in passages_of(t, rng, per_track)]
+        test_passages = [(t, p, e) for t in held
+                         for p, e in passages_of(t, np.random.default_rng(500 + seed), max(5, 30 // len(held)))]
         heuristic_scores = [listen(listener, t, e, p.edit(heuristic_plan(p))) for t, p, e in test_passages]
         model, rows = SeamModel.untrained(), []
         for round_ in range(rounds):
@@ -128,12 +150,27 @@ def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float) -> l
             margins = np.array(margins)
             wins = np.concatenate([np.array(v) for v in by_track.values()])
             lo, hi = bootstrap([np.array(v) for v in by_track.values()], seed=seed)
+            pooled.setdefault(round_ + 1, {"judgements": [], "tracks": [], "margins": [], "identical": []})
+            pooled[round_ + 1]["judgements"].append(len(rows))
+            pooled[round_ + 1]["tracks"] += [np.array(v) for v in by_track.values()]
+            pooled[round_ + 1]["margins"] += list(margins)
+            pooled[round_ + 1]["identical"] += identical
             row = {"seed": seed, "round": round_ + 1, "judgements": len(rows), "win_rate": round(float(wins.mean()), 3),
                    "ci95": [round(lo, 3), round(hi, 3)], "better": round(float(np.mean(margins > 0)), 3),
                    "worse": round(float(np.mean(margins < 0)), 3), "identical": round(float(np.mean(identical)), 3),
                    "held_out": sorted(by_track), "seconds": round(time.perf_counter() - began, 1)}
             results.append(row)
             print(json.dumps(row), flush=True)
+    for round_, data in sorted(pooled.items()):
+        wins = np.concatenate(data["tracks"])
+        lo, hi = bootstrap(data["tracks"])
+        margins = np.array(data["margins"])
+        summary = {"pooled_round": round_, "seeds": seeds, "mean_judgements": round(float(np.mean(data["judgements"]))),
+                   "win_rate": round(float(wins.mean()), 3), "ci95": [round(lo, 3), round(hi, 3)],
+                   "better": round(float(np.mean(margins > 0)), 3), "worse": round(float(np.mean(margins < 0)), 3),
+                   "identical": round(float(np.mean(data["identical"])), 3), "held_out_passages": int(margins.size)}
+        results.append(summary)
+        print(json.dumps(summary), flush=True)
     return results
 
 
@@ -191,6 +228,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--listener", default=DEFAULT_LISTENER)
+    parser.add_argument("--corpus", default=None, help="a folder of audio files (scripts/make_corpus.py); default: "
+                                                      "the generated demo corpus")
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pessimism", type=float, default=SeamTrainingConfig().pessimism,
@@ -210,8 +249,9 @@ def main() -> None:
             print("memory at 2x:", done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-500:],
                   flush=True)
     if not args.skip_evidence:
-        print(f"evidence: listener {args.listener}, pessimism {args.pessimism}", flush=True)
-        evidence(args.seeds, args.rounds, args.listener, args.pessimism)
+        print(f"evidence: listener {args.listener}, pessimism {args.pessimism}, corpus {args.corpus or 'demo'}",
+              flush=True)
+        evidence(args.seeds, args.rounds, args.listener, args.pessimism, args.corpus)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,23 @@ def test_annotators_answer_tie_below_the_margin_and_grow_surer_with_it():
     clear = [noisy.answer(5.0, rng) for _ in range(4000)]
     assert np.mean([c == "a" for c, _, _ in clear]) == pytest.approx(0.95, abs=0.015)
     assert np.mean([r for _, _, r in clear]) == pytest.approx(0.1, abs=0.015)
+
+
+def test_the_texture_listener_hears_phrase_entries_and_brightness_but_no_heuristic_measure():
+    from rlhf.evidence.listeners import TextureListener, texture_listener
+
+    # Into the first beat of the second four-bar phrase (beat 16) from the end of bar 2: an entry.
+    entry = texture_listener.terms(_clip(_jump(7, 16)))
+    # The same cut landing mid-phrase, on a downbeat (beat 12: bar 4 of phrase 1).
+    inside = texture_listener.terms(_clip(_jump(7, 12)))
+    assert entry["entry"] == 0.0 and inside["entry"] == TextureListener.entry_cost
+    assert texture_listener(_clip(_jump(7, 16))) > texture_listener(_clip(_jump(7, 12)))
+    # No seam, no seam costs; the same chords an octave higher after a seam cost brightness.
+    whole = texture_listener.terms(_clip(list(range(0, 16))))
+    assert whole["seams"] == whole["brightness"] == whole["entry"] == 0.0
+    clip = _clip(_jump(7, 16))
+    bright = dataclasses.replace(clip, audio=np.concatenate([
+        clip.audio[: clip.audio.size // 2],
+        np.sin(2 * np.pi * 3520 * np.arange(clip.audio.size - clip.audio.size // 2) / SR).astype(np.float32) * 0.3]))
+    assert texture_listener.terms(bright)["brightness"] > entry["brightness"] + 1.0
+    assert listener_score(load_listener("rlhf.evidence.listeners:texture_listener"), clip) == texture_listener(clip)
