@@ -1,10 +1,10 @@
 """Build the evaluation corpus of real, freely licensed music from Debian's packages, outside git.
 
-    .venv/bin/python scripts/make_corpus.py [--out var/corpus] [--excerpts-per-package 6]
+    .venv/bin/python scripts/make_corpus.py [--out var/corpus] [--excerpts-per-package 8]
 
 Downloads the music packages below with ``apt-get download`` (no root needed; nothing is
 installed), unpacks them into a temporary folder, cuts excerpts of 30 to 60 s (from 20 % into
-each chosen track, at a random length) plus two whole tracks, writes them as Ogg Vorbis at the
+each chosen track, at a random length) plus two whole tracks, writes them as 16-bit FLAC at the
 source's rate and channels into ``--out``, and writes ``CORPUS.md`` beside them: every file's
 package, source track, span, and the package's copyright and licence text.  Running it again
 rewrites the same corpus (seeded).  The audio never goes into git (``var/`` is ignored).
@@ -53,7 +53,7 @@ def slug(text: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="var/corpus")
-    parser.add_argument("--excerpts-per-package", type=int, default=6)
+    parser.add_argument("--excerpts-per-package", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
@@ -90,14 +90,15 @@ def main() -> int:
                     kind = "excerpt"
                 audio, sr = sf.read(track, start=int(start * info.samplerate),
                                     frames=int(seconds * info.samplerate), dtype="float32", always_2d=True)
-                name = f"{slug(package)}-{slug(track.stem)}.ogg"
-                sf.write(out / name, audio if audio.shape[1] > 1 else audio[:, 0], sr, format="OGG", subtype="VORBIS")
+                name = f"{slug(package)}-{slug(track.stem)}.flac"
+                # FLAC: libsndfile's Vorbis encoder crashes (SIGSEGV) on whole-excerpt writes here.
+                sf.write(out / name, audio if audio.shape[1] > 1 else audio[:, 0], sr, format="FLAC", subtype="PCM_16")
                 notes.append(f"- `{name}`: {kind} of `{track.relative_to(root)}`, {start:.1f} s to "
                              f"{start + seconds:.1f} s, {sr} Hz, {audio.shape[1]} channel(s)")
             notes.append("")
             licences += [f"## Licence of {package}", "", "```", copyright_text(root, package).strip(), "```", ""]
     (out / "CORPUS.md").write_text("\n".join(notes + licences) + "\n")
-    n = len(list(out.glob("*.ogg")))
+    n = len(list(out.glob("*.flac")))
     print(f"wrote {n} files and CORPUS.md to {out}")
     return 0 if n >= 4 else 1
 
