@@ -263,6 +263,12 @@ def _rms_db(x: np.ndarray) -> float:
     return float(20 * np.log10(max(np.sqrt(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0, 1e-5)))
 
 
+def _length_cost(clip: Clip, cost_per_second: float, tolerance_seconds: float) -> float:
+    """The listeners' length term: seconds the clip misses its target by, beyond a tolerance."""
+    miss = abs(clip.audio.size / clip.sample_rate - clip.target_seconds) - tolerance_seconds
+    return cost_per_second * max(0.0, miss)
+
+
 @dataclass(frozen=True)
 class DefaultListener:
     """The default simulated listener (see the module docstring); costs are in score units."""
@@ -317,9 +323,7 @@ class DefaultListener:
                 costs["loudness"] += self.jump_cost_per_6db * max(0.0, abs(l1 - l0) - abs(m1 - m0)) / 6.0
         _, first_seen = np.unique(sources, return_index=True)
         costs["repeats"] = self.repeat_cost * float(sources.size - first_seen.size)
-        duration = clip.audio.size / clip.sample_rate
-        miss = abs(duration - clip.target_seconds) - self.length_tolerance_seconds
-        costs["length"] = self.length_cost_per_second * max(0.0, miss)
+        costs["length"] = _length_cost(clip, self.length_cost_per_second, self.length_tolerance_seconds)
         return costs
 
     def __call__(self, clip: Clip) -> float:
@@ -414,9 +418,7 @@ class TextureListener:
                 heard = abs(_onset_density(h1, sr) - _onset_density(h0, sr))
                 written = abs(_onset_density(w1, sr) - _onset_density(w0, sr))
                 costs["busyness"] += self.busyness_cost * max(0.0, heard - written)
-        duration = clip.audio.size / clip.sample_rate
-        miss = abs(duration - clip.target_seconds) - self.length_tolerance_seconds
-        costs["length"] = self.length_cost_per_second * max(0.0, miss)
+        costs["length"] = _length_cost(clip, self.length_cost_per_second, self.length_tolerance_seconds)
         return costs
 
     def __call__(self, clip: Clip) -> float:
