@@ -75,6 +75,7 @@ class SeamData:
     tracks: np.ndarray
     edits: tuple[Edit, ...]
     judgement_ids: tuple[int, ...]
+    contexts: dict[int, TrackContext]  # track id -> what the planners read of it (loaded once)
 
 
 def seam_data_build(*, judgement_ids: Sequence[int] | None = None) -> SeamData:
@@ -92,12 +93,13 @@ def seam_data_build(*, judgement_ids: Sequence[int] | None = None) -> SeamData:
     ds = data.dataset
     if ds.n_pairs == 0:
         return SeamData(pairs=SeamPairs.empty(), tracks=np.zeros(0, dtype=np.int64), edits=data.edits,
-                        judgement_ids=data.judgement_ids)
+                        judgement_ids=data.judgement_ids, contexts=contexts)
     phi_arr, cost_arr = np.array(phi), np.array(cost, dtype=np.float64)
     track_of = np.array([e.track_id for e in data.edits], dtype=np.int64)
     pairs = SeamPairs(phi_arr[ds.pair_a], phi_arr[ds.pair_b], cost_arr[ds.pair_a], cost_arr[ds.pair_b],
                       ds.target.astype(np.float64), ds.weight.astype(np.float64), ds.group.astype(np.int64))
-    return SeamData(pairs=pairs, tracks=track_of[ds.pair_a], edits=data.edits, judgement_ids=data.judgement_ids)
+    return SeamData(pairs=pairs, tracks=track_of[ds.pair_a], edits=data.edits, judgement_ids=data.judgement_ids,
+                    contexts=contexts)
 
 
 # --------------------------------------------------------------------------- evaluation and training
@@ -160,8 +162,7 @@ def seam_model_train(*, config: SeamTrainingConfig = SeamTrainingConfig(), activ
     artifacts.artifacts_clean(folder=ARTIFACT_FOLDER, referenced=referenced)
     data = seam_data_build(judgement_ids=judgement_ids)
     model = train_seam_model(data.pairs, config)
-    contexts = {e.track_id: track_context(e.track) for e in {e.track_id: e for e in data.edits}.values()}
-    departures = _departures_on(model, data.edits, contexts)
+    departures = _departures_on(model, data.edits, data.contexts)
     metrics = {
         "holdout": seam_model_holdout(data, config),
         "departures": departures,
