@@ -167,6 +167,11 @@ def world(storage_root):
     policy = PolicyVersion.objects.create(artifact="policies/x.zip", artifact_sha256="0" * 64,
                                           spaces_spec=spaces_spec(), reward_model=rm, num_timesteps=512)
     cycle = Cycle.objects.create(is_running=False, status=Cycle.Status.DONE)
+    # A finished retarget whose result has its delivered (native) file: the download serves it as it is.
+    delivered = comparison.edit_a
+    delivered.render = {**delivered.render, "native": {"audio": delivered.audio.name, "subtype": "PCM_16",
+                                                        "source_subtype": "PCM_16"}}
+    delivered.save(update_fields=["render"])
     retarget = RetargetJob.objects.create(
         requested_by=researcher, track=comparison.track, target_seconds=10.0, status=RetargetJob.Status.DONE,
         methods=["heuristic"], results=[{"method": "heuristic", "edit_id": comparison.edit_a_id}])
