@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 import numpy as np
 import soundfile as sf
@@ -206,22 +206,35 @@ def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
         return edit
     with edit.audio.open("rb") as fh:
         audio, sample_rate = sf.read(fh, dtype="float32", always_2d=False)
+    _derived_file_store(
+        write=lambda local: _write_listening_copy(local, audio, sample_rate), suffix=LISTENING_SUFFIX,
+        name=_listening_name(edit.audio.name),
+        record=lambda saved: bool(Edit.objects.filter(pk=edit.pk, listening_audio="").update(listening_audio=saved)))
+    edit.refresh_from_db(fields=["listening_audio"])
+    return edit
+
+
+def _derived_file_store(*, write: Callable[[Path], None], suffix: str, name: str,
+                        record: Callable[[str], bool]) -> None:
+    """Store a file derived from an edit (``write`` makes it locally) as ``name``, then ``record`` it.
+
+    ``record(saved_name)`` returns False when another process recorded its own copy first; the
+    loser's file is then removed, and so is a file whose recording failed.
+    """
     saved = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / f"edit{LISTENING_SUFFIX}"
-            _write_listening_copy(local, audio, sample_rate)
+            local = Path(tmp) / f"derived{suffix}"
+            write(local)
             with open(local, "rb") as fh:
-                saved = default_storage.save(_listening_name(edit.audio.name), File(fh))
-        won = Edit.objects.filter(pk=edit.pk, listening_audio="").update(listening_audio=saved)
+                saved = default_storage.save(name, File(fh))
+        won = record(saved)
     except BaseException:
         if saved:
             default_storage.delete(saved)
         raise
     if not won:
         default_storage.delete(saved)
-    edit.refresh_from_db(fields=["listening_audio"])
-    return edit
 
 
 def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_source_beats: int, source: str,
@@ -341,13 +354,8 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
     result = render_native(source.samples, source.sample_rate, analysis.beat_samples, analysis.sample_rate,
                            EditValue.from_json(edit.entries))
     subtype = audio_lib.delivery_subtype(source.subtype, "WAV")
-    saved = None
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            wav = Path(tmp) / "native.wav"
-            write_audio(wav, result.audio, result.sample_rate, subtype=subtype)
-            with open(wav, "rb") as fh:
-                saved = default_storage.save(str(Path(edit.audio.name).with_suffix("")) + NATIVE_SUFFIX, File(fh))
+
+    def record(saved: str) -> bool:
         native = {
             "audio": saved,
             "sample_rate": result.sample_rate,
@@ -361,15 +369,13 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
             "track_beats": [int(b) for b in result.track_beats],
             "seam_seconds": [round(float(t), 5) for t in result.seam_seconds],
         }
-        # Recorded only if no other process recorded one meanwhile (the loser's file is removed).
-        won = Edit.objects.filter(pk=edit.pk).exclude(render__has_key="native").update(
-            render={**edit.render, "native": native})
-    except BaseException:
-        if saved:
-            default_storage.delete(saved)
-        raise
-    if not won:
-        default_storage.delete(saved)
+        # Recorded only if no other process recorded one meanwhile.
+        return bool(Edit.objects.filter(pk=edit.pk).exclude(render__has_key="native").update(
+            render={**edit.render, "native": native}))
+
+    _derived_file_store(write=lambda local: write_audio(local, result.audio, result.sample_rate, subtype=subtype),
+                        suffix=".wav", name=str(Path(edit.audio.name).with_suffix("")) + NATIVE_SUFFIX,
+                        record=record)
     edit.refresh_from_db(fields=["render"])
     return edit.render["native"]
 
