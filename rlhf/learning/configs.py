@@ -108,4 +108,5 @@ class SeamTrainingConfig:
     l2: float = 1.0           # prior strength on w (toward 0) and on beta (toward 1), in judgements
     pessimism: float = 2.0    # k of mean + k * spread on seams the heuristic does not use (bench_learned_planner: 1.0 departed wrongly)
     min_beta: float = 0.25    # the heuristic's cost always counts: residual = w . phi / beta stays bounded
+    max_lapse: float = 0.4    # share of answers given without listening (fitted; see rlhf.learning.seam_model)
     seed: int = 0

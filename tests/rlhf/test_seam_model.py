@@ -165,3 +165,28 @@ def test_departure_judgements_teach_the_planner_to_beat_the_heuristic_on_unseen_
     wins = 1.0 / (1.0 + np.exp(-diffs))  # the listener's expected preference for the learned edit
     assert wins.mean() >= 0.6, (wins.mean(), len(rows))
     assert np.mean(diffs < -1e-9) <= 0.1  # worse on at most a tenth of the held-out passages
+
+
+def test_answers_given_without_listening_do_not_make_every_seam_cheaper(tmp_path):
+    # The heuristic is right about every pair, but 15 % of answers are random (a lapse), and most
+    # pairs differ by a lot of heuristic cost (the heuristic against a random edit).  Without a
+    # lapse, the only way to explain the wrong answers is a residual that makes every seam cheaper
+    # than the heuristic says (the "constant" feature counts seams); with it, the residual stays small.
+    rng = np.random.default_rng(0)
+    n = 400
+    seams_a, seams_b = rng.integers(1, 4, n), rng.integers(1, 30, n)
+    phi_a, phi_b = np.zeros((n, N_SEAM_FEATURES)), np.zeros((n, N_SEAM_FEATURES))
+    constant = FEATURE_NAMES.index("constant")
+    phi_a[:, constant], phi_b[:, constant] = seams_a, seams_b
+    h_a, h_b = 1.5 * seams_a, 1.5 * seams_b
+    listens = rng.random(n) >= 0.15
+    p_a = np.where(listens, 1.0 / (1.0 + np.exp(-(h_b - h_a))), 0.5)
+    target = (rng.random(n) < p_a).astype(float)
+    model = train_seam_model(SeamPairs(phi_a, phi_b, h_a, h_b, target, np.ones(n), np.arange(n)),
+                             SeamTrainingConfig(n_members=3))
+    one_seam = np.zeros((1, N_SEAM_FEATURES))
+    one_seam[0, constant] = 1.0
+    assert abs(model.residual(one_seam)[0]) < 0.3 * 1.5  # a seam keeps most of its heuristic price
+    assert 0.05 < float(np.mean(model.members_lapse)) < 0.3
+    model.save(tmp_path / "seam.json")
+    assert np.allclose(SeamModel.load(tmp_path / "seam.json").members_lapse, model.members_lapse)
