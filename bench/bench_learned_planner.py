@@ -3,6 +3,7 @@
 Prints figures; it is not a test.  Run from the repository root:
 
     python bench/bench_learned_planner.py [--seeds 3] [--rounds 4] [--listener module:NAME] [--pessimism K] [--corpus DIR]
+    python bench/bench_learned_planner.py --curve [--selections random,disagreement,departures] [--checkpoints 100,200,400,800]
                                           [--minutes 4] [--skip-speed] [--skip-evidence]
 
 1. Speed: planning a ``--minutes``-minute track (the demo tracks' beats tiled to that length) to
@@ -51,6 +52,7 @@ from editing.env import Excerpt  # noqa: E402
 from rlhf.evidence.evaluation import corpus_files, eval_track_from_file, listen  # noqa: E402
 from rlhf.evidence.listeners import DEFAULT_LISTENER, load_listener  # noqa: E402
 from rlhf.evidence.simulate import AnnotatorModel  # noqa: E402
+from rlhf.evidence.statistics import nested_bootstrap_ci  # noqa: E402
 from rlhf.learning.configs import SeamTrainingConfig  # noqa: E402
 from rlhf.learning.reward_data import confidence_target  # noqa: E402
 from rlhf.learning.seam_model import (  # noqa: E402
@@ -76,16 +78,6 @@ def passages_of(track, rng: np.random.Generator, n: int) -> list[tuple[Passage, 
         out.append((Passage(context=arrays.dense, scaled=scaled, start=start, bar_positions=bars, target_beats=target),
                     Excerpt(track_index=0, start=start, n_beats=length, target_beats=target)))
     return out
-
-
-def bootstrap(values_by_track: list[np.ndarray], *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95 % interval of the mean: resample tracks, then passages within each."""
-    rng = np.random.default_rng(seed)
-    means = []
-    for _ in range(n_boot):
-        picked = [values_by_track[i] for i in rng.integers(0, len(values_by_track), len(values_by_track))]
-        means.append(np.mean(np.concatenate([v[rng.integers(0, v.size, v.size)] for v in picked])))
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def corpus_tracks(corpus: str | None) -> list:
@@ -149,7 +141,7 @@ def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float, corp
                 by_track.setdefault(track.arrays.name, []).append(float(annotator.win_probability(margin)))
             margins = np.array(margins)
             wins = np.concatenate([np.array(v) for v in by_track.values()])
-            lo, hi = bootstrap([np.array(v) for v in by_track.values()], seed=seed)
+            lo, hi = nested_bootstrap_ci(list(by_track.values()), seed=seed)
             pooled.setdefault(round_ + 1, {"judgements": [], "tracks": [], "margins": [], "identical": []})
             pooled[round_ + 1]["judgements"].append(len(rows))
             pooled[round_ + 1]["tracks"] += [np.array(v) for v in by_track.values()]
@@ -163,7 +155,7 @@ def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float, corp
             print(json.dumps(row), flush=True)
     for round_, data in sorted(pooled.items()):
         wins = np.concatenate(data["tracks"])
-        lo, hi = bootstrap(data["tracks"])
+        lo, hi = nested_bootstrap_ci(data["tracks"])
         margins = np.array(data["margins"])
         summary = {"pooled_round": round_, "seeds": seeds, "mean_judgements": round(float(np.mean(data["judgements"]))),
                    "win_rate": round(float(wins.mean()), 3), "ci95": [round(lo, 3), round(hi, 3)],
@@ -172,6 +164,137 @@ def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float, corp
         results.append(summary)
         print(json.dumps(summary), flush=True)
     return results
+
+
+SELECTIONS = ("random", "disagreement", "departures")
+CHECKPOINTS = (100, 200, 400, 800)
+
+
+def _pool(passage: Passage, model: SeamModel, rng: np.random.Generator) -> list[list[int]]:
+    """The edits a question may pair on one passage: the heuristic's plan, the learned plan and their
+    single departures (the studio's candidate edits a seam judgement can tell apart)."""
+    plans = [heuristic_plan(passage), learned_plan(passage, model)]
+    for plan in list(plans):
+        plans += [d.actions for d in departures(passage, SeamModel.untrained(), plan, max_extra_cost=6.0)[:6]]
+    unique = {tuple(passage.edit(a).track_beats().tolist()): a for a in plans}
+    return list(unique.values())
+
+
+def _questions(selection: str, passage: Passage, model: SeamModel, rng: np.random.Generator, k: int) -> list:
+    """``k`` pairs of action lists to ask about on ``passage``, chosen by ``selection``:
+
+    random        two edits of the pool drawn uniformly;
+    disagreement  the pool's pairs the seam ensemble disagrees on most (spread of its cost difference);
+    departures    the learned plan against its most disputed single departures (the studio's proposer).
+    """
+    if selection == "departures":
+        plan = learned_plan(passage, model)
+        return [(plan, d.actions) for d in departures(passage, model, plan)[:k]]
+    pool = _pool(passage, model, rng)
+    pairs = [(i, j) for i in range(len(pool)) for j in range(i + 1, len(pool))]
+    if not pairs:
+        return []
+    if selection == "random":
+        rows = rng.choice(len(pairs), size=min(k, len(pairs)), replace=False)
+        return [(pool[pairs[r][0]], pool[pairs[r][1]]) for r in rows]
+    phi = np.array([passage.seam_sum(a) for a in pool])
+    spread = np.array([model.member_residuals((phi[i] - phi[j])[None, :])[:, 0].std() for i, j in pairs])
+    order = np.argsort(-spread + 1e-9 * rng.random(len(pairs)))[:k]
+    return [(pool[pairs[r][0]], pool[pairs[r][1]]) for r in order]
+
+
+def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: str | None,
+                    selections: tuple[str, ...] = SELECTIONS, checkpoints: tuple[int, ...] = CHECKPOINTS) -> list[dict]:
+    """Win rate of the learned planner against the heuristic after J judgements, per pair selection.
+
+    Per seed, the same held-out fold and training passages for every selection; questions are
+    asked a batch at a time (one per training passage), the seam model retrained after each
+    batch; at each checkpoint the learned plan of every held-out passage is scored.  Pooled over
+    seeds, intervals over (seed, held-out track) then passages.
+    """
+    listener = load_listener(listener_spec)
+    annotator = AnnotatorModel()
+    tracks = corpus_tracks(corpus)
+    n_held = max(2, len(tracks) // 3)
+    heard: dict[tuple, float] = {}
+
+    def hear(track, passage, excerpt, actions) -> float:
+        key = (track.arrays.name, excerpt.start, excerpt.n_beats, excerpt.target_beats,
+               tuple(passage.edit(actions).track_beats().tolist()))
+        if key not in heard:
+            heard[key] = listen(listener, track, excerpt, passage.edit(actions))
+        return heard[key]
+
+    pooled: dict[tuple[str, int], dict] = {}
+    for seed in range(seeds):
+        order = np.roll(np.arange(len(tracks)), -n_held * seed)
+        train, held = [tracks[i] for i in order[:-n_held]], [tracks[i] for i in order[-n_held:]]
+        train_passages = [(t, p, e) for t in train for p, e in passages_of(t, np.random.default_rng(100 + seed),
+                                                                          max(2, 48 // len(train)))]
+        test_passages = [(t, p, e) for t in held
+                         for p, e in passages_of(t, np.random.default_rng(500 + seed), max(5, 30 // len(held)))]
+        h_scores = [hear(t, p, e, heuristic_plan(p)) for t, p, e in test_passages]
+        for selection in selections:
+            rng, answer_rng = np.random.default_rng(7 + seed), random.Random(seed)
+            model, rows, began = SeamModel.untrained(), [], time.perf_counter()
+            for checkpoint in checkpoints:
+                while len(rows) < checkpoint:
+                    asked = 0
+                    for group, (track, passage, excerpt) in enumerate(train_passages):
+                        for a, b in _questions(selection, passage, model, rng, 1):
+                            margin = hear(track, passage, excerpt, a) - hear(track, passage, excerpt, b)
+                            choice, confidence, _ = annotator.answer(margin, answer_rng)
+                            rows.append((passage.seam_sum(a), passage.seam_sum(b), passage.heuristic_cost(a),
+                                         passage.heuristic_cost(b), confidence_target(choice, confidence), group))
+                            asked += 1
+                        if len(rows) >= checkpoint:
+                            break
+                    if asked == 0:
+                        break  # nothing left to ask
+                    phi_a, phi_b, h_a, h_b, target, group = (np.array(x) for x in zip(*rows))
+                    model = train_seam_model(SeamPairs(phi_a, phi_b, h_a.astype(float), h_b.astype(float),
+                                                       target.astype(float), np.ones(len(rows)),
+                                                       group.astype(np.int64)),
+                                             SeamTrainingConfig(seed=seed, pessimism=pessimism))
+                cell = pooled.setdefault((selection, checkpoint), {"tracks": {}, "margins": [], "identical": [],
+                                                                   "judgements": []})
+                cell["judgements"].append(len(rows))
+                for (track, passage, excerpt), h_score in zip(test_passages, h_scores):
+                    plan = learned_plan(passage, model)
+                    same = plan == heuristic_plan(passage)
+                    margin = 0.0 if same else hear(track, passage, excerpt, plan) - h_score
+                    cell["margins"].append(margin)
+                    cell["identical"].append(same)
+                    cell["tracks"].setdefault((seed, track.arrays.name), []).append(
+                        float(annotator.win_probability(margin)))
+            print(json.dumps({"seed": seed, "selection": selection, "judgements": len(rows),
+                              "seconds": round(time.perf_counter() - began, 1)}), flush=True)
+    out = []
+    for (selection, checkpoint), cell in pooled.items():
+        wins = np.concatenate([np.array(v) for v in cell["tracks"].values()])
+        lo, hi = nested_bootstrap_ci(list(cell["tracks"].values()))
+        margins = np.array(cell["margins"])
+        row = {"selection": selection, "judgements": checkpoint, "mean_judgements": round(float(np.mean(cell["judgements"]))),
+               "win_rate": round(float(wins.mean()), 3), "ci95": [round(lo, 3), round(hi, 3)],
+               "better": round(float(np.mean(margins >= annotator.tie_margin)), 3),
+               "worse": round(float(np.mean(margins <= -annotator.tie_margin)), 3),
+               "identical": round(float(np.mean(cell["identical"])), 3), "seeds": seeds,
+               "held_out_passages": int(margins.size)}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def seam_training_time(n_judgements: int = 5000) -> dict:
+    """Seconds to train the studio's seam model (8 members) on ``n_judgements`` pairs of edits."""
+    rng = np.random.default_rng(0)
+    phi_a, phi_b = rng.normal(size=(2, n_judgements, N_SEAM_FEATURES))
+    pairs = SeamPairs(phi_a, phi_b, rng.random(n_judgements) * 3, rng.random(n_judgements) * 3,
+                      rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], n_judgements), np.ones(n_judgements),
+                      rng.integers(0, 40, n_judgements))
+    began = time.perf_counter()
+    train_seam_model(pairs, SeamTrainingConfig())
+    return {"judgements": n_judgements, "seconds": round(time.perf_counter() - began, 2)}
 
 
 def long_passage(minutes: float) -> Passage:
@@ -235,14 +358,24 @@ def main() -> None:
     parser.add_argument("--pessimism", type=float, default=SeamTrainingConfig().pessimism,
                         help="k of the learned seam cost's mean + k * spread (default: the studio's)")
     parser.add_argument("--skip-evidence", action="store_true")
+    parser.add_argument("--curve", action="store_true",
+                        help="the judgements-to-threshold curve per pair selection (random, disagreement, departures)")
+    parser.add_argument("--selections", default=",".join(SELECTIONS))
+    parser.add_argument("--checkpoints", default=",".join(str(c) for c in CHECKPOINTS), help="judgement counts")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
         memory_child(args.memory_child)
         return
+    if args.curve:
+        print(f"curve: listener {args.listener}, pessimism {args.pessimism}, corpus {args.corpus or 'demo'}", flush=True)
+        selection_curve(args.seeds, args.listener, args.pessimism, args.corpus, tuple(args.selections.split(",")),
+                        tuple(int(c) for c in args.checkpoints.split(",")))
+        return
     if not args.skip_speed:
         print("speed:", json.dumps(speed(args.minutes, args.repeats)), flush=True)
+        print("seam training:", json.dumps(seam_training_time()), flush=True)
         for minutes in (4, 10, 20):
             done = subprocess.run([sys.executable, __file__, "--memory-child", str(minutes)], capture_output=True,
                                   text=True)

@@ -1,59 +1,57 @@
-"""The evidence: does feedback make the editor better?  Arms, opponents, held-out tracks, intervals.
+"""The evidence: does feedback make the editor better than the hand-written one?  Arms, held-out tracks, intervals.
 
-``manage.py evaluate_loop`` (and ``bench/bench_evaluate.py``) answer it; the pieces live here.
+``manage.py evaluate_loop`` (and ``bench/bench_evaluate.py``) answer it; the pieces live here,
+the statistics in :mod:`rlhf.evidence.statistics`.
 
-Tracks (:func:`split_tracks`)
-    The corpus is split once into training tracks and held-out tracks (the same split for
-    every seed).  Held-out tracks are never ingested: they are analysed in memory only for
-    scoring, so no PPO run, reward model or comparison can see them (:func:`seed_run` also
-    checks the database for their content before and after).
-Arms (:data:`ARMS`)
-    Per seed, ONE stream of judgements: simulated annotators (the listener under test, through
-    the real annotation services) judge what the cycles propose; each cycle trains one reward
-    model on them.  Three policies then train for the same PPO steps, each fine-tuning its own
-    previous one: ``mix`` (the cycle's own policy, ``w * learned + (1 - w) * dense``),
-    ``dense_only`` (w = 0) and ``learned_only`` (w = 1), with the same PPO seeds.  So the arms
-    differ only in the reward they optimise: same compute, same judgements.
-Opponents (:data:`OPPONENTS`)
-    Random valid actions, the bar-aligned cut and the retargeting heuristic
-    (``editing.baselines``), the arm's own first policy, and the other arms' policies of the
-    same cycle (head to head).
-Best of 8 (row ``mix_best_of_8``)
-    What a user of ``/retarget/`` or ``manage.py retarget`` gets by default: the mix policy's most
-    probable edit and 7 samples, the cycle's reward model choosing (``rlhf.learning.policy.best_of_n_actions``),
-    scored against the same opponents.  It spends 8 rollouts and 8 reward-model scores where the
-    heuristic spends one dynamic program; more compute cannot help the heuristic, which is already
-    the least-cost edit by its own measure.
-Win rates
-    On ``eval_excerpts`` passages of the held-out tracks (fixed per seed), each edit is rendered
-    and scored by the listener; the win rate is the annotator model's expected preference for
-    the arm's edit (``AnnotatorModel.win_probability``: noise included, a tie counts one half),
-    averaged over excerpts and seeds.  Policies take their most probable actions
-    (``deterministic``), as the retarget command's policy method does.
-Intervals (:func:`bootstrap_ci`)
-    95 % percentile bootstrap, two levels: resample seeds, then excerpts within each seed.
-Reward-model accuracy
-    On an unbiased random slice of held-out comparisons: per held-out excerpt, pairs drawn
-    uniformly from its candidates (the mix policy's samples, random actions, the bar-aligned
-    cut, the heuristic); the label is the listener's preference (pairs within the tie margin are
-    dropped); the reward model's accuracy (ensemble mean) sits beside the dense score's.
+Tracks (:func:`fold_split`)
+    The corpus is cut into ``folds`` folds of tracks (one fixed shuffle); seed ``s`` holds out
+    fold ``s mod folds`` and trains on the rest, so the seeds hold out different tracks.
+    Held-out tracks are never ingested: they are analysed in memory only for scoring, so no
+    PPO run, reward model, seam model or comparison can see them (:func:`seed_run` also checks
+    the database for their content before and after), and nothing is tuned on them.
+One seed
+    ONE stream of judgements: simulated annotators (the listener under test, through the real
+    annotation services) judge baseline comparisons, then what each cycle proposes; each cycle
+    trains its reward model, seam model and PPO policy on them, as the studio does.
+Arms (:data:`ARMS`), scored on the same held-out excerpts after each cycle
+    ``heuristic`` (``editing.baselines.retarget_heuristic``: the strongest hand-written editor),
+    ``learned_planner`` (the cycle's seam model priced into the same exact planner),
+    ``policy`` (the cycle's PPO policy on the mix of learned and dense reward, most probable
+    edit), ``policy_best_of_n`` (its most probable edit and N - 1 samples, the reward model
+    choosing: the retarget page's default), ``dense_only`` (PPO on the dense score alone, the
+    same steps from the same start), ``bar_cut`` and ``random``.
+Compute-matched (:data:`MATCHED`)
+    An arm that chooses among N candidates meets ``heuristic_best_of_n``: the heuristic's N best
+    plans (its own and its cheapest single departures, :func:`heuristic_candidates`) with the
+    same chooser.  Both the matched and the single-candidate comparison are reported.
+Figures (:func:`summarise`)
+    Every arm against every other on the last cycle: win rate (the annotator model's expected
+    preference, ties half), the shares better / worse / level / identical, the mean paired
+    listener-score difference, each with a 95 % two-level bootstrap interval (tracks, then
+    excerpts within a track), and n excerpts and tracks.  Reward-model and seam-model accuracy
+    on held-out heuristic-versus-challenger pairs the listener can tell apart, beside the dense
+    score's and the heuristic cost's on the same pairs.  The judgement-efficiency curve: the
+    learned planner retrained on the first J judgements of each selection strategy, and every
+    learned arm after each cycle, against the heuristic.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import soundfile as sf
 
-from annotations.models import Track
+from annotations.models import Judgement, Track
 from annotations.services import (
     baseline_comparisons_create, track_ingest, track_load_analysis, track_load_audio, track_load_truth,
 )
 from editing.audio import SUPPORTED_EXTENSIONS, analyze_file, file_sha256
-from editing.baselines import BAR_CUT, BASELINES, HEURISTIC, RANDOM, baseline_actions
+from editing.baselines import BAR_CUT, BASELINES, HEURISTIC, RANDOM, baseline_actions, edit_cost
 from editing.demo import read_beats
 from editing.dense import dense_rewards
 from editing.edit import Edit, apply_actions
@@ -61,23 +59,28 @@ from editing.env import EnvConfig, Excerpt, TrackArrays
 from editing.render import render_edit
 from rlhf.cycle.policy_services import policy_artifact_path, policy_load, track_arrays
 from rlhf.cycle.reward_services import policy_reward, training_device
+from rlhf.cycle.seam_services import seam_data_build, seam_model_load
 from rlhf.cycle.state import Status, cycle_create
 from rlhf.cycle.steps import cycle_run
-from rlhf.evidence.listeners import Listener, clip_build, default_listener, listener_score
+from rlhf.evidence.listeners import Listener, ListenerError, clip_build, default_listener, listener_score
 from rlhf.evidence.simulate import AnnotatorModel, annotators_simulate
+from rlhf.evidence.statistics import agreement, mean_with_ci, paired_comparison
+from rlhf.learning.configs import BEST_OF_N, SeamTrainingConfig
 from rlhf.learning.policy import best_of_n_actions, load_policy, sample_actions, save_policy, train_policy
-from rlhf.learning.configs import BEST_OF_N
 from rlhf.learning.proposal import choose_excerpts
+from rlhf.learning.seam_model import (
+    Passage, SeamModel, departures, edit_seam_sum, heuristic_plan, learned_plan, track_feature_scale, train_seam_model,
+)
 
-ARMS = ("mix", "dense_only", "learned_only")
-ARM_LEARNED_WEIGHT = {"dense_only": 0.0, "learned_only": 1.0}  # mix: the cycle's own learned_weight
-# What the retarget page and command give by default: the mix policy's best of N by the reward model.
+ARMS = ("heuristic", "heuristic_best_of_n", "learned_planner", "policy", "policy_best_of_n", "dense_only", "bar_cut",
+        "random")
+LEARNED_ARMS = ("learned_planner", "policy", "policy_best_of_n", "dense_only")
+MATCHED = {"policy_best_of_n": "heuristic_best_of_n"}  # an arm choosing among N -> the heuristic given N and the chooser
 BEST_OF = BEST_OF_N
-BEST_OF_ROW = f"mix_best_of_{BEST_OF}"
-ROWS = (*ARMS, BEST_OF_ROW)
-# Opponent keys in the results: the baselines by their short names, then "first" and the arms.
 BASELINE_KEYS = {RANDOM: "random", BAR_CUT: "bar_cut", HEURISTIC: "heuristic"}
-OPPONENTS = (*BASELINE_KEYS.values(), "first", *ARMS)
+CURVE_JUDGEMENTS = (100, 200, 400, 800)  # and each selection's total
+MIN_TRACKS = 4  # a corpus needs this many usable tracks: folds of held-out tracks and enough to train on
+MIN_SECONDS = 8.0  # a usable track lasts at least this long (an excerpt of several bars)
 
 
 class EvaluationError(ValueError):
@@ -124,24 +127,61 @@ def eval_track_from_row(track) -> EvalTrack:
 
 
 def corpus_files(folder: Path) -> list[Path]:
-    """The audio files of ``folder``, sorted by name."""
+    """The usable audio files of ``folder``, sorted by name: readable, at least :data:`MIN_SECONDS` long.
+
+    Raises :class:`EvaluationError` with the counts when fewer than :data:`MIN_TRACKS` are usable.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise EvaluationError(f"corpus {folder}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.is_file())
-    if len(files) < 2:
-        raise EvaluationError(f"corpus {folder}: {len(files)} audio files, at least 2 needed (training and held out)")
-    return files
+    usable, refused = [], []
+    for path in files:
+        try:
+            info = sf.info(str(path))
+        except (RuntimeError, sf.LibsndfileError) as err:
+            refused.append(f"{path.name} (unreadable: {err})")
+            continue
+        if info.duration < MIN_SECONDS:
+            refused.append(f"{path.name} ({info.duration:.1f} s)")
+            continue
+        usable.append(path)
+    if len(usable) < MIN_TRACKS:
+        why = f"; refused {', '.join(refused[:5])}" if refused else ""
+        raise EvaluationError(f"corpus {folder}: {len(usable)} usable tracks of {len(files)} audio files, at least "
+                              f"{MIN_TRACKS} needed (held-out folds and training){why}")
+    return usable
 
 
-def split_tracks(files: Sequence[Path], *, n_held_out: int, seed: int = 0) -> tuple[list[Path], list[Path]]:
-    """(training files, held-out files): ``n_held_out`` files drawn with ``seed``, the rest for training."""
-    if not 1 <= n_held_out < len(files):
-        raise EvaluationError(f"{n_held_out} held-out tracks asked of {len(files)}: at least 1 and at most "
-                              f"{len(files) - 1} (training needs a track)")
-    order = np.random.default_rng(seed).permutation(len(files))
-    held = {int(i) for i in order[:n_held_out]}
+def fold_split(files: Sequence[Path], *, seed: int, n_folds: int) -> tuple[list[Path], list[Path]]:
+    """(training files, held-out files) of seed ``seed``: fold ``seed mod n_folds`` of one fixed shuffle held out.
+
+    Every fold is held out by some seed once there are ``n_folds`` seeds; a fold never trains the
+    seed that holds it out.  Raises :class:`EvaluationError` when a fold would be empty or fewer
+    than 2 tracks would be left to train on (the reward model splits its data by track).
+    """
+    if n_folds < 2:
+        raise EvaluationError(f"{n_folds} folds: at least 2 (a fold held out, the others trained on)")
+    if n_folds > len(files) or len(files) - int(np.ceil(len(files) / n_folds)) < 2:
+        raise EvaluationError(f"{n_folds} folds of {len(files)} tracks: each fold needs a track and training at "
+                              f"least 2; use fewer folds or more tracks")
+    order = np.random.default_rng(0).permutation(len(files))
+    held = {int(i) for i in np.array_split(order, n_folds)[seed % n_folds]}
     return ([f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held])
+
+
+def listener_probe(listener: Listener, path: Path) -> float:
+    """Score the heuristic's edit of one passage of ``path``: a listener that fails, takes the wrong
+    arguments or returns NaN is refused here, before any training (:class:`ListenerError`)."""
+    track = eval_track_from_file(path)
+    excerpt = held_out_excerpts([track], 1, 0)[0]
+    edit = baseline_edits(HEURISTIC, [track], [excerpt], np.random.default_rng(0))[0]
+    try:
+        return listen(listener, track, excerpt, edit)
+    except ListenerError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of an outside listener is reported with its reason
+        raise ListenerError(f"the listener failed on a probe clip of {path.name}: {type(err).__name__}: {err}") from err
 
 
 # --------------------------------------------------------------------------- scoring edits
@@ -319,61 +359,95 @@ def simulated_loop(
     return rows
 
 
-# --------------------------------------------------------------------------- intervals
-
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` [shape=(n_seeds, n_excerpts)].
-
-    Two levels: each replicate draws seeds with replacement, then excerpts with replacement
-    within each drawn seed, so both sources of variation widen the interval.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[None, :]
-    if values.ndim != 2 or values.size == 0:
-        raise EvaluationError(f"bootstrap needs a (seeds, excerpts) array, got shape {values.shape}")
-    n_seeds, n_items = values.shape
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    items = rng.integers(0, n_items, size=(n_boot, n_seeds, n_items))
-    means = values[seeds[:, :, None], items].mean(axis=(1, 2))
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
-
-
-def win_summary(p_win: np.ndarray) -> dict[str, Any]:
-    """``{"win_rate", "ci95"}`` of per-excerpt win probabilities [shape=(n_seeds, n_excerpts)]."""
-    lo, hi = bootstrap_ci(p_win)
-    return {"win_rate": round(float(np.mean(p_win)), 4), "ci95": [round(lo, 4), round(hi, 4)]}
-
-
 # --------------------------------------------------------------------------- one seed
 
-def _rm_slice(*, listener: Listener, annotator: AnnotatorModel, tracks: Sequence[EvalTrack],
-              excerpts: Sequence[Excerpt], candidates: list[list[Edit]], reward, rng: np.random.Generator,
-              pairs_per_excerpt: int = 2) -> dict[str, Any]:
-    """Reward-model and dense accuracy on uniformly drawn pairs of each excerpt's candidates."""
-    rm_correct: list[float] = []
-    dense_correct: list[float] = []
-    for ex, edits in zip(excerpts, candidates):
-        unique = list({e.key(): e for e in edits}.values())
-        if len(unique) < 2:
-            continue
-        track = tracks[ex.track_index]
-        listened = np.array([listen(listener, track, ex, e) for e in unique])
-        rewards = np.asarray(reward.member_rewards([(track.arrays, e) for e in unique]), dtype=np.float64).mean(0)
-        dense = np.array([dense_rewards(e, context=track.arrays.dense, target_beats=ex.target_beats).combined
-                          for e in unique])
-        all_pairs = [(i, j) for i in range(len(unique)) for j in range(i + 1, len(unique))]
-        for row in rng.choice(len(all_pairs), size=min(pairs_per_excerpt, len(all_pairs)), replace=False):
-            i, j = all_pairs[int(row)]
-            margin = listened[i] - listened[j]
-            if abs(margin) < annotator.tie_margin:
+def _short(edit: Edit) -> str:
+    return edit.key()[:16]
+
+
+def _passages(tracks: Sequence[EvalTrack], excerpts: Sequence[Excerpt]) -> list[Passage]:
+    """Each excerpt as the planners take it (the track's scaled features computed once)."""
+    scaled = {i: track_feature_scale(t.arrays.features) for i, t in enumerate(tracks)}
+    return [Passage(context=tracks[ex.track_index].arrays.dense, scaled=scaled[ex.track_index], start=ex.start,
+                    bar_positions=tracks[ex.track_index].arrays.bar_positions[ex.start: ex.start + ex.n_beats],
+                    target_beats=ex.target_beats) for ex in excerpts]
+
+
+def heuristic_candidates(passage: Passage, n: int) -> list[list[int]]:
+    """The heuristic's ``n`` best plans it can name: its own, then its cheapest single departures (each re-planned).
+
+    What the heuristic gets when an arm it is compared with chooses among ``n`` candidates.
+    """
+    plan = heuristic_plan(passage)
+    others = [d.actions for d in departures(passage, SeamModel.untrained(), plan, max_extra_cost=np.inf)]
+    others.sort(key=passage.heuristic_cost)
+    return [plan, *others[: n - 1]]
+
+
+def _choose(reward, track: EvalTrack, candidates: Sequence[Edit]) -> Edit:
+    """The candidate the reward-model ensemble's mean scores highest (ties: the first), as best-of-N chooses."""
+    rewards = np.asarray(reward.member_rewards([(track.arrays, e) for e in candidates]), dtype=np.float64).mean(0)
+    return candidates[int(np.argmax(rewards))]
+
+
+def _learned_cost(edit: Edit, passage: Passage, model: SeamModel) -> float:
+    """The seam model's mean cost of an edit: the heuristic's cost plus the learned residual of its seams."""
+    residual = model.residual(edit_seam_sum(passage.scaled, edit.track_beats(), edit.seam_beats())[None, :])
+    return float(edit_cost(edit, passage.context) + residual[0])
+
+
+def _scored(listener: Listener, tracks: Sequence[EvalTrack], excerpts: Sequence[Excerpt], edits: Sequence[Edit],
+            known: dict[tuple[int, str], float]) -> list[float]:
+    """Listener scores, an edit already heard on the same excerpt not rendered twice."""
+    out = []
+    for i, (ex, e) in enumerate(zip(excerpts, edits)):
+        key = (i, e.key())
+        if key not in known:
+            known[key] = listen(listener, tracks[ex.track_index], ex, e)
+        out.append(known[key])
+    return out
+
+
+def selection_of(comparison) -> str:
+    """How a comparison was chosen: ``baseline`` (no reward model picked it), ``departure`` (a single
+    departure from the learned plan) or ``uncertainty`` (the reward model's disagreement)."""
+    if not comparison.reward_model_version:
+        return "baseline"
+    if comparison.edit_a.source.endswith(":departure") or comparison.edit_b.source.endswith(":departure"):
+        return "departure"
+    return "uncertainty"
+
+
+def _judgements_by_selection() -> dict[str, list[int]]:
+    """Judgement ids in the order they were given: all of them, and per selection strategy."""
+    out: dict[str, list[int]] = {"all": []}
+    judgements = (Judgement.objects.filter(comparison__is_gold=False)
+                  .select_related("comparison__edit_a", "comparison__edit_b").order_by("pk"))
+    for j in judgements:
+        out["all"].append(j.pk)
+        out.setdefault(selection_of(j.comparison), []).append(j.pk)
+    return out
+
+
+def _curve(*, listener: Listener, held_out: Sequence[EvalTrack], excerpts: Sequence[Excerpt],
+           passages: Sequence[Passage], heuristic: Sequence[Edit], known: dict, config: SeamTrainingConfig,
+           say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The learned planner retrained on the first J judgements (per selection strategy), scored on the held-out excerpts."""
+    points = []
+    for selection, ids in _judgements_by_selection().items():
+        counts = sorted({*(j for j in CURVE_JUDGEMENTS if j < len(ids)), len(ids)})
+        for n in counts:
+            if n == 0:
                 continue
-            rm_correct.append(float(np.sign(rewards[i] - rewards[j]) == np.sign(margin)))
-            d = np.sign(dense[i] - dense[j])
-            dense_correct.append(0.5 if d == 0 else float(d == np.sign(margin)))
-    return {"rm_correct": rm_correct, "dense_correct": dense_correct}
+            data = seam_data_build(judgement_ids=ids[:n])
+            model = train_seam_model(data.pairs, config) if data.pairs.n_pairs else SeamModel.untrained(config)
+            edits = [p.edit(learned_plan(p, model)) for p in passages]
+            points.append({"selection": selection, "judgements": n, "arm": "learned_planner",
+                           "scores": _scored(listener, held_out, excerpts, edits, known),
+                           "keys": [_short(e) for e in edits],
+                           "heuristic_keys": [_short(e) for e in heuristic]})
+        say(f"  curve: {selection} at {', '.join(str(c) for c in counts)} judgements")
+    return points
 
 
 def _check_unseen(held_out: Sequence[EvalTrack]) -> None:
@@ -393,7 +467,7 @@ def seed_run(
     listener: Listener,
     annotator: AnnotatorModel = AnnotatorModel(),
     n_annotators: int = 3,
-    eval_excerpts: int = 16,
+    eval_excerpts: int = 24,
     baseline_excerpts: int = 8,
     seed: int = 0,
     workdir: Path,
@@ -403,8 +477,8 @@ def seed_run(
 
     Ingests the training files, lets simulated annotators judge baseline comparisons, then runs
     ``n_cycles`` cycles (see the module docstring), scoring every arm on the held-out excerpts
-    after each.  Raises :class:`EvaluationError` when a held-out track is in the studio, or a
-    cycle fails.
+    after each, and after the last the judgement-efficiency curve.  Raises
+    :class:`EvaluationError` when a held-out track is in the studio, or a cycle fails.
     """
 
     say = echo or (lambda message: None)
@@ -412,78 +486,94 @@ def seed_run(
     workdir.mkdir(parents=True, exist_ok=True)
     _check_unseen(held_out)
     parameters = replace(parameters, seed=parameters.seed + 1000 * seed)
+    say(f"PROGRESS 0/{n_cycles} ingesting {len(train_files)} training tracks")
     tracks = [track_ingest(path=p)[0] for p in train_files]
     _check_unseen(held_out)
     for i, track in enumerate(tracks):
         baseline_comparisons_create(track=track, n_excerpts=baseline_excerpts, seed=1000 * seed + i)
     arrays = track_arrays(tracks)
     excerpts = held_out_excerpts(held_out, eval_excerpts, 7919 + seed)
-    baseline_scores = {
-        key: listen_all(listener, held_out, excerpts,
-                        baseline_edits(name, held_out, excerpts, np.random.default_rng(31 + seed))).tolist()
-        for name, key in BASELINE_KEYS.items()
-    }
-    parents: dict[str, Path | None] = {arm: None for arm in ARM_LEARNED_WEIGHT}
-    first_scores: dict[str, list[float]] = {}
+    passages = _passages(held_out, excerpts)
+    known: dict[tuple[int, str], float] = {}
+    fixed = {key: baseline_edits(name, held_out, excerpts, np.random.default_rng(31 + seed))
+             for name, key in BASELINE_KEYS.items()}
+    dense_parent: Path | None = None
     cycles: list[dict[str, Any]] = []
     for k in range(n_cycles):
         began = time.perf_counter()
         report = annotators_simulate(n_annotators=n_annotators, listener=listener, model=annotator,
                                      seed=1000 * seed + k)
-        say(f"seed {seed} cycle {k + 1}: {report.n_judgements} judgements; training")
+        say(f"PROGRESS {k}/{n_cycles} cycle {k + 1}: {report.n_judgements} new judgements; training")
         cycle = cycle_run(cycle=cycle_create(parameters=parameters, trigger="evaluation"))
         if cycle.status != Status.DONE:
             raise EvaluationError(f"seed {seed}: cycle {cycle.pk} {cycle.status}: {cycle.error}")
         # The learned reward exactly as the cycle's own policy trained on it (scale and guard).
         reward = policy_reward(cycle.reward_model_version, pessimism=parameters.rm_pessimism)
-        policies = {"mix": load_policy(policy_artifact_path(cycle.policy_version), device="cpu")}
+        policy = load_policy(policy_artifact_path(cycle.policy_version), device="cpu")
         config = parameters.policy_config(seed=parameters.seed + cycle.pk, device=training_device())
-        ppo_log: dict[str, Any] = {"mix": cycle.metrics.get("policy", {})}
-        for arm, weight in ARM_LEARNED_WEIGHT.items():
-            run = train_policy(arrays, total_timesteps=parameters.ppo_timesteps,
-                               learned_reward=reward if weight > 0 else None,
-                               env_config=EnvConfig(learned_weight=weight), config=config, parent=parents[arm])
-            path = save_policy(run.model, workdir / f"seed{seed}-{arm}-cycle{k + 1}.zip")
-            parents[arm] = path
-            policies[arm] = run.model
-            ppo_log[arm] = run.summary()
-        arm_edits = {arm: policy_edits(policy, held_out, excerpts, deterministic=True, rng=np.random.default_rng(0))
-                     for arm, policy in policies.items()}  # computed once: scored, then rewarded below
-        scores = {arm: listen_all(listener, held_out, excerpts, edits).tolist() for arm, edits in arm_edits.items()}
-        chosen = best_of_n_actions(policies["mix"], reward, [t.arrays for t in held_out], excerpts, n=BEST_OF,
+        # dense_only: the same PPO steps from the same start, optimising the dense score alone.
+        run = train_policy(arrays, total_timesteps=parameters.ppo_timesteps, learned_reward=None,
+                           env_config=EnvConfig(learned_weight=0.0), config=config, parent=dense_parent)
+        dense_parent = save_policy(run.model, workdir / f"seed{seed}-dense_only-cycle{k + 1}.zip")
+        seam = seam_model_load(cycle.seam_model_version) if cycle.seam_model_version_id else SeamModel.untrained()
+        say(f"PROGRESS {k}/{n_cycles} cycle {k + 1}: scoring {len(excerpts)} held-out passages")
+        edits: dict[str, list[Edit]] = dict(fixed)
+        edits["policy"] = policy_edits(policy, held_out, excerpts, deterministic=True, rng=np.random.default_rng(0))
+        edits["dense_only"] = policy_edits(run.model, held_out, excerpts, deterministic=True,
+                                           rng=np.random.default_rng(0))
+        chosen = best_of_n_actions(policy, reward, [t.arrays for t in held_out], excerpts, n=BEST_OF,
                                    rng=np.random.default_rng(0))
-        scores[BEST_OF_ROW] = listen_all(listener, held_out, excerpts,
-                                         [edit_of(held_out[ex.track_index], ex, a)
-                                          for ex, a in zip(excerpts, chosen)]).tolist()
-        if k == 0:
-            first_scores = {arm: list(s) for arm, s in scores.items()}
-        # Learned reward against the listener on the arms' held-out edits: over-optimisation shows
-        # as the learned reward rising while the listener's score does not.
+        edits["policy_best_of_n"] = [edit_of(held_out[ex.track_index], ex, a) for ex, a in zip(excerpts, chosen)]
+        edits["heuristic_best_of_n"] = [
+            _choose(reward, held_out[ex.track_index], [p.edit(a) for a in heuristic_candidates(p, BEST_OF)])
+            for ex, p in zip(excerpts, passages)]
+        edits["learned_planner"] = [p.edit(learned_plan(p, seam, pessimism=parameters.seam_pessimism))
+                                    for p in passages]
+        scores = {arm: _scored(listener, held_out, excerpts, edits[arm], known) for arm in ARMS}
+        keys = {arm: [_short(e) for e in edits[arm]] for arm in ARMS}
+        # Heuristic against each challenger, the pairs that matter: who ranks them as the listener does?
+        pairs = []
+        for i, (ex, p) in enumerate(zip(excerpts, passages)):
+            track = held_out[ex.track_index]
+            challengers = {edits[arm][i].key(): edits[arm][i] for arm in LEARNED_ARMS}
+            challengers.pop(edits["heuristic"][i].key(), None)
+            for edit in challengers.values():
+                margin = known[(i, edit.key())] - known[(i, edits["heuristic"][i].key())]
+                if abs(margin) < annotator.tie_margin:
+                    continue
+                both = [edits["heuristic"][i], edit]
+                rm = np.asarray(reward.member_rewards([(track.arrays, e) for e in both]), dtype=np.float64).mean(0)
+                dense = [dense_rewards(e, context=track.arrays.dense, target_beats=ex.target_beats).combined
+                         for e in both]
+                cost = [edit_cost(e, p.context) for e in both]
+                learned = [_learned_cost(e, p, seam) for e in both]
+                pairs.append({"track": track.arrays.name, "listener": round(float(margin), 4),
+                              "reward_model": float(rm[1] - rm[0]), "dense": float(dense[1] - dense[0]),
+                              "heuristic_cost": float(cost[0] - cost[1]), "seam_model": float(learned[0] - learned[1])})
+        # Learned reward against the listener on the policies' held-out edits: over-optimisation
+        # shows as the learned reward rising while the listener's score does not.
         reward_vs_listener = {}
-        for arm, edits in arm_edits.items():
-            learned = reward([_Finished(held_out[ex.track_index].arrays, e) for ex, e in zip(excerpts, edits)])
+        for arm in ("policy", "dense_only"):
+            learned = reward([_Finished(held_out[ex.track_index].arrays, e) for ex, e in zip(excerpts, edits[arm])])
             reward_vs_listener[arm] = {"learned": float(np.mean(learned)), "listener": float(np.mean(scores[arm]))}
-        draw = np.random.default_rng(97 + 1000 * seed + k)
-        samples = [policy_edits(policies["mix"], held_out, excerpts, deterministic=False, rng=draw) for _ in range(2)]
-        candidates = [[samples[0][i], samples[1][i]] for i in range(len(excerpts))]
-        for name in BASELINES:
-            for i, e in enumerate(baseline_edits(name, held_out, excerpts, draw)):
-                candidates[i].append(e)
-        rm = _rm_slice(listener=listener, annotator=annotator, tracks=held_out, excerpts=excerpts,
-                       candidates=candidates, reward=reward, rng=draw)
         _check_unseen(held_out)
         cycles.append({
-            "cycle": k + 1, "scores": {**scores, **baseline_scores}, "first": first_scores,
-            "reward_model": rm, "cycle_metrics": cycle.metrics.get("reward_model", {}), "ppo": ppo_log,
-            "reward_vs_listener": reward_vs_listener, "n_judgements": report.n_judgements,
-            "seconds": round(time.perf_counter() - began, 1),
+            "cycle": k + 1, "judgements": Judgement.objects.filter(comparison__is_gold=False).count(),
+            "scores": scores, "keys": keys, "pairs": pairs,
+            "cycle_metrics": cycle.metrics.get("reward_model", {}),
+            "ppo": {"policy": cycle.metrics.get("policy", {}), "dense_only": run.summary()},
+            "reward_vs_listener": reward_vs_listener, "seconds": round(time.perf_counter() - began, 1),
         })
-        say(f"seed {seed} cycle {k + 1}: done in {cycles[-1]['seconds']} s; mean listener score "
-            + ", ".join(f"{a} {np.mean(s):.2f}" for a, s in {**scores, **baseline_scores}.items()))
+        say(f"PROGRESS {k + 1}/{n_cycles} cycle {k + 1}: done in {cycles[-1]['seconds']} s; mean listener score "
+            + ", ".join(f"{a} {np.mean(s):.2f}" for a, s in scores.items()))
+    curve = _curve(listener=listener, held_out=held_out, excerpts=excerpts, passages=passages,
+                   heuristic=fixed["heuristic"], known=known,
+                   config=SeamTrainingConfig(seed=parameters.seed, pessimism=parameters.seam_pessimism), say=say)
     return {"seed": seed, "train_tracks": [p.name for p in train_files],
             "held_out_tracks": [t.arrays.name for t in held_out],
-            "excerpts": [[int(e.track_index), int(e.start), int(e.n_beats), int(e.target_beats)] for e in excerpts],
-            "cycles": cycles}
+            "excerpts": [{"track": held_out[e.track_index].arrays.name, "start": int(e.start),
+                          "n_beats": int(e.n_beats), "target_beats": int(e.target_beats)} for e in excerpts],
+            "cycles": cycles, "curve": curve}
 
 
 @dataclass(frozen=True)
@@ -496,94 +586,186 @@ class _Finished:
 
 # --------------------------------------------------------------------------- summary
 
+def _pair_cell(rows: Sequence[dict[str, Any]], arm: str, opponent: str, annotator: AnnotatorModel) -> dict[str, Any]:
+    """``arm`` against ``opponent`` over every seed's excerpts of one cycle (``rows``: (seed result, cycle) dicts)."""
+    mine, theirs, same, tracks = [], [], [], []
+    for row in rows:
+        cycle = row["cycle"]
+        mine += cycle["scores"][arm]
+        theirs += cycle["scores"][opponent]
+        same += [a == b for a, b in zip(cycle["keys"][arm], cycle["keys"][opponent])]
+        tracks += [e["track"] for e in row["excerpts"]]
+    return paired_comparison(mine, theirs, same_edit=same, tracks=tracks, win_probability=annotator.win_probability,
+                             tie_margin=annotator.tie_margin)
+
+
+def _accuracy_block(pairs: Sequence[dict[str, Any]], main: str) -> dict[str, Any]:
+    """Accuracy of ``main`` (a key of the pairs) with its interval over tracks, beside the dense score's and the heuristic cost's."""
+    if not pairs:
+        return {"accuracy": None, "dense_accuracy": None, "heuristic_cost_accuracy": None, "ci95": None, "n_pairs": 0,
+                "n_tracks": 0}
+    label = [p["listener"] for p in pairs]
+    tracks = [p["track"] for p in pairs]
+    correct = {name: agreement([p[name] for p in pairs], label) for name in (main, "dense", "heuristic_cost")}
+    figure = mean_with_ci(correct[main], tracks)
+    return {"accuracy": figure["mean"], "dense_accuracy": round(float(correct["dense"].mean()), 4),
+            "heuristic_cost_accuracy": round(float(correct["heuristic_cost"].mean()), 4), "ci95": figure["ci95"],
+            "n_pairs": len(pairs), "n_tracks": figure["n_tracks"]}
+
+
+def _curve_points(seed_results: Sequence[dict[str, Any]], annotator: AnnotatorModel) -> list[dict[str, Any]]:
+    """Win rate against the heuristic by judgements used: the learned planner per selection strategy
+    (retrained on the first J), and every learned arm after each cycle (``selection`` "cycles")."""
+    points: dict[tuple[str, str, str], list[tuple[dict, dict]]] = {}
+    for result in seed_results:
+        totals = {p["selection"]: p["judgements"] for p in result.get("curve", [])}
+        for p in result.get("curve", []):
+            label = "total" if p["judgements"] == totals[p["selection"]] else str(p["judgements"])
+            points.setdefault((p["selection"], label, p["arm"]), []).append((result, p))
+        for cycle in result["cycles"]:
+            for arm in LEARNED_ARMS:
+                points.setdefault(("cycles", f"cycle {cycle['cycle']}", arm), []).append(
+                    (result, {"judgements": cycle["judgements"], "scores": cycle["scores"][arm],
+                              "keys": cycle["keys"][arm], "heuristic": cycle["scores"]["heuristic"],
+                              "heuristic_keys": cycle["keys"]["heuristic"]}))
+    out = []
+    for (selection, label, arm), members in points.items():
+        mine, theirs, same, tracks = [], [], [], []
+        for result, p in members:
+            heuristic = p.get("heuristic", result["cycles"][0]["scores"]["heuristic"])
+            mine += p["scores"]
+            theirs += heuristic
+            same += [a == b for a, b in zip(p["keys"], p["heuristic_keys"])]
+            tracks += [e["track"] for e in result["excerpts"]]
+        cell = paired_comparison(mine, theirs, same_edit=same, tracks=tracks,
+                                 win_probability=annotator.win_probability, tie_margin=annotator.tie_margin)
+        out.append({"selection": selection, "judgements": round(float(np.mean([p["judgements"] for _, p in members]))),
+                    "point": label, "arm": arm, "win_rate": cell["win_rate"], "ci95": cell["ci95"],
+                    "identical": cell["identical"], "n_seeds": len(members)})
+    return sorted(out, key=lambda p: (p["selection"], p["arm"], p["judgements"]))
+
+
 def summarise(seed_results: Sequence[dict[str, Any]], *,
               annotator: AnnotatorModel = AnnotatorModel()) -> dict[str, Any]:
-    """Per cycle and arm: win rates with intervals against every opponent, and reward-model accuracy.
+    """The figures of ``manage.py evaluate_loop`` from the seeds' raw results (see the README for the layout).
 
-    Returns ``{"cycles": [...], "final": final}`` with ``final[arm][opponent] = {"win_rate",
-    "ci95"}`` and ``final[arm]["reward_model"] = {"accuracy", "dense_accuracy", ...}``; the
-    ``mix_best_of_8`` row sits beside the arms (its opponents: the baselines and the arms).
+    Returns ``{"final", "cycles", "reward_model", "seam_model", "curve"}``: ``final[arm][opponent]``
+    (every arm against every other, the last cycle, excerpts of all seeds), ``cycles`` (the
+    learned arms against the heuristic, and the matched pair, after each cycle), the reward
+    model's and the seam model's accuracy on held-out heuristic-versus-challenger pairs of the
+    last cycle, and the judgement-efficiency curve.
     """
     if not seed_results:
         raise EvaluationError("no seed results to summarise")
     n_cycles = min(len(r["cycles"]) for r in seed_results)
+    if n_cycles == 0:
+        raise EvaluationError("the seed results hold no cycle")
+
+    def rows(k: int) -> list[dict[str, Any]]:
+        return [{"cycle": r["cycles"][k], "excerpts": r["excerpts"]} for r in seed_results]
+
+    last = rows(n_cycles - 1)
+    final = {arm: {opponent: _pair_cell(last, arm, opponent, annotator) for opponent in ARMS if opponent != arm}
+             for arm in ARMS}
     per_cycle = []
     for k in range(n_cycles):
-        rows = [r["cycles"][k] for r in seed_results]
-        table: dict[str, Any] = {}
-        rm_correct = [c for row in rows for c in row["reward_model"]["rm_correct"]]
-        dense_correct = [c for row in rows for c in row["reward_model"]["dense_correct"]]
-        rm = {"accuracy": round(float(np.mean(rm_correct)), 4) if rm_correct else None,
-              "dense_accuracy": round(float(np.mean(dense_correct)), 4) if dense_correct else None,
-              "n_pairs": len(rm_correct)}
-        for arm in ROWS:
-            mine = np.array([row["scores"][arm] for row in rows])
-            entry: dict[str, Any] = {"mean_listener_score": round(float(mine.mean()), 4)}
-            for opponent in (*BASELINE_KEYS.values(), *ARMS):
-                if opponent == arm:
-                    continue
-                theirs = np.array([row["scores"][opponent] for row in rows])
-                entry[opponent] = win_summary(annotator.win_probability(mine - theirs))
-            if k > 0 and arm in ARMS:
-                theirs = np.array([row["first"][arm] for row in rows])
-                entry["first"] = win_summary(annotator.win_probability(mine - theirs))
-            entry["reward_model"] = rm
-            table[arm] = entry
-        baselines = {key: round(float(np.mean([row["scores"][key] for row in rows])), 4)
-                     for key in BASELINE_KEYS.values()}
-        per_cycle.append({"cycle": k + 1, "arms": table, "baseline_mean_listener_score": baselines})
-    return {"cycles": per_cycle, "final": per_cycle[-1]["arms"]}
+        these = rows(k)
+        cells = {arm: {"heuristic": _pair_cell(these, arm, "heuristic", annotator)} for arm in LEARNED_ARMS}
+        for arm, opponent in MATCHED.items():
+            cells[arm][opponent] = _pair_cell(these, arm, opponent, annotator)
+        per_cycle.append({"cycle": k + 1, "judgements": round(float(np.mean([r["cycle"]["judgements"] for r in these]))),
+                          "arms": cells})
+    pairs = [p for r in last for p in r["cycle"]["pairs"]]
+    return {"final": final, "cycles": per_cycle, "reward_model": _accuracy_block(pairs, "reward_model"),
+            "seam_model": _accuracy_block(pairs, "seam_model"), "curve": _curve_points(seed_results, annotator)}
+
+
+# The comparisons the table shows (the JSON holds every arm against every other).
+TABLE = (
+    ("learned_planner", "heuristic"), ("policy", "heuristic"), ("policy_best_of_n", "heuristic_best_of_n"),
+    ("policy_best_of_n", "heuristic"), ("dense_only", "heuristic"), ("policy", "dense_only"),
+    ("heuristic_best_of_n", "heuristic"), ("heuristic", "bar_cut"), ("heuristic", "random"),
+)
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The final cycle as a plain-text table: one row per arm, win rate [95 % interval] per opponent."""
+    """The last cycle as plain text: one row per comparison that carries a claim, then the accuracies."""
     final = summary["final"]
-    columns = [o for o in OPPONENTS if any(o in final[arm] for arm in ROWS)]
-    lines = [f"{'arm':<15}" + "".join(f"{c:>22}" for c in columns) + f"{'RM acc':>9}{'dense acc':>11}"]
-    for arm in ROWS:
-        cells = []
-        for c in columns:
-            cell = final[arm].get(c)
-            cells.append(f"{cell['win_rate']:.3f} [{cell['ci95'][0]:.2f}, {cell['ci95'][1]:.2f}]" if cell else "-")
-        rm = final[arm]["reward_model"]
-        acc = "-" if rm["accuracy"] is None else f"{rm['accuracy']:.3f}"
-        dense = "-" if rm["dense_accuracy"] is None else f"{rm['dense_accuracy']:.3f}"
-        lines.append(f"{arm:<15}" + "".join(f"{cell:>22}" for cell in cells) + f"{acc:>9}{dense:>11}")
+    lines = [f"{'arm':<20}{'opponent':<22}{'win rate [95 %]':>22}{'better':>8}{'worse':>7}{'ident.':>8}"
+             f"{'mean diff [95 %]':>26}{'n exc/tr':>10}"]
+    for arm, opponent in TABLE:
+        c = final[arm][opponent]
+        lines.append(f"{arm:<20}{opponent:<22}{c['win_rate']:>8.3f} [{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
+                     f"{c['better']:>8.2f}{c['worse']:>7.2f}{c['identical']:>8.2f}"
+                     f"{c['mean_diff']:>+10.3f} [{c['mean_diff_ci95'][0]:+.2f}, {c['mean_diff_ci95'][1]:+.2f}]"
+                     f"{c['n_excerpts']:>6}/{c['n_tracks']}")
+    for name in ("reward_model", "seam_model"):
+        b = summary[name]
+        if b["accuracy"] is None:
+            lines.append(f"{name}: no held-out heuristic-vs-challenger pair the listener could tell apart")
+            continue
+        lines.append(f"{name} accuracy on {b['n_pairs']} held-out heuristic-vs-challenger pairs ({b['n_tracks']} "
+                     f"tracks): {b['accuracy']:.3f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]; dense score "
+                     f"{b['dense_accuracy']:.3f}; heuristic cost {b['heuristic_cost_accuracy']:.3f}")
     return "\n".join(lines)
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    """Win rate per cycle with its interval, one panel per opponent, one line per arm (PNG)."""
+    """Three panels (PNG): each learned arm against the heuristic after each cycle, the judgement-efficiency
+    curve of the learned planner per selection strategy, and the last cycle's comparisons, all with 95 % intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    opponents = ["random", "bar_cut", "heuristic", "dense_only"]
-    fig, axes = plt.subplots(1, len(opponents), figsize=(4 * len(opponents), 3.4), sharey=True)
-    cycles = [c["cycle"] for c in summary["cycles"]]
-    colours = dict(zip(ROWS, ("tab:blue", "tab:orange", "tab:green", "tab:purple")))
-    for ax, opponent in zip(axes, opponents):
-        for arm in ROWS:
-            cells = [c["arms"][arm].get(opponent) for c in summary["cycles"]]
-            if not any(cells):
-                continue
-            rate = [cell["win_rate"] if cell else np.nan for cell in cells]
-            lo = [cell["ci95"][0] if cell else np.nan for cell in cells]
-            hi = [cell["ci95"][1] if cell else np.nan for cell in cells]
-            ax.plot(cycles, rate, marker="o", label=arm, color=colours[arm])
-            ax.fill_between(cycles, lo, hi, alpha=0.2, color=colours[arm])
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    colours = dict(zip((*LEARNED_ARMS, "heuristic_best_of_n"), ("tab:green", "tab:blue", "tab:purple", "tab:orange",
+                                                                "tab:grey")))
+    ax = axes[0]
+    x = [c["judgements"] for c in summary["cycles"]]
+    for arm in LEARNED_ARMS:
+        cells = [c["arms"][arm]["heuristic"] for c in summary["cycles"]]
+        ax.plot(x, [c["win_rate"] for c in cells], marker="o", label=arm, color=colours[arm])
+        ax.fill_between(x, [c["ci95"][0] for c in cells], [c["ci95"][1] for c in cells], alpha=0.15,
+                        color=colours[arm])
+    ax.set_title("against the heuristic, after each cycle")
+    ax.set_xlabel("judgements (mean per seed)")
+    ax.set_ylabel("win rate on held-out tracks")
+    ax = axes[1]
+    styles = {"all": "-", "baseline": ":", "departure": "--", "uncertainty": "-."}
+    for selection in sorted({p["selection"] for p in summary["curve"]} - {"cycles"}):
+        points = [p for p in summary["curve"] if p["selection"] == selection and p["arm"] == "learned_planner"]
+        xs = [p["judgements"] for p in points]
+        ax.errorbar(xs, [p["win_rate"] for p in points],
+                    yerr=[[p["win_rate"] - p["ci95"][0] for p in points], [p["ci95"][1] - p["win_rate"] for p in points]],
+                    ls=styles.get(selection, "-"), marker="o", capsize=3, label=selection)
+    ax.set_xscale("log")
+    ax.set_title("learned planner against the heuristic")
+    ax.set_xlabel("judgements used (first J, by selection)")
+    ax = axes[2]
+    cells = [(f"{a} vs {o}", summary["final"][a][o]) for a, o in TABLE]
+    ys = np.arange(len(cells))[::-1]
+    ax.errorbar([c["win_rate"] for _, c in cells], ys,
+                xerr=[[c["win_rate"] - c["ci95"][0] for _, c in cells], [c["ci95"][1] - c["win_rate"] for _, c in cells]],
+                fmt="o", capsize=3, color="black")
+    ax.set_yticks(ys, [name for name, _ in cells], fontsize=7)
+    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_title("last cycle, all seeds")
+    ax.set_xlabel("win rate (ties half)")
+    for ax in axes[:2]:
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"vs {opponent}")
-        ax.set_xlabel("cycle")
-        ax.set_xticks(cycles)
-    axes[0].set_ylabel("win rate on held-out tracks")
-    axes[0].set_ylim(0, 1)
-    axes[0].legend(fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(data, indent=1))
+    """Write ``data`` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=1))
+    os.replace(partial, path)

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotations.models import Track
 from rlhf.cycle.errors import CycleError
 from rlhf.cycle.parameters import CycleParameters
-from rlhf.evidence.evaluation import EvaluationError, corpus_files, eval_track_from_file, seed_run, split_tracks, write_json
+from rlhf.evidence.evaluation import EvaluationError, eval_track_from_file, seed_run, write_json
 from rlhf.evidence.listeners import ListenerError, load_listener
 from rlhf.evidence.simulate import AnnotatorModel
 
@@ -20,8 +20,8 @@ class Command(BaseCommand):
             "held-out tracks.  Runs only in an empty studio (evaluate_loop gives each seed its own).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--corpus", required=True)
-        parser.add_argument("--held-out", type=int, required=True)
+        parser.add_argument("--split", required=True,
+                            help='JSON {"train": [paths], "held_out": [paths]} (evaluate_loop decides the folds)')
         parser.add_argument("--seed", type=int, required=True)
         parser.add_argument("--cycles", type=int, required=True)
         parser.add_argument("--listener", required=True)
@@ -37,16 +37,17 @@ class Command(BaseCommand):
         if Track.objects.exists():
             raise CommandError("evaluate_seed runs only in an empty studio: this one has tracks, and held-out "
                                "tracks must never meet training data")
+        split = json.loads(opts["split"])
         try:
             listener = load_listener(opts["listener"])
             parameters = CycleParameters.from_json(json.loads(opts["parameters"]), base=CycleParameters())
-            train, held = split_tracks(corpus_files(Path(opts["corpus"])), n_held_out=opts["held_out"])
             result = seed_run(
-                train_files=train, held_out=[eval_track_from_file(p) for p in held], n_cycles=opts["cycles"],
+                train_files=[Path(p) for p in split["train"]],
+                held_out=[eval_track_from_file(Path(p)) for p in split["held_out"]], n_cycles=opts["cycles"],
                 parameters=parameters, listener=listener, annotator=AnnotatorModel(noise=opts["noise"]),
                 n_annotators=opts["annotators"], eval_excerpts=opts["eval_excerpts"],
                 baseline_excerpts=opts["baseline_excerpts"], seed=opts["seed"],
-                workdir=Path(opts["result"]).parent / f"policies-seed{opts['seed']}",
+                workdir=Path(opts["result"]).parent / "policies",
                 echo=lambda message: (self.stdout.write(message), self.stdout.flush()),
             )
         except (EvaluationError, ListenerError, CycleError) as err:
