@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from annotations.models import Comparison, Judgement, Track
 from annotations.quality import source_games
@@ -20,6 +20,10 @@ from editing.baselines import BASELINE_EDIT_SOURCES, HEURISTIC
 from rlhf.models import Cycle, PolicyVersion, SeamModelVersion
 
 BASELINE_PREFIX = "baseline:"
+RETARGET_PREFIX = "retarget:"
+# Fewer decided held-out pairs than this and the report card gives no accuracy: at 20 pairs a
+# Wilson interval is already about 0.4 wide.
+MIN_HELDOUT_PAIRS = 20
 
 
 # --------------------------------------------------------------------------- before a cycle
@@ -159,7 +163,7 @@ class SeamModelFigures:
     label: str
     accuracy: Proportion          # on held-out tracks' judged pairs (tracks this version's held-out fit never saw)
     heuristic_accuracy: Proportion  # the heuristic's cost on the same pairs
-    holdout_note: str             # "not enough held-out judgements (n)" when there was nothing to measure
+    holdout_note: str             # "not enough held-out judgements (n): why" instead of the accuracies; "" to show them
     departs: int                  # judged passages where the learned plan differs from the heuristic's
     passages: int
     record: WinRate | None        # learned-planner edits against the heuristic's in the judgements so far
@@ -171,7 +175,8 @@ class CycleReport:
     first_reward_model: bool  # no previous version to compare with
     holdout_pairs: int
     holdout_tracks: tuple[int, ...]
-    reward_models: tuple[RewardModelFigure, ...]
+    holdout_note: str  # "not enough held-out judgements (n): why" instead of ``reward_models``; "" to show them
+    reward_models: tuple[RewardModelFigure, ...]  # empty when ``holdout_note`` says why
     policy_rewards: PolicyRewards | None
     win_rates: tuple[WinRate, ...]
     n_comparisons: int
@@ -183,20 +188,67 @@ def cycle_comparisons_label(cycle: Cycle) -> str:
     return f"cycle {cycle.pk}"
 
 
+def retarget_comparisons_label(job_pk: int) -> str:
+    """``Comparison.proposed_by`` of the comparison a retarget request sends to the annotators."""
+    return f"{RETARGET_PREFIX}{job_pk}"
+
+
+def retarget_comparisons() -> QuerySet[Comparison]:
+    """Comparisons sent for users' retarget requests, and their sides-swapped repeats.
+
+    Never unbiased held-out evidence: the user chose the passage and the methods, so the pairs
+    are a sample of what users ask for, not of the edits a model is scored on.
+    """
+    return Comparison.objects.filter(Q(proposed_by__startswith=RETARGET_PREFIX)
+                                     | Q(repeat_of__proposed_by__startswith=RETARGET_PREFIX))
+
+
+def heldout_shortfall(n_decided: int, reason: str = "") -> str:
+    """What the report card says instead of a held-out accuracy; "" when it may give one.
+
+    Parameters
+    ----------
+    n_decided : held-out pairs whose combined answer is not a tie (the n of the accuracy)
+    reason : why nothing was measured, from whoever measured ("" when something was)
+    """
+    if not reason and n_decided >= MIN_HELDOUT_PAIRS:
+        return ""
+    why = reason or f"{n_decided} decided pair{'s' if n_decided != 1 else ''}, at least {MIN_HELDOUT_PAIRS} needed"
+    return f"not enough held-out judgements ({n_decided}): {why}"
+
+
+def _not_held_out_reason(reward_model: dict, holdout: dict) -> str:
+    """Why a cycle's reward-model pairs were not held out ("" when its split kept whole tracks apart)."""
+    # Cycles recorded before the held-out pairs were checked carry the split only in the summary.
+    split_unit = holdout.get("split_unit", reward_model.get("split_unit"))
+    if split_unit == "track":
+        return ""
+    if split_unit is None:
+        return "the reward model recorded no split, so no track is known to be held out"
+    n_tracks, min_tracks = holdout.get("n_tracks"), holdout.get("min_tracks_for_track_split")
+    cover = (f"the judgements cover {n_tracks} tracks, too few for a held-out track ({min_tracks} needed)"
+             if n_tracks is not None and min_tracks is not None else
+             "the judgements cover too few tracks for a held-out track")
+    return f"{cover}: the reward model held out {split_unit}s, so every track had judgements in its training"
+
+
 def cycle_report(cycle: Cycle) -> CycleReport | None:
     """The report card of a finished cycle (None while it runs or when it failed)."""
     if cycle.status != Cycle.Status.DONE:
         return None
     rm = cycle.metrics.get("reward_model", {})
     holdout = rm.get("holdout") or {}
-    n_decided = holdout.get("n_decided", 0)
+    split_reason = _not_held_out_reason(rm, holdout)
+    n_decided = 0 if split_reason else holdout.get("n_decided", 0)  # pairs on tracks it trained on are not held out
+    note = heldout_shortfall(n_decided, split_reason)
     figures: list[RewardModelFigure] = []
     before = holdout.get("before")
-    if before is not None:
-        note = (f"had trained on {before['n_trained_on']} of these judgements" if before.get("n_trained_on") else "")
+    if not note and before is not None:
+        trained_on = (f"had trained on {before['n_trained_on']} of these judgements" if before.get("n_trained_on")
+                      else "")
         figures.append(RewardModelFigure(f"{before['label']} (before)",
-                                         Proportion.wilson(before.get("accuracy"), n_decided), note))
-    if holdout:
+                                         Proportion.wilson(before.get("accuracy"), n_decided), trained_on))
+    if not note:
         figures.append(RewardModelFigure(f"{holdout['after']['label']} (after)",
                                          Proportion.wilson(holdout["after"].get("accuracy"), n_decided)))
         figures.append(RewardModelFigure("dense reward only",
@@ -204,7 +256,7 @@ def cycle_report(cycle: Cycle) -> CycleReport | None:
     policy = cycle.policy_version
     return CycleReport(
         cycle=cycle, first_reward_model=bool(holdout) and before is None, holdout_pairs=holdout.get("n_pairs", 0),
-        holdout_tracks=tuple(holdout.get("tracks", ())), reward_models=tuple(figures),
+        holdout_tracks=tuple(holdout.get("tracks", ())), holdout_note=note, reward_models=tuple(figures),
         policy_rewards=_policy_rewards(policy, cycle) if policy else None,
         win_rates=_win_rates(policy) if policy else (),
         n_comparisons=Comparison.objects.filter(proposed_by=cycle_comparisons_label(cycle)).count(),
@@ -219,7 +271,7 @@ def _seam_figures(version: SeamModelVersion) -> SeamModelFigures:
     return SeamModelFigures(
         label=version.label, accuracy=Proportion.wilson(holdout.get("accuracy"), n),
         heuristic_accuracy=Proportion.wilson(holdout.get("heuristic_accuracy"), n),
-        holdout_note="" if n else f"not enough held-out judgements ({n}): {holdout.get('reason', 'none')}",
+        holdout_note=heldout_shortfall(n, holdout.get("reason", "")),
         departs=departures.get("departs", 0), passages=departures.get("passages", 0),
         record=seam_model_record(version),
     )

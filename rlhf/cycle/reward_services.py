@@ -46,6 +46,7 @@ from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.reward_data import EditInput, PreferenceDataset, dataset_from_judgements
 from rlhf.learning.reward_model import RewardEnsemble, load_checkpoint, save_checkpoint, select_device
 from rlhf.learning.reward_training import evaluate, train_ensemble
+from rlhf.selectors import retarget_comparisons
 from rlhf.versions import RewardServiceError, reward_model_activate, reward_model_active
 
 ARTIFACT_FOLDER = "reward_models"
@@ -268,6 +269,10 @@ def reward_model_train(
         "n_selection_pairs": int(result.selection_rows.size),
         "split_unit": data.split_unit,
         "temperature": result.ensemble.temperature,
+        "n_tracks": len({e.track_id for e in data.edits}),
+        # Every row that shaped the weights (fit, early-stopping selection, calibration), by track.
+        "trained_tracks": sorted({int(data.edits[data.dataset.pair_a[r]].track_id) for r in np.concatenate(
+            [result.train_rows, result.selection_rows, result.calibration_rows])}),
         "validation_tracks": sorted({int(data.edits[data.dataset.pair_a[r]].track_id) for r in result.validation_rows}),
         "reward_scale": {
             "learned": {"mean": result.ensemble.reward_mean, "std": result.ensemble.reward_std},
@@ -340,24 +345,36 @@ def reward_model_holdout_accuracy(*, version: RewardModelVersion,
                                   previous: RewardModelVersion | None) -> dict[str, Any]:
     """Accuracy of ``version``, of ``previous`` and of the dense reward alone on the same unbiased held-out pairs.
 
-    Held out: judgements ``version`` was trained with, on its validation tracks (no pair of those
-    tracks was trained on).  Unbiased: only comparisons that no reward model picked, i.e. the
-    ones without a ``reward_model_version`` (baselines); a comparison picked where a model was
-    unsure would make that model look worse than it is.  ``previous`` may have trained on some
-    of these pairs (another split of older data): ``n_trained_on`` says how many judgements.
+    Held out: judgements ``version`` was trained with, on its validation tracks that no
+    judgement it trained on touched.  Only a split by track holds tracks out: a split by
+    excerpt (too few tracks, ``MIN_TRACKS_FOR_TRACK_SPLIT``) trained on other excerpts of every
+    validation track, so it gets no held-out pairs at all.  Unbiased: only comparisons that
+    no reward model picked, i.e. the ones without a ``reward_model_version`` (baselines); a
+    comparison picked where a model was unsure would make that model look worse than it is.
+    Retarget requests' comparisons are left out too: users chose those passages.  ``previous``
+    may have trained on some of these pairs (another split of older data): ``n_trained_on``
+    says how many judgements.
 
-    Returns a JSON object for the cycle's metrics: ``n_pairs`` and ``n_decided`` (pairs whose
-    combined answer is not a tie), ``after`` / ``before`` (None without a previous version) /
-    ``dense`` with their ``accuracy`` (None when no pair is decided).
+    Returns a JSON object for the cycle's metrics: ``split_unit``, ``n_tracks`` (tracks the
+    version's judgements cover), ``min_tracks_for_track_split``, ``tracks`` (the held-out ones),
+    ``n_pairs`` and ``n_decided`` (pairs whose combined answer is not a tie), ``after`` /
+    ``before`` (None without a previous version) / ``dense`` with their ``accuracy`` (None when
+    no pair is decided).  Whether that is enough to show is the report card's decision
+    (``rlhf.selectors.MIN_HELDOUT_PAIRS``).
     """
-    tracks = [int(t) for t in version.metrics.get("validation_tracks", [])]
+    split_unit = version.metrics.get("split_unit")
+    trained_tracks = {int(t) for t in version.metrics.get("trained_tracks", [])}
+    tracks = [int(t) for t in version.metrics.get("validation_tracks", []) if int(t) not in trained_tracks] \
+        if split_unit == "track" else []
     trained = set(version.judgement_ids)
     candidates = Judgement.objects.filter(
         comparison__track_id__in=tracks, comparison__reward_model_version="", comparison__is_gold=False,
         pk__lte=max(trained, default=0),
-    ).values_list("pk", flat=True)
+    ).exclude(comparison__in=retarget_comparisons()).values_list("pk", flat=True)
     ids = sorted(pk for pk in candidates if pk in trained)
-    empty = {"tracks": tracks, "n_judgements": len(ids), "n_pairs": 0, "n_decided": 0,
+    split = {"split_unit": split_unit, "n_tracks": version.metrics.get("n_tracks"),
+             "min_tracks_for_track_split": MIN_TRACKS_FOR_TRACK_SPLIT}
+    empty = {**split, "tracks": tracks, "n_judgements": len(ids), "n_pairs": 0, "n_decided": 0,
              "after": {"label": version.label, "accuracy": None}, "dense": {"accuracy": None},
              "before": None if previous is None else {"label": previous.label, "accuracy": None, "n_trained_on": 0}}
     if not ids:
@@ -369,7 +386,7 @@ def reward_model_holdout_accuracy(*, version: RewardModelVersion,
         return {**empty, "n_judgements": 0}
     after = evaluate(reward_model_load(version), data.dataset)
     result: dict[str, Any] = {
-        "tracks": tracks, "n_judgements": len(data.judgement_ids), "n_pairs": after.n_pairs,
+        **split, "tracks": tracks, "n_judgements": len(data.judgement_ids), "n_pairs": after.n_pairs,
         "n_decided": after.n_decided, "after": {"label": version.label, "accuracy": _finite(after.accuracy)},
         "dense": {"accuracy": after.baseline_accuracy}, "before": None,
     }

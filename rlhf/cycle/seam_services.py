@@ -39,7 +39,7 @@ from rlhf.learning.seam_model import (
     train_seam_model,
 )
 from rlhf.models import SeamModelVersion
-from rlhf.selectors import Proportion
+from rlhf.selectors import Proportion, retarget_comparisons
 from rlhf.versions import SeamServiceError, seam_model_activate, seam_model_active
 
 ARTIFACT_FOLDER = "seam_models"
@@ -69,10 +69,12 @@ def track_context(track: Track, analysis: TrackAnalysis | None = None) -> TrackC
 
 @dataclass(frozen=True)
 class SeamData:
-    """Seam pairs and where each row came from (``tracks``: the track of each row)."""
+    """Seam pairs and where each row came from (``tracks``: the track of each row; ``retarget``: True where
+    the row's pair of edits was sent for a user's retarget request, see ``rlhf.selectors.retarget_comparisons``)."""
 
     pairs: SeamPairs
     tracks: np.ndarray
+    retarget: np.ndarray
     edits: tuple[Edit, ...]
     judgement_ids: tuple[int, ...]
     contexts: dict[int, TrackContext]  # track id -> what the planners read of it (loaded once)
@@ -92,14 +94,18 @@ def seam_data_build(*, judgement_ids: Sequence[int] | None = None) -> SeamData:
         cost.append(edit_cost(value, ctx.context))
     ds = data.dataset
     if ds.n_pairs == 0:
-        return SeamData(pairs=SeamPairs.empty(), tracks=np.zeros(0, dtype=np.int64), edits=data.edits,
-                        judgement_ids=data.judgement_ids, contexts=contexts)
+        return SeamData(pairs=SeamPairs.empty(), tracks=np.zeros(0, dtype=np.int64), retarget=np.zeros(0, dtype=bool),
+                        edits=data.edits, judgement_ids=data.judgement_ids, contexts=contexts)
     phi_arr, cost_arr = np.array(phi), np.array(cost, dtype=np.float64)
+    edit_ids = np.array([e.pk for e in data.edits], dtype=np.int64)
     track_of = np.array([e.track_id for e in data.edits], dtype=np.int64)
+    requested = {frozenset(pair) for pair in retarget_comparisons().values_list("edit_a_id", "edit_b_id")}
+    retarget = np.array([frozenset((int(a), int(b))) in requested
+                         for a, b in zip(edit_ids[ds.pair_a], edit_ids[ds.pair_b])], dtype=bool)
     pairs = SeamPairs(phi_arr[ds.pair_a], phi_arr[ds.pair_b], cost_arr[ds.pair_a], cost_arr[ds.pair_b],
                       ds.target.astype(np.float64), ds.weight.astype(np.float64), ds.group.astype(np.int64))
-    return SeamData(pairs=pairs, tracks=track_of[ds.pair_a], edits=data.edits, judgement_ids=data.judgement_ids,
-                    contexts=contexts)
+    return SeamData(pairs=pairs, tracks=track_of[ds.pair_a], retarget=retarget, edits=data.edits,
+                    judgement_ids=data.judgement_ids, contexts=contexts)
 
 
 # --------------------------------------------------------------------------- evaluation and training
@@ -117,18 +123,23 @@ def _accuracy(p_a: np.ndarray, pairs: SeamPairs) -> tuple[float | None, int]:
 def seam_model_holdout(data: SeamData, config: SeamTrainingConfig) -> dict:
     """Fit on most tracks and score the judgements of the others, beside the heuristic's cost on the same pairs.
 
-    Returns ``{"accuracy", "heuristic_accuracy", "ci95", "n_pairs", "held_out_tracks"}``, or
-    ``{"n_pairs", "reason"}`` when there are too few tracks to hold any out.
+    Pairs sent for users' retarget requests are fitted on but never scored: users chose those
+    passages, so they are no unbiased sample (the reward model's held-out pairs leave them out too).
+
+    Returns ``{"accuracy", "heuristic_accuracy", "ci95", "n_pairs", "held_out_tracks"}``
+    (``n_pairs``: decided held-out pairs), or ``{"n_pairs", "reason"}`` when there are too few
+    tracks to hold any out.  Whether ``n_pairs`` is enough to show is the report card's decision
+    (``rlhf.selectors.MIN_HELDOUT_PAIRS``).
     """
     tracks = np.unique(data.tracks)
     if tracks.size < 2 * MIN_TRACKS_FOR_HOLDOUT:
-        return {"n_pairs": 0, "reason": f"not enough held-out judgements: {tracks.size} track(s) judged, "
-                                        f"{2 * MIN_TRACKS_FOR_HOLDOUT} needed to hold some out"}
+        return {"n_pairs": 0, "reason": f"{tracks.size} track(s) judged, {2 * MIN_TRACKS_FOR_HOLDOUT} needed to "
+                                        f"hold some out"}
     rng = np.random.default_rng(config.seed)
     held = np.sort(rng.choice(tracks, size=max(MIN_TRACKS_FOR_HOLDOUT, tracks.size // 4), replace=False))
     test = np.isin(data.tracks, held)
     model = train_seam_model(data.pairs.subset(np.flatnonzero(~test)), config)
-    held_pairs = data.pairs.subset(np.flatnonzero(test))
+    held_pairs = data.pairs.subset(np.flatnonzero(test & ~data.retarget))
     accuracy, n = _accuracy(preference_probability(model, held_pairs), held_pairs)
     heuristic = np.where(held_pairs.heuristic_a == held_pairs.heuristic_b, 0.5,
                          (held_pairs.heuristic_a < held_pairs.heuristic_b).astype(np.float64))

@@ -32,7 +32,7 @@ from editing.retarget import RetargetError, RetargetPlan, parse_duration, plan_r
 from rlhf.dispatch import retarget_job_enqueue
 from rlhf.learning.configs import BEST_OF_N
 from rlhf.models import RetargetJob
-from rlhf.selectors import seam_model_record
+from rlhf.selectors import retarget_comparisons_label, seam_model_record
 from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active, seam_model_active
 
 DEFAULT_METHODS = (f"best-of-{BEST_OF_N}", "heuristic")
@@ -221,7 +221,7 @@ def retarget_job_send(*, job: RetargetJob) -> Comparison:
         edit_b = Edit.objects.get(pk=job.results[1]["edit_id"])
         if edit_a.actions_key == edit_b.actions_key:
             raise RetargetConflict(f"retarget {job.pk}: both methods made the same edit; there is nothing to compare")
-        comparison = comparison_create(edit_a=edit_a, edit_b=edit_b, proposed_by=f"retarget:{job.pk}")
+        comparison = comparison_create(edit_a=edit_a, edit_b=edit_b, proposed_by=retarget_comparisons_label(job.pk))
         job.comparison = comparison
         job.save(update_fields=["comparison"])
     return comparison

@@ -51,8 +51,9 @@ def judged_pairs(*, n_pairs: int, n_tracks: int = 2, proposed_by: str = "test", 
 def finished_cycles() -> dict:
     """Two finished cycles as their rows would stand, without training: the second has a report card.
 
-    The figures are of the size a demo studio gives; the held-out summary has the shape
-    ``rlhf.cycle.reward_services.reward_model_holdout_accuracy`` writes.  Comparisons of the second
+    The figures are of the size a studio of ten tracks gives (its reward model split by track);
+    the held-out summary has the shape ``rlhf.cycle.reward_services.reward_model_holdout_accuracy``
+    writes.  Comparisons of the second
     cycle put its policy against the bar-aligned cut and its parent, judged by two annotators.
     """
     from editing.spaces import spaces_spec
@@ -80,13 +81,15 @@ def finished_cycles() -> dict:
     first = Cycle.objects.create(status=Cycle.Status.DONE, is_running=False, progress=1.0, parameters={},
                                  reward_model_version=rm1, policy_version=v1,
                                  metrics={"reward_model": {"label": rm1.label, "accuracy": 0.64}})
-    holdout = {"tracks": [7, 9], "n_judgements": 112, "n_pairs": 40, "n_decided": 36,
+    holdout = {"split_unit": "track", "n_tracks": 10, "min_tracks_for_track_split": 8,
+               "tracks": [7, 9], "n_judgements": 112, "n_pairs": 40, "n_decided": 36,
                "after": {"label": rm2.label, "accuracy": 29 / 36}, "dense": {"accuracy": 24 / 36},
                "before": {"label": rm1.label, "accuracy": 22 / 36, "n_trained_on": 0}}
     second = Cycle.objects.create(
         status=Cycle.Status.DONE, is_running=False, progress=1.0, parameters={"ppo_timesteps": 2048},
         reward_model_version=rm2, policy_version=v2, log="done\n",
-        metrics={"reward_model": {"label": rm2.label, "accuracy": 0.81, "baseline_accuracy": 0.67, "holdout": holdout},
+        metrics={"reward_model": {"label": rm2.label, "accuracy": 0.81, "baseline_accuracy": 0.67,
+                                  "split_unit": "track", "holdout": holdout},
                  "policy": {"label": v2.label}, "proposal": {"n_comparisons": 6}})
     track = make_track()
     mine = [make_edit(track, range(12), source=v2.source) for _ in range(3)]

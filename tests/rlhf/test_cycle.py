@@ -92,12 +92,12 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert second.policy_version == policy2 and policy2.parent == policy1 and policy2.reward_model == rm3
     assert policy2.num_timesteps == policy1.num_timesteps + policy2.metrics["timesteps_this_run"]
     assert rm3.parent == rm1  # the failed cycle's version never became active
-    # Before and after on the same unbiased held-out pairs: baseline comparisons of rm3's validation tracks.
+    # Three tracks are too few to hold one out: rm3 kept excerpts apart, so its validation tracks are
+    # training tracks too and no held-out accuracy is measured (the report card says why).
     holdout = second.metrics["reward_model"]["holdout"]
-    assert holdout["tracks"] == rm3.metrics["validation_tracks"] and holdout["n_pairs"] > 0
-    assert holdout["before"]["label"] == rm1.label and holdout["after"]["label"] == rm3.label
-    for figure in (holdout["before"], holdout["after"], holdout["dense"]):
-        assert 0.0 <= figure["accuracy"] <= 1.0
+    assert holdout["split_unit"] == "excerpt" and holdout["n_tracks"] == 3
+    assert holdout["tracks"] == [] and holdout["n_pairs"] == 0 and rm3.metrics["validation_tracks"]
+    assert holdout["before"]["label"] == rm1.label and holdout["after"] == {"label": rm3.label, "accuracy": None}
     assert first.metrics["reward_model"]["holdout"]["before"] is None  # the first reward model has no "before"
     sources = set(Edit.objects.filter(source__startswith="policy:").values_list("source", flat=True))
     assert {policy1.source, policy2.source} <= sources

@@ -7,14 +7,18 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from annotations.models import Comparison, Judgement
 from annotations.roles import RESEARCHER
+from annotations.services import comparison_create
 from editing.spaces import spaces_spec
-from annotations.models import Judgement
-from rlhf.learning.configs import SEAM_FEATURE_VERSION
+from rlhf.cycle import reward_services
+from rlhf.cycle.reward_services import reward_model_holdout_accuracy, reward_model_train
+from rlhf.cycle.seam_services import seam_data_build
+from rlhf.learning.configs import SEAM_FEATURE_VERSION, TrainingConfig
 from rlhf.models import Cycle, PolicyVersion, SeamModelVersion
-from rlhf.selectors import Proportion
-from tests.annotations.factories import make_user
-from tests.rlhf.cycle_data import finished_cycles, judged_pairs
+from rlhf.selectors import MIN_HELDOUT_PAIRS, Proportion, retarget_comparisons, retarget_comparisons_label
+from tests.annotations.factories import make_judgement, make_user
+from tests.rlhf.cycle_data import finished_cycles, judged_pairs, small_studio
 
 pytestmark = pytest.mark.django_db
 
@@ -235,6 +239,127 @@ def test_the_report_card_shows_the_seam_model_with_its_n_or_says_there_was_nothi
     card = page[page.index('id="report-seam-model"'):page.index("</section>", page.index('id="report-card"'))]
     assert "not enough held-out judgements (0)" in card and "until judgements agree it plans" in card
     assert "0.750" not in card
+
+
+def _reward_model_card(client: Client, cycle: Cycle) -> str:
+    """The report card's reward-model section of ``cycle``'s page, as a user reads it."""
+    page = client.get(reverse("rlhf:cycle-detail", args=[cycle.pk])).content.decode()
+    start = page.index("Reward model: accuracy on unbiased held-out pairs")
+    return page[start:page.index("<h3>Policy</h3>", start)]
+
+
+def _accuracies(card: str) -> list[str]:
+    return re.findall(r"\b[01]\.\d{3}\b", card)
+
+
+def test_a_reward_model_split_by_excerpt_gets_no_held_out_accuracy(storage_root):
+    data = finished_cycles()
+    comparisons = judged_pairs(n_pairs=40, n_tracks=2, proposed_by="baselines")  # unbiased, 20 a track
+    tracks = sorted({c.track_id for c in comparisons})
+    rm2 = data["rm2"]
+    # Two tracks: the version kept excerpts apart, so its validation tracks are also training tracks.
+    rm2.metrics = {"split_unit": "excerpt", "n_tracks": 2, "validation_tracks": tracks, "trained_tracks": tracks}
+    rm2.judgement_ids = list(Judgement.objects.values_list("pk", flat=True))
+    rm2.save()
+    holdout = reward_model_holdout_accuracy(version=rm2, previous=data["rm1"])
+    assert (holdout["tracks"], holdout["n_pairs"], holdout["after"]["accuracy"]) == ([], 0, None)
+    cycle = data["second"]
+    cycle.metrics = {**cycle.metrics, "reward_model": {"label": rm2.label, "split_unit": "excerpt", "holdout": holdout}}
+    cycle.save()
+
+    card = _reward_model_card(_client(RESEARCHER), cycle)
+    assert ("not enough held-out judgements (0): the judgements cover 2 tracks, too few for a held-out track "
+            "(8 needed)") in card
+    assert 'id="report-reward-model"' not in card and not _accuracies(card)
+
+
+def test_a_cycle_recorded_with_an_excerpt_split_no_longer_shows_its_held_out_accuracy(storage_root):
+    data = finished_cycles()
+    cycle = data["second"]
+    summary = cycle.metrics["reward_model"]
+    holdout = {k: v for k, v in summary["holdout"].items() if k not in ("split_unit", "n_tracks")}
+    cycle.metrics = {**cycle.metrics, "reward_model": {**summary, "split_unit": "excerpt", "holdout": holdout}}
+    cycle.save()
+    card = _reward_model_card(_client(RESEARCHER), cycle)
+    assert "not enough held-out judgements (0): the judgements cover too few tracks for a held-out track" in card
+    assert not _accuracies(card)
+
+
+@pytest.mark.parametrize("n_decided, shown", [(MIN_HELDOUT_PAIRS - 1, False), (MIN_HELDOUT_PAIRS, True)])
+def test_held_out_accuracies_need_enough_decided_pairs(storage_root, n_decided, shown):
+    data = finished_cycles()
+    cycle = data["second"]
+    summary = cycle.metrics["reward_model"]
+    after = round(0.75 * n_decided) / n_decided
+    holdout = {**summary["holdout"], "n_pairs": n_decided + 2, "n_decided": n_decided,
+               "after": {"label": data["rm2"].label, "accuracy": after}}
+    cycle.metrics = {**cycle.metrics, "reward_model": {**summary, "holdout": holdout}}
+    cycle.save()
+    seam = SeamModelVersion.objects.create(
+        artifact="seam_models/a.json", artifact_sha256="0" * 64, feature_version=SEAM_FEATURE_VERSION, metrics={
+            "holdout": {"accuracy": 0.75, "heuristic_accuracy": 0.6, "n_pairs": n_decided, "held_out_tracks": [7, 9]},
+            "departures": {"passages": 12, "departs": 5}})
+    Cycle.objects.filter(pk=cycle.pk).update(seam_model_version=seam)
+    client = _client(RESEARCHER)
+
+    card = _reward_model_card(client, cycle)
+    page = client.get(reverse("rlhf:cycle-detail", args=[cycle.pk])).content.decode()
+    seam_card = page[page.index('id="report-seam-model"'):page.index("</section>", page.index('id="report-card"'))]
+    wilson = Proportion.wilson(after, n_decided)
+    if shown:
+        assert f"{after:.3f}" in card and f"{wilson.low:.3f} – {wilson.high:.3f}" in card
+        assert "not enough" not in card and "0.750" in seam_card and "not enough" not in seam_card
+    else:
+        note = f"not enough held-out judgements ({n_decided}): {n_decided} decided pairs, at least {MIN_HELDOUT_PAIRS} needed"
+        assert note in card and not _accuracies(card)
+        assert note in seam_card and "0.750" not in seam_card
+
+
+@pytest.mark.slow
+def test_retarget_requests_on_a_held_out_track_change_neither_n_nor_the_accuracy(storage_root, monkeypatch):
+    # Three demo tracks split by track (a studio needs eight for that by default): one is held out.
+    monkeypatch.setattr(reward_services, "MIN_TRACKS_FOR_TRACK_SPLIT", 3)
+    small_studio(storage_root / "demo", n_tracks=3, baseline_excerpts=12)
+    # Per passage, a user's retarget request compares the two edits the heuristic was compared with;
+    # the user always picks the one the annotators liked less.
+    requester = make_user("requester")
+    by_heuristic: dict[int, list[Comparison]] = {}
+    for c in Comparison.objects.filter(is_gold=False).order_by("pk"):
+        by_heuristic.setdefault(c.edit_a_id, []).append(c)
+    for job, (first, second) in enumerate(p for p in by_heuristic.values() if len(p) == 2):
+        liked_less = "a" if first.judgements.filter(choice="b").count() > second.judgements.filter(choice="b").count() \
+            else "b"
+        request = comparison_create(edit_a=first.edit_b, edit_b=second.edit_b,
+                                    proposed_by=retarget_comparisons_label(job + 1))
+        make_judgement(requester, request, choice=liked_less)
+    requests = retarget_comparisons()
+    assert requests.count() >= 12
+
+    version = reward_model_train(config=TrainingConfig(n_members=1, max_epochs=2, device="cpu"), activate=False)
+    held_out = version.metrics["validation_tracks"]
+    assert version.metrics["split_unit"] == "track" and not set(held_out) & set(version.metrics["trained_tracks"])
+    trained_on_requests = Judgement.objects.filter(comparison__in=requests, comparison__track_id__in=held_out,
+                                                   pk__in=version.judgement_ids)
+    assert trained_on_requests.exists()  # the version trained with requests on its held-out track
+    assert seam_data_build().retarget.sum() == requests.count()  # the seam model's held-out scoring skips them
+
+    # The version stands in for its own "before" too: a previous model that trained on every held-out pair.
+    with_requests = reward_model_holdout_accuracy(version=version, previous=version)
+    Judgement.objects.filter(comparison__in=requests).delete()  # as if no user had asked
+    assert reward_model_holdout_accuracy(version=version, previous=version) == with_requests
+    assert with_requests["before"]["n_trained_on"] == with_requests["n_judgements"]
+
+    cycle = Cycle.objects.create(status=Cycle.Status.DONE, is_running=False, progress=1.0, parameters={},
+                                 reward_model_version=version,
+                                 metrics={"reward_model": {"label": version.label, "split_unit": "track",
+                                                           "holdout": with_requests}})
+    card = _reward_model_card(_client(RESEARCHER), cycle)
+    n, after = with_requests["n_decided"], with_requests["after"]["accuracy"]
+    assert n >= MIN_HELDOUT_PAIRS and "not enough" not in card
+    wilson = Proportion.wilson(after, n)
+    assert f"{after:.3f}" in card and f"{wilson.low:.3f} – {wilson.high:.3f}" in card
+    assert f"{with_requests['n_pairs']} pairs of edits on held-out track" in card
+    assert f"had trained on {with_requests['n_judgements']} of these judgements" in card
 
 
 def _typed(page: str, name: str) -> str:

@@ -1,6 +1,7 @@
 """rlhf/cycle/seam_services.py and the learned retarget method: versions from judgements, and their refusals."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -8,7 +9,9 @@ from annotations.models import Edit
 from annotations.services import track_ingest
 from editing.demo import write_demo_corpus
 from rlhf import artifacts
-from rlhf.cycle.seam_services import seam_model_load, seam_model_train
+from rlhf.cycle.seam_services import SeamData, seam_model_holdout, seam_model_load, seam_model_train
+from rlhf.learning.configs import SeamTrainingConfig
+from rlhf.learning.seam_model import N_SEAM_FEATURES, SeamPairs
 from rlhf.evidence.simulate import AnnotatorModel, annotators_simulate
 from rlhf.models import SeamModelVersion
 from rlhf.retarget.services import retarget_default_methods
@@ -28,9 +31,40 @@ def test_a_seam_model_without_judgements_is_registered_and_says_it_plans_the_heu
     version = seam_model_train(activate=True)
     assert seam_model_active() == version and version.n_judgements == 0
     assert version.metrics["is_zero"] and "plans the heuristic's edit" in version.metrics["note"]
-    assert "not enough held-out judgements" in version.metrics["holdout"]["reason"]
+    assert version.metrics["holdout"] == {"n_pairs": 0, "reason": "0 track(s) judged, 4 needed to hold some out"}
     assert (artifacts.storage_root() / version.artifact.name).is_file()
     assert seam_model_load(version).is_zero
+
+
+def _seam_data(rng: np.random.Generator, tracks: np.ndarray, retarget: np.ndarray) -> SeamData:
+    """Judged pairs on ``tracks`` (one row each) that mostly agree with the heuristic's cost."""
+    n = tracks.size
+    heuristic_a, heuristic_b = rng.random(n), rng.random(n)
+    target = np.where(rng.random(n) < 0.8, heuristic_a < heuristic_b, heuristic_a > heuristic_b).astype(np.float64)
+    pairs = SeamPairs(rng.normal(size=(n, N_SEAM_FEATURES)), rng.normal(size=(n, N_SEAM_FEATURES)), heuristic_a,
+                      heuristic_b, target, np.ones(n), tracks.astype(np.int64))
+    return SeamData(pairs=pairs, tracks=tracks.astype(np.int64), retarget=retarget, edits=(), judgement_ids=(),
+                    contexts={})
+
+
+def test_the_held_out_score_leaves_out_pairs_sent_for_retarget_requests():
+    tracks = np.repeat(np.arange(1, 9), 30)
+    plain = _seam_data(np.random.default_rng(0), tracks, np.zeros(tracks.size, dtype=bool))
+    config = SeamTrainingConfig(n_members=2)
+    before = seam_model_holdout(plain, config)
+    held = np.array(before["held_out_tracks"])
+    assert before["n_pairs"] == np.isin(tracks, held).sum()
+
+    # Users' requests on the held-out tracks, answered against the heuristic's cost every time.
+    extra_tracks = np.repeat(held, 15)
+    extra = _seam_data(np.random.default_rng(1), extra_tracks, np.ones(extra_tracks.size, dtype=bool))
+    extra.pairs.target[:] = (extra.pairs.heuristic_a > extra.pairs.heuristic_b).astype(np.float64)
+    both = SeamData(
+        pairs=SeamPairs(*(np.concatenate([getattr(plain.pairs, f), getattr(extra.pairs, f)]) for f in (
+            "phi_a", "phi_b", "heuristic_a", "heuristic_b", "target", "weight", "group"))),
+        tracks=np.concatenate([plain.tracks, extra.tracks]), retarget=np.concatenate([plain.retarget, extra.retarget]),
+        edits=(), judgement_ids=(), contexts={})
+    assert seam_model_holdout(both, config) == before
 
 
 def test_learned_retarget_with_no_judgements_makes_the_heuristic_edit(demo_track, tmp_path, capsys):
