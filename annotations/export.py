@@ -51,6 +51,7 @@ from django.utils import timezone
 from . import quality
 from .dispatch import export_enqueue
 from .errors import AnnotationError, DomainError
+from .jobs import JobKind, job_heartbeat, job_scratch
 from .models import Edit, ExportJob, Judgement
 from .selectors import ExportFilters, judgements_for_export
 
@@ -469,32 +470,61 @@ def export_job_run(*, job_id: int) -> ExportJob:
     logged, so the requester sees it on the job's status; it is not re-raised
     because the job row is the report.
     """
+    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
+        status=ExportJob.Status.RUNNING)
     job = ExportJob.objects.get(pk=job_id)
-    if job.status != ExportJob.Status.QUEUED:
-        raise ExportError(f"export {job.pk} is {job.status}, only a queued export can run")
-    job.status = ExportJob.Status.RUNNING
-    job.save(update_fields=["status"])
+    if not claimed:
+        # A second delivery of the task, or a job recovery ended (annotations.jobs): left as it is.
+        logger.info("export %s is %s: not run again", job.pk, job.status)
+        return job
+    with job_heartbeat(ExportJob, job.pk, running=RUNNING):
+        return _export_job_write(job)
+
+
+def _export_job_write(job: ExportJob) -> ExportJob:
     try:
         filters = ExportFilters.parse(job.filters)
         stamp = timezone.now().strftime("%Y%m%dT%H%M%S")
         name = f"export-{job.pk}-{stamp}.{job.format}"
-        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-            result = export_to_file(filters=filters, fmt=job.format, path=Path(tmp) / name)
+        with job_scratch(EXPORT_JOB_NAME, job.pk) as tmp:
+            result = export_to_file(filters=filters, fmt=job.format, path=tmp / name)
             # Storage.save writes under a fresh name; the job points at it only once complete.
             with result.card_path.open("rb") as fh:
                 default_storage.save(f"exports/{result.card_path.name}", File(fh))
             with result.path.open("rb") as fh:
                 job.file.save(name, File(fh), save=False)
-        job.n_rows = result.n_rows
-        job.card = result.card
-        job.status = ExportJob.Status.DONE
-        job.finished_at = timezone.now()
-        job.save(update_fields=["file", "n_rows", "card", "status", "finished_at"])
+        ended = dict(file=job.file.name, n_rows=result.n_rows, card=result.card, status=ExportJob.Status.DONE)
     except Exception as exc:
         logger.exception("export %s failed", job.pk)
-        job.status = ExportJob.Status.FAILED
         # Shown to the requester: a refusal says why, anything else may name server paths.
-        job.error = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__} (details in the server log)"
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
+        error = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__} (details in the server log)"
+        ended = dict(status=ExportJob.Status.FAILED, error=error)
+    if not ExportJob.objects.filter(pk=job.pk, status__in=RUNNING).update(**ended, finished_at=timezone.now()):
+        # Recovery ended it while this process was silent: its ending stands, and what this run wrote goes.
+        _export_files_drop(job)
+    job.refresh_from_db()
     return job
+
+
+EXPORT_JOB_NAME = "export"
+RUNNING = (ExportJob.Status.RUNNING,)
+
+
+def _export_files_drop(job: ExportJob) -> None:
+    """Remove every file export ``job`` wrote to storage (its data file and card, whole or partial)."""
+    try:
+        _, names = default_storage.listdir("exports")
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(f"export-{job.pk}-"):
+            default_storage.delete(f"exports/{name}")
+
+
+def _export_end_stale(job: ExportJob, reason: str) -> None:
+    job.status, job.error, job.finished_at = ExportJob.Status.FAILED, f"{reason}; start the export again", timezone.now()
+    job.save(update_fields=["status", "error", "finished_at"])
+
+
+EXPORT_JOB = JobKind(name=EXPORT_JOB_NAME, model=ExportJob, running=RUNNING, end=_export_end_stale,
+                     cleanup=_export_files_drop)

@@ -25,6 +25,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import export, roles
+from .jobs import job_refresh
 from .models import ExportJob
 from .selectors import ExportFilters
 
@@ -92,7 +93,7 @@ class ExportJobDetailView(APIView):
 
     @extend_schema(responses={200: ExportJobSerializer}, summary="An export job: status, card, download link")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(ExportJobSerializer(get_object_or_404(ExportJob, pk=pk)).data)
+        return Response(ExportJobSerializer(job_refresh(get_object_or_404(ExportJob, pk=pk))).data)
 
 
 class ExportJobDownloadView(APIView):

@@ -256,6 +256,8 @@ class ExportJob(models.Model):
     file = models.FileField(upload_to="exports/", max_length=500, blank=True)
     card = models.JSONField(default=dict, help_text="dataset card: counts, agreement, filters, schema version")
     error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life while running "
+                                        "(annotations.jobs)")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -277,6 +279,7 @@ class TrackUpload(models.Model):
         DONE = "done"
         DUPLICATE = "duplicate", "same content as an existing track"
         REFUSED = "refused"
+        FAILED = "failed", "failed (its worker stopped)"
 
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     original_name = models.CharField(max_length=255)
@@ -288,6 +291,8 @@ class TrackUpload(models.Model):
     progress = models.FloatField(default=0.0, help_text="0 to 1")
     message = models.TextField(blank=True, help_text="the outcome, or the reason the file was refused")
     track = models.ForeignKey(Track, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life while analysing "
+                                        "(annotations.jobs)")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from .export import export_job_run
+from .jobs import jobs_recover
 from .uploads import track_upload_run
 
 
@@ -20,3 +21,10 @@ def export_run(job_id: int) -> int:
 def track_upload_analyse(upload_id: int) -> str:
     """Analyse upload ``upload_id`` into a track; returns its status (the row holds the outcome)."""
     return track_upload_run(upload_id=upload_id).status
+
+
+@shared_task(name="annotations.jobs_recover")
+def jobs_recover_task() -> str:
+    """Periodic (the beat schedule, and every worker): end the long jobs whose worker stopped."""
+    recovered = jobs_recover()
+    return "; ".join(f"{r.kind} {r.pk}: {r.reason}" for r in recovered) or "no job to recover"

@@ -23,6 +23,7 @@ from editing.audio import AudioError
 
 from .dispatch import upload_analysis_enqueue
 from .errors import AnnotationError
+from .jobs import JobKind, job_heartbeat, job_scratch
 from .models import TrackUpload
 from .services import track_ingest
 
@@ -34,13 +35,6 @@ class UploadTooLarge(AnnotationError):
 
     status_code = 413
     code = "upload_too_large"
-
-
-class UploadNotQueued(AnnotationError):
-    """The upload's analysis already ran (or runs): a second delivery of the task does nothing."""
-
-    status_code = 409
-    code = "upload_not_queued"
 
 
 def _megabytes(n_bytes: int) -> str:
@@ -84,28 +78,35 @@ def _without_server_paths(message: str, *, local: Path, shown_name: str) -> str:
     return message
 
 
-def _progress(row: TrackUpload, *, status: str, progress: float) -> None:
-    row.status, row.progress = status, progress
-    row.save(update_fields=["status", "progress"])
+RUNNING = (TrackUpload.Status.ANALYSING,)
 
 
 def track_upload_run(*, upload_id: int) -> TrackUpload:
     """Analyse a queued upload into a Track (or find the track with the same content), then drop the upload file.
 
     The outcome is recorded on the row: ``done`` with its track, ``duplicate``
-    with the existing track, or ``refused`` with the reason.
+    with the existing track, or ``refused`` with the reason.  An upload that is not
+    queued (a second delivery of the task, or one whose worker stopped and that
+    :mod:`annotations.jobs` ended) is left as it is.
     """
+    claimed = TrackUpload.objects.filter(pk=upload_id, status=TrackUpload.Status.QUEUED).update(
+        status=TrackUpload.Status.ANALYSING, progress=0.1)
     row = TrackUpload.objects.get(pk=upload_id)
-    if row.status != TrackUpload.Status.QUEUED:
-        raise UploadNotQueued(f"upload {row.pk} ({row.original_name}) is {row.status}, only a queued one is analysed")
-    _progress(row, status=TrackUpload.Status.ANALYSING, progress=0.1)
-    with tempfile.TemporaryDirectory(prefix="upload-") as tmp:
+    if not claimed:
+        logger.info("upload %s is %s: not analysed again", row.pk, row.status)
+        return row
+    with job_heartbeat(TrackUpload, row.pk, running=RUNNING):
+        return _analyse(row)
+
+
+def _analyse(row: TrackUpload) -> TrackUpload:
+    with job_scratch(UPLOAD_JOB_NAME, row.pk) as tmp:
         # The local copy keeps the uploaded name: the default title and the analysis's messages use it.
-        local = Path(tmp) / row.original_name
+        local = tmp / row.original_name
         try:
             with row.file.open("rb") as source, open(local, "wb") as out:
                 shutil.copyfileobj(source, out)
-            _progress(row, status=TrackUpload.Status.ANALYSING, progress=0.3)
+            TrackUpload.objects.filter(pk=row.pk, status__in=RUNNING).update(progress=0.3)
             track, created = track_ingest(path=local, title=row.title or None)
         except AudioError as err:
             row.status, row.message = TrackUpload.Status.REFUSED, _without_server_paths(
@@ -122,8 +123,28 @@ def track_upload_run(*, upload_id: int) -> TrackUpload:
             else:
                 row.status = TrackUpload.Status.DUPLICATE
                 row.message = f"{row.original_name}: same content as track '{track.title}', nothing added"
-    row.file.delete(save=False)
-    row.progress = 1.0
-    row.finished_at = timezone.now()
-    row.save(update_fields=["file", "status", "message", "track", "progress", "finished_at"])
+    if not TrackUpload.objects.filter(pk=row.pk, status__in=RUNNING).update(
+            status=row.status, message=row.message, track=row.track, progress=1.0, finished_at=timezone.now()):
+        # Recovery ended it while this process was silent (and removed its file); its ending stands.
+        return TrackUpload.objects.get(pk=row.pk)
+    _upload_file_drop(row)
+    row.refresh_from_db()
     return row
+
+
+def _upload_file_drop(row: TrackUpload) -> None:
+    row.file.delete(save=False)
+    TrackUpload.objects.filter(pk=row.pk).update(file="")
+
+
+UPLOAD_JOB_NAME = "upload"
+
+
+def _upload_end_stale(row: TrackUpload, reason: str) -> None:
+    row.status, row.progress, row.finished_at = TrackUpload.Status.FAILED, 1.0, timezone.now()
+    row.message = f"{row.original_name}: {reason}; upload the file again"
+    row.save(update_fields=["status", "progress", "finished_at", "message"])
+
+
+UPLOAD_JOB = JobKind(name=UPLOAD_JOB_NAME, model=TrackUpload, running=RUNNING, end=_upload_end_stale,
+                     cleanup=_upload_file_drop)

@@ -2,13 +2,23 @@
 
 Run workers with ``celery -A feedback_site worker -Q default`` and
 ``celery -A feedback_site worker -Q training --concurrency 1`` (on a GPU machine).
-"""
-import os
 
-from celery.signals import worker_process_init
+Every worker recovers the long jobs that a dead worker left running (``annotations.jobs``) as
+soon as it is ready and then every ``JOB_RECOVER_EVERY_SECONDS``, so recovery needs no beat
+process (the beat schedule runs it too, for sites whose workers are all busy or gone).
+"""
+import logging
+import os
+import threading
+import time
+
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
+from django.db import connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedback_site.settings")
 
+from annotations.jobs import jobs_recover  # noqa: E402
 from feedback_site.background import SiteCelery  # noqa: E402  (after the settings module is named)
 
 # The app and its default task class decide where a task runs (workers, a thread of the site,
@@ -26,3 +36,24 @@ def _warm_up_audio(**_kwargs) -> None:
     from editing.audio import warm_up
 
     warm_up()
+
+
+logger = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def _recover_jobs_of_dead_workers(**_kwargs) -> None:
+    # A thread of the worker's main process: the first pass runs at once, the next ones go on while
+    # tasks run (the thread's database connection is its own).
+    threading.Thread(target=_recover_jobs_forever, name="jobs-recover", daemon=True).start()
+
+
+def _recover_jobs_forever() -> None:
+    while True:
+        try:
+            jobs_recover()  # it logs each job it ends
+        except Exception:  # noqa: BLE001 - the next pass tries again; the log keeps the reason
+            logger.exception("recovering the jobs of dead workers failed")
+        finally:
+            connections.close_all()
+        time.sleep(settings.JOB_RECOVER_EVERY_SECONDS)

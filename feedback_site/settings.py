@@ -213,10 +213,29 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Redis redelivers an unacknowledged task (a worker that died mid-task) after this many
-# seconds; it must exceed the longest cycle step, or a running step is delivered twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 4 * 3600))}
+# Long jobs (uploads, exports, retarget jobs, cycle steps) beat ``heartbeat_at`` every
+# JOB_HEARTBEAT_SECONDS while they run; one silent for JOB_STALE_AFTER_SECONDS lost its worker and is
+# ended by annotations.jobs.jobs_recover (failed with the reason, or a cycle's step re-dispatched).
+# Recovery runs when a worker starts, every JOB_RECOVER_EVERY_SECONDS in every worker and from the beat
+# schedule, and when a job is looked at.
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "20"))
+JOB_STALE_AFTER_SECONDS = float(os.environ.get("JOB_STALE_AFTER_SECONDS", "300"))
+JOB_RECOVER_EVERY_SECONDS = float(os.environ.get("JOB_RECOVER_EVERY_SECONDS", "60"))
+if JOB_STALE_AFTER_SECONDS < 3 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        f"JOB_STALE_AFTER_SECONDS ({JOB_STALE_AFTER_SECONDS:g}) must be at least three heartbeats "
+        f"(JOB_HEARTBEAT_SECONDS={JOB_HEARTBEAT_SECONDS:g}), or a live job could be taken for a dead one")
+# Redis hands an unacknowledged task (its worker died) to another worker after this many seconds.
+# Every long task is safe to deliver twice (a job no longer queued, a cycle step another worker holds
+# with a fresh heartbeat: the second delivery does nothing), and a dead worker's job is ended by the
+# heartbeat recovery within minutes, so this only has to outlast the longest job that is not a cycle
+# step (the analysis of a MAX_TRACK_SECONDS upload, a large export, best-of-64): one hour.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler copies this into its table at start (editable in the admin afterwards).
+CELERY_BEAT_SCHEDULE = {
+    "recover stale jobs": {"task": "annotations.jobs_recover", "schedule": JOB_RECOVER_EVERY_SECONDS},
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
@@ -263,8 +282,11 @@ CYCLE_START_MIN_NEW_JUDGEMENTS = int(os.environ.get("CYCLE_START_MIN_NEW_JUDGEME
 REWARD_MIN_PAIRS = int(os.environ.get("REWARD_MIN_PAIRS", "20"))
 # Annotators whose gold accuracy is below this are left out of training and flagged on the quality page.
 REWARD_MIN_GOLD_ACCURACY = float(os.environ.get("REWARD_MIN_GOLD_ACCURACY", "0.7"))
-# A running step silent for this long is presumed dead (its worker was lost) and is re-dispatched.
+# A queued cycle that no worker took within this long (its message was lost) is dispatched again; a
+# step a worker took and went silent is recovered after JOB_STALE_AFTER_SECONDS (see above), at most
+# CYCLE_MAX_REDISPATCHES times (a step that kills its worker every time fails the cycle instead).
 CYCLE_STALE_MINUTES = float(os.environ.get("CYCLE_STALE_MINUTES", "30"))
+CYCLE_MAX_REDISPATCHES = int(os.environ.get("CYCLE_MAX_REDISPATCHES", "2"))
 
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {

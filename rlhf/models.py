@@ -217,6 +217,8 @@ class RetargetJob(models.Model):
     error = models.TextField(blank=True)
     comparison = models.ForeignKey("annotations.Comparison", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", help_text="the comparison made when the pair was sent to annotators")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life while running "
+                                        "(annotations.jobs)")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -108,7 +108,9 @@ def celery_worker_process(transactional_db, settings, storage_root):
 
     The test process stops executing tasks in-process and sends them to the
     broker instead; the worker consumes both the default and the training queue.
-    Yields a function that starts (or restarts) the worker and returns the process.
+    Yields a function that starts (or restarts) the worker and returns the process:
+    ``start(env={"JOB_STALE_AFTER_SECONDS": "10"}, concurrency=3)`` adds environment variables
+    and runs that many prefork processes instead of the solo pool.
     """
     import signal
     import subprocess
@@ -129,7 +131,7 @@ def celery_worker_process(transactional_db, settings, storage_root):
 
     redis.Redis.from_url(broker).flushdb()
 
-    env = {
+    base_env = {
         **os.environ,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "CELERY_BROKER_URL": broker,
@@ -139,19 +141,21 @@ def celery_worker_process(transactional_db, settings, storage_root):
     procs: list[subprocess.Popen] = []
     log_path = Path(settings.STORAGE_ROOT) / "celery-worker.log"
 
-    def start() -> subprocess.Popen:
+    def start(*, env: dict[str, str] | None = None, concurrency: int | None = None) -> subprocess.Popen:
         log = open(log_path, "ab")
+        ready_before = log_path.read_bytes().count(b"ready.") if log_path.exists() else 0
+        pool = ["--pool", "solo"] if concurrency is None else ["--pool", "prefork", "--concurrency", str(concurrency)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "feedback_site", "worker", "-Q", "default,training",
-             "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+             *pool, "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
+            env={**base_env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         procs.append(proc)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited: {log_path.read_text()[-3000:]}")
-            if b"ready." in log_path.read_bytes():
+            if log_path.read_bytes().count(b"ready.") > ready_before:
                 return proc
             time.sleep(0.3)
         raise RuntimeError(f"celery worker did not start: {log_path.read_text()[-3000:]}")

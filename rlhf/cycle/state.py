@@ -8,7 +8,8 @@ the cycle ends, and a partial unique constraint allows one such row.
 A step being executed records its executor (the Celery task id) and refreshes
 ``heartbeat_at`` with every progress report; a second delivery of the same
 step by another executor stays away while the heartbeat is fresh, and
-:func:`cycle_recover` re-dispatches steps whose heartbeat went stale.
+:func:`cycle_recover` re-dispatches steps whose heartbeat went stale (``annotations.jobs``:
+the steps also beat from a thread while they run, see ``rlhf.cycle.steps``).
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from typing import Any, Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Value
+from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from annotations.jobs import JobKind, jobs_recover
 from annotations.models import Judgement
 from rlhf.cycle.errors import CycleBusy, CycleRefused
 from rlhf.cycle.parameters import CycleParameters
@@ -47,7 +49,22 @@ def _judgement_high_water() -> int:
 
 
 def cycle_create(*, parameters: CycleParameters, requested_by=None, trigger: str = "manual") -> Cycle:
-    """A queued cycle; raises :class:`CycleBusy` while another cycle runs."""
+    """A queued cycle; raises :class:`CycleBusy` while another cycle runs.
+
+    Before refusing, a running cycle whose worker stopped is recovered (:func:`cycle_recover`): one
+    that has used up its re-dispatches fails, and the new cycle takes its place.
+    """
+    cycle = _cycle_insert(parameters=parameters, requested_by=requested_by, trigger=trigger)
+    if cycle is None and cycle_recover():
+        cycle = _cycle_insert(parameters=parameters, requested_by=requested_by, trigger=trigger)
+    if cycle is None:
+        running = Cycle.objects.filter(is_running=True).first()
+        raise CycleBusy(f"cycle {running.pk if running else '?'} is still running; one cycle runs at a time")
+    return cycle
+
+
+def _cycle_insert(*, parameters: CycleParameters, requested_by, trigger: str) -> Cycle | None:
+    """The new queued cycle, or None when another one runs (the one-running-cycle constraint)."""
     try:
         with transaction.atomic():
             return Cycle.objects.create(
@@ -56,8 +73,7 @@ def cycle_create(*, parameters: CycleParameters, requested_by=None, trigger: str
                 log=f"{stamp()} queued ({trigger})\n",
             )
     except IntegrityError:
-        running = Cycle.objects.filter(is_running=True).first()
-        raise CycleBusy(f"cycle {running.pk if running else '?'} is still running; one cycle runs at a time") from None
+        return None
 
 
 def cycle_require_data() -> None:
@@ -99,28 +115,48 @@ def pending_step(cycle: Cycle) -> str | None:
 
 
 def cycle_recover(*, stale_after_seconds: float | None = None) -> list[Cycle]:
-    """Re-dispatch the pending step of a running cycle whose step went silent (its worker was lost).
+    """Recover running cycles that went silent; returns them.
 
-    Silent means no heartbeat for ``stale_after_seconds`` (default
-    ``CYCLE_STALE_MINUTES``); a queued cycle never picked up counts from its creation.
+    A step a worker took whose heartbeat is older than ``stale_after_seconds`` (default
+    ``JOB_STALE_AFTER_SECONDS``) lost its worker: it is re-dispatched, or the cycle fails once it
+    was re-dispatched ``CYCLE_MAX_REDISPATCHES`` times (through :func:`annotations.jobs.jobs_recover`,
+    like every long job).  A queued cycle that no worker took within ``CYCLE_STALE_MINUTES``
+    (or ``stale_after_seconds``) lost its message and is dispatched again.
     """
-    stale = settings.CYCLE_STALE_MINUTES * 60 if stale_after_seconds is None else stale_after_seconds
-    cutoff = timezone.now() - timedelta(seconds=stale)
-    recovered = []
+    recovered = [r.pk for r in jobs_recover(stale_after_seconds=stale_after_seconds, kinds=[CYCLE_JOB.name])]
+    queued_stale = settings.CYCLE_STALE_MINUTES * 60 if stale_after_seconds is None else stale_after_seconds
+    cutoff = timezone.now() - timedelta(seconds=queued_stale)
     with transaction.atomic():
-        for cycle in Cycle.objects.select_for_update().filter(is_running=True):
-            last = cycle.heartbeat_at or cycle.created_at
-            if last > cutoff:
-                continue
-            step = pending_step(cycle)
-            # Forget the lost executor so the re-dispatched step may claim the cycle.
-            Cycle.objects.filter(pk=cycle.pk).update(
-                celery_task_id="", heartbeat_at=timezone.now(),
-                log=Concat(F("log"), Value(f"{stamp()} no sign of life since {last:%H:%M:%S}: re-dispatching {step}\n")),
-            )
-            transaction.on_commit(lambda pk=cycle.pk, s=step: cycle_dispatch(pk, STEPS[STEPS.index(s):]))
-            recovered.append(cycle)
-    return recovered
+        for cycle in Cycle.objects.select_for_update().filter(
+                is_running=True, status=Status.QUEUED, celery_task_id="", created_at__lte=cutoff).exclude(
+                heartbeat_at__gt=cutoff).exclude(pk__in=recovered):
+            _cycle_redispatch(cycle, f"not taken by a worker since {cycle.heartbeat_at or cycle.created_at:%H:%M:%S}")
+            recovered.append(cycle.pk)
+    return list(Cycle.objects.filter(pk__in=recovered).order_by("pk"))
+
+
+def _cycle_redispatch(cycle: Cycle, why: str) -> None:
+    step = pending_step(cycle)
+    # Forget the lost executor so the re-dispatched step may claim the cycle.
+    Cycle.objects.filter(pk=cycle.pk).update(
+        celery_task_id="", heartbeat_at=timezone.now(),
+        log=Concat(F("log"), Value(f"{stamp()} {why}: re-dispatching {step}\n")),
+    )
+    transaction.on_commit(lambda pk=cycle.pk, s=step: cycle_dispatch(pk, STEPS[STEPS.index(s):]))
+
+
+def _cycle_end_stale(cycle: Cycle, reason: str) -> None:
+    """A taken step went silent: re-dispatch it, or fail the cycle when its steps keep losing their worker."""
+    if cycle.log.count(REDISPATCH_MARK) >= settings.CYCLE_MAX_REDISPATCHES:
+        cycle_fail(cycle_id=cycle.pk, reason=f"{pending_step(cycle)}: {reason} after "
+                                             f"{settings.CYCLE_MAX_REDISPATCHES} re-dispatches; start a new cycle")
+        return
+    _cycle_redispatch(cycle, f"{reason}, {REDISPATCH_MARK}")
+
+
+REDISPATCH_MARK = "its step is sent again"
+CYCLE_JOB = JobKind(name="cycle", model=Cycle, running=RUNNING, end=_cycle_end_stale,
+                    taken=~Q(celery_task_id=""))
 
 
 def cycle_should_start(*, min_new_judgements: int) -> tuple[bool, str]:
@@ -170,7 +206,7 @@ def claim_step(cycle_id: int, step: str, executor: str) -> Cycle | None:
         cycle = Cycle.objects.select_for_update().get(pk=cycle_id)
         if pending_step(cycle) != step:
             return None  # ended, or this step is done (a redelivered message), or an earlier one is not
-        stale = timezone.now() - timedelta(minutes=settings.CYCLE_STALE_MINUTES)
+        stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
         if cycle.celery_task_id and cycle.celery_task_id != executor and cycle.heartbeat_at and cycle.heartbeat_at > stale:
             return None  # another delivery of this step is running it right now
         now = timezone.now()

@@ -40,6 +40,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from annotations.jobs import job_heartbeat
 from annotations.models import Track
 from editing.env import EnvConfig
 from rlhf.cycle.errors import CycleError
@@ -50,7 +51,7 @@ from rlhf.cycle.reward_services import (
     policy_reward, reward_model_holdout_accuracy, reward_model_load, reward_model_train, training_device,
 )
 from rlhf.cycle.seam_services import seam_model_load, seam_model_train
-from rlhf.cycle.state import STEPS, Reporter, Status, claim_step, cycle_fail, pending_step, stamp
+from rlhf.cycle.state import RUNNING, STEPS, Reporter, Status, claim_step, cycle_fail, pending_step, stamp
 from rlhf.learning.configs import SeamTrainingConfig, TrainingConfig
 from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.policy import train_policy
@@ -79,7 +80,9 @@ def cycle_step_run(*, cycle_id: int, step: str, executor: str | None = None,
         return False
     report = Reporter(cycle_id, step, echo)
     try:
-        _STEP_FUNCTIONS[step](cycle, CycleParameters.from_json(cycle.parameters, base=CycleParameters()), report)
+        # Progress reports beat too; the thread covers long stretches without one (annotations.jobs).
+        with job_heartbeat(Cycle, cycle_id, running=RUNNING):
+            _STEP_FUNCTIONS[step](cycle, CycleParameters.from_json(cycle.parameters, base=CycleParameters()), report)
     except Exception as err:  # noqa: BLE001 - any failure ends the cycle, with its reason recorded
         cycle_fail(cycle_id=cycle_id, reason=f"{step}: {type(err).__name__}: {err}")
         return False

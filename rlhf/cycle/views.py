@@ -27,6 +27,7 @@ from annotations.quality import source_scores
 from annotations.roles import IsResearcher, researcher_required
 from annotations.selectors import judgement_rows_for_quality
 from annotations.errors import DomainError
+from annotations.jobs import job_refresh
 from annotations.models import Comparison
 from editing.baselines import BAR_CUT, BASELINE_EDIT_SOURCES, HEURISTIC, RANDOM
 from rlhf.cycle.parameters import CycleParameters
@@ -141,7 +142,7 @@ def cycle_comparisons(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def cycle_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """What the live page polls."""
-    return JsonResponse(cycle_status(get_object_or_404(Cycle, pk=pk)))
+    return JsonResponse(cycle_status(job_refresh(get_object_or_404(Cycle, pk=pk))))
 
 
 def _version_action(request: HttpRequest, action, success: str) -> HttpResponse:
@@ -357,4 +358,4 @@ class CycleDetailApi(APIView):
 
     @extend_schema(responses={200: CycleStatusSerializer}, summary="A cycle: status, progress, log, metrics")
     def get(self, request, pk: int):
-        return Response(cycle_status(get_object_or_404(Cycle, pk=pk)))
+        return Response(cycle_status(job_refresh(get_object_or_404(Cycle, pk=pk))))

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from django.utils import timezone
 
+from annotations.jobs import job_heartbeat
 from annotations.models import Edit, Track
 from annotations.services import edit_create, edit_native_ensure, track_load_analysis
 from annotations.uploads import track_upload_run
@@ -27,7 +27,8 @@ from rlhf.learning.policy import best_of_n_actions, sample_actions
 from rlhf.learning.seam_model import Passage, learned_plan, track_feature_scale
 from rlhf.models import RetargetJob
 from rlhf.retarget.services import (
-    Method, RetargetConflict, RetargetServiceError, job_update, retarget_methods_check, retarget_plan,
+    RETARGET_RUNNING, Method, RetargetConflict, RetargetServiceError, job_finish, job_update, retarget_methods_check,
+    retarget_plan,
 )
 from rlhf.versions import SeamServiceError, policy_active, reward_model_active, seam_model_active
 
@@ -129,6 +130,13 @@ def retarget_job_run(*, job_id: int, echo: Callable[[str], None] | None = None) 
     job = RetargetJob.objects.get(pk=job_id)
     if not claimed:
         return job
+    with job_heartbeat(RetargetJob, job.pk, running=RETARGET_RUNNING):
+        _retarget_job_make(job, echo)
+    job.refresh_from_db()
+    return job
+
+
+def _retarget_job_make(job: RetargetJob, echo: Callable[[str], None] | None) -> None:
     try:
         if job.track is None:
             job_update(job, message=f"analysing {job.upload_name}", progress=0.05)
@@ -145,11 +153,9 @@ def retarget_job_run(*, job_id: int, echo: Callable[[str], None] | None = None) 
             results.append(outcome.to_json())
             if echo is not None:
                 echo(f"{method.label}: {outcome.edit.source}, {outcome.duration_seconds:.1f} s")
-        job_update(job, results=results, status=RetargetJob.Status.DONE, progress=1.0, message="done",
-                    finished_at=timezone.now())
+        job_finish(job, results=results, status=RetargetJob.Status.DONE, progress=1.0, message="done")
     except ValueError as err:  # every refusal on the way (audio, plan, method) is one, with its reason
-        job_update(job, status=RetargetJob.Status.FAILED, error=str(err), message="failed", finished_at=timezone.now())
-    return job
+        job_finish(job, status=RetargetJob.Status.FAILED, error=str(err), message="failed")
 
 
 def _track_of_upload(job: RetargetJob) -> Track:

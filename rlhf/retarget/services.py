@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from django.db import transaction
+from django.utils import timezone
 
 from annotations.errors import DomainError
+from annotations.jobs import JobKind
 from annotations.models import Comparison, Edit, Track
 from annotations.services import comparison_create, track_load_analysis, track_sound_edges
 from annotations.uploads import track_upload_store
@@ -203,10 +205,29 @@ def retarget_job_start(*, requested_by, duration: str | float, methods: Sequence
     return job
 
 
+RETARGET_RUNNING = (RetargetJob.Status.RUNNING,)
+
+
 def job_update(job: RetargetJob, **fields: Any) -> None:
+    """Record progress of a running job (a job recovery ended meanwhile is not touched)."""
     for name, value in fields.items():
         setattr(job, name, value)
-    RetargetJob.objects.filter(pk=job.pk).update(**fields)
+    RetargetJob.objects.filter(pk=job.pk, status__in=RETARGET_RUNNING).update(**fields)
+
+
+def job_finish(job: RetargetJob, **fields: Any) -> None:
+    """Record the end of a running job; if recovery ended it while this process was silent, that ending stands."""
+    job_update(job, **fields, finished_at=timezone.now())
+
+
+def _retarget_end_stale(job: RetargetJob, reason: str) -> None:
+    job.status, job.message, job.finished_at = RetargetJob.Status.FAILED, "failed", timezone.now()
+    job.error = f"{reason}; start the retarget again"
+    job.save(update_fields=["status", "message", "error", "finished_at"])
+
+
+# Its upload (if any) is a job of its own kind, recovered beside it; its finished edits are whole rows.
+RETARGET_JOB = JobKind(name="retarget", model=RetargetJob, running=RETARGET_RUNNING, end=_retarget_end_stale)
 
 
 def retarget_job_send(*, job: RetargetJob) -> Comparison:

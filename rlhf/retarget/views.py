@@ -20,6 +20,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotations.jobs import job_refresh
 from annotations.models import Edit, Track
 from annotations.roles import IsResearcher, researcher_required
 from annotations.services import edit_native_ensure, edit_native_write
@@ -119,7 +120,7 @@ class RetargetDetailApi(APIView):
 
     @extend_schema(responses={200: dict}, summary="A retarget job: status, progress, results with download URLs")
     def get(self, request, pk: int):
-        return Response(_job_json(get_object_or_404(RetargetJob.objects.select_related("track"), pk=pk)))
+        return Response(_job_json(job_refresh(get_object_or_404(RetargetJob.objects.select_related("track"), pk=pk))))
 
 
 class RetargetSendApi(APIView):

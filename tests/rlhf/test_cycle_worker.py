@@ -60,7 +60,7 @@ def test_a_worker_killed_during_policy_training_leaves_the_previous_versions_and
     assert PolicyVersion.objects.count() == 1
     assert artifact_files(storage_root, "policies") == {first.policy_version.artifact.name}
 
-    # The lost step is re-dispatched (what the periodic task does after CYCLE_STALE_MINUTES) to a new worker.
+    # The lost step is re-dispatched (what recovery does after JOB_STALE_AFTER_SECONDS) to a new worker.
     assert [c.pk for c in cycle_recover(stale_after_seconds=0)] == [cycle.pk]
     worker()
     cycle = _wait(cycle.pk, lambda c: not c.is_running, timeout=400, what="the end")
