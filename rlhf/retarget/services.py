@@ -28,7 +28,7 @@ from annotations.models import Comparison, Edit, Track
 from annotations.services import comparison_create, track_load_analysis, track_sound_edges
 from annotations.uploads import track_upload_store
 from editing.audio import AudioError, TrackAnalysis
-from editing.retarget import RetargetError, RetargetPlan, parse_duration, plan_retarget
+from editing.retarget import DurationBounds, RetargetError, RetargetPlan, duration_bounds, parse_duration, plan_retarget
 from rlhf.dispatch import retarget_job_enqueue
 from rlhf.learning.configs import BEST_OF_N
 from rlhf.models import RetargetJob
@@ -133,6 +133,26 @@ def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None 
                              sample_rate=analysis.sample_rate, target_seconds=parse_duration(duration),
                              from_beat=from_beat, to_beat=to_beat, name=track.title,
                              lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
+    except (RetargetError, AudioError) as err:
+        raise RetargetServiceError(str(err)) from err
+
+
+def retarget_bounds(*, track: Track, from_beat: int | None = None, to_beat: int | None = None,
+                    analysis: TrackAnalysis | None = None) -> DurationBounds:
+    """The durations ``track`` (or beats ``[from_beat, to_beat)`` of it) may be retargeted to: what
+    :func:`retarget_plan` accepts, ends included, as the page's slider and the bounds API offer them.
+
+    Raises
+    ------
+    RetargetServiceError
+        With :func:`retarget_plan`'s reason for a passage it would refuse.
+    """
+    analysis = analysis if analysis is not None else track_load_analysis(track)
+    try:
+        edges = track_sound_edges(track, analysis)
+        return duration_bounds(beat_samples=analysis.beat_samples, sample_rate=analysis.sample_rate,
+                               from_beat=from_beat, to_beat=to_beat, name=track.title,
+                               lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
     except (RetargetError, AudioError) as err:
         raise RetargetServiceError(str(err)) from err
 
