@@ -116,6 +116,13 @@ def retarget_methods_check(methods: Sequence[str]) -> list[Method]:
     return parsed
 
 
+def _track_analysis(track: Track) -> TrackAnalysis:
+    """The track's stored analysis; a row without one (never ingested) is refused, not a server error."""
+    if not track.analysis:
+        raise RetargetConflict(f"{track.title}: no analysis is stored for it; ingest its audio again")
+    return track_load_analysis(track)
+
+
 def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None = None,
                   to_beat: int | None = None, analysis: TrackAnalysis | None = None) -> RetargetPlan:
     """The checked plan for ``track``; raises :class:`RetargetServiceError` with the reason.
@@ -126,7 +133,7 @@ def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None 
 
     ``analysis``: the track's analysis when the caller has it already (it is read once per request).
     """
-    analysis = analysis if analysis is not None else track_load_analysis(track)
+    analysis = analysis if analysis is not None else _track_analysis(track)
     try:
         edges = track_sound_edges(track, analysis)
         return plan_retarget(beat_samples=analysis.beat_samples, bar_positions=analysis.bar_positions,
@@ -147,7 +154,7 @@ def retarget_bounds(*, track: Track, from_beat: int | None = None, to_beat: int 
     RetargetServiceError
         With :func:`retarget_plan`'s reason for a passage it would refuse.
     """
-    analysis = analysis if analysis is not None else track_load_analysis(track)
+    analysis = analysis if analysis is not None else _track_analysis(track)
     try:
         edges = track_sound_edges(track, analysis)
         return duration_bounds(beat_samples=analysis.beat_samples, sample_rate=analysis.sample_rate,

@@ -148,7 +148,8 @@ class RetargetBoundsApi(APIView):
                    responses={200: RetargetBoundsSerializer,
                               400: OpenApiResponse(description="a passage the retarget would refuse (the reason in "
                                                                "`detail`), or a parameter missing or out of range"),
-                              404: OpenApiResponse(description="no such track")},
+                              404: OpenApiResponse(description="no such track"),
+                              409: OpenApiResponse(description="a track with no stored analysis")},
                    summary="The duration range a track or a passage may be retargeted to")
     def get(self, request):
         query = RetargetBoundsQuerySerializer(data=request.query_params)

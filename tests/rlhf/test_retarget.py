@@ -363,6 +363,18 @@ def test_the_bounds_api_gives_researchers_the_range_the_start_api_accepts(demo_t
     assert missing.status_code == 404 and missing.json()["code"] == "track_not_found"
 
 
+def test_a_track_row_without_an_analysis_is_refused_not_a_server_error(storage_root, client):
+    from annotations.roles import RESEARCHER
+    from tests.annotations.factories import make_track, make_user
+
+    client.force_login(make_user(role=RESEARCHER))
+    track = make_track()  # a row only (no audio, no analysis), as the factories make them
+    for answer in (client.get("/api/retarget/bounds/", {"track": track.pk}),
+                   client.post("/api/retarget/", {"track": track.pk, "duration": "30", "methods": ["heuristic"]},
+                               content_type="application/json")):
+        assert answer.status_code == 409 and "no analysis is stored" in answer.json()["detail"]
+
+
 def test_sending_two_results_that_are_one_edit_is_refused(demo_track, django_user_model, django_capture_on_commit_callbacks):
     user = django_user_model.objects.create(username="researcher")
     with django_capture_on_commit_callbacks(execute=True):
