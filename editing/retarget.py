@@ -10,7 +10,9 @@ Rules (each refusal names the thing and the reason):
   ``1:02:30``;
 - the passage is beats ``[from_beat, to_beat)`` of the track (default: all of it), at least two
   bars (8 beats);
-- the duration lies within 0.5x..2x of the passage's own, as the task allows;
+- the duration lies within 0.5x..2x of the passage's own, as the task allows, rounded inward to
+  0.1 s (:func:`duration_bounds`, the one home of the range: the page's slider, the bounds API and
+  the refusals all read it, so a figure the page offers is one the check accepts);
 - the target in beats is the reachable length nearest ``duration / mean beat duration``, so the
   rendered edit lands within about a beat of the duration;
 - a passage that starts at the track's start opens with the track's lead-in (its sound before the
@@ -28,11 +30,18 @@ import numpy as np
 
 from editing.edit import MAX_PASSAGE_BEATS, MAX_STRETCH, MIN_PASSAGE_BEATS, MIN_STRETCH, reachable_target
 
-__all__ = ["RetargetError", "RetargetPlan", "parse_duration", "format_duration", "plan_retarget"]
+__all__ = ["RetargetError", "RetargetPlan", "DurationBounds", "parse_duration", "format_duration", "duration_bounds",
+           "plan_retarget"]
 
 _DURATION = re.compile(r"^\s*(-?)(?:(\d+):)?(?:(\d+):)?(\d+(?:\.\d+)?)\s*s?\s*$")
 # A duration past a day is a typo, not a request (and keeps every later figure finite).
 _MAX_SECONDS = 24 * 3600.0
+# The allowed range is given in tenths of a second (the page's slider step, the messages' precision);
+# k / 10 is the double nearest to the decimal figure, as parsing "20.3" is (k * 0.1 may not be).
+_BOUNDS_STEPS_PER_SECOND = 10
+# A bound typed back as m:ss is summed in floating point (60 + 20.3), which may land an ulp off the
+# bound's own figure (80.3): that is still the bound.
+_BOUNDS_SLACK_SECONDS = 1e-9
 
 
 class RetargetError(ValueError):
@@ -73,6 +82,50 @@ class RetargetPlan:
     ring_out_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class DurationBounds:
+    """The durations a passage may be retargeted to.
+
+    Attributes
+    ----------
+    start_beat, stop_beat : int
+        The passage, track beats ``[start_beat, stop_beat)``.
+    lowest_seconds, highest_seconds : float
+        The allowed durations, ends included: half and twice the passage's beats, plus the lead-in
+        and ring-out it plays, rounded inward to 0.1 s (so each is a figure one can type).
+    passage_seconds : float
+        The passage's own duration (its beats, lead-in and ring-out).
+    beats_seconds : float
+        Its beats' duration alone.
+    lead_in_seconds, ring_out_seconds : float
+        The track's sound before the passage's first beat and after its last that the output plays
+        (0 for a passage that starts or ends inside the track).
+    """
+
+    start_beat: int
+    stop_beat: int
+    lowest_seconds: float
+    highest_seconds: float
+    passage_seconds: float
+    beats_seconds: float
+    lead_in_seconds: float
+    ring_out_seconds: float
+
+    @property
+    def n_beats(self) -> int:
+        return self.stop_beat - self.start_beat
+
+    def allows(self, target_seconds: float) -> bool:
+        """Whether ``target_seconds`` lies within the bounds, ends included."""
+        slack = _BOUNDS_SLACK_SECONDS
+        return self.lowest_seconds - slack <= target_seconds <= self.highest_seconds + slack
+
+    def describe(self) -> str:
+        """``0:18.0..1:12.0, half to twice the passage's 0:36.0``: the range in the words of every refusal."""
+        return (f"{format_duration(self.lowest_seconds)}..{format_duration(self.highest_seconds)}, "
+                f"half to twice the passage's {format_duration(self.passage_seconds)}")
+
+
 def parse_duration(text: str | float | int) -> float:
     """Seconds from ``150``, ``150.5``, ``2:30``, ``1:02:30`` (or a number); refuses zero, negatives and junk."""
     if isinstance(text, bool):
@@ -105,6 +158,67 @@ def format_duration(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def _round_up(seconds: float) -> float:
+    # round() first: a product that is a whole step (18.0000000001) must not move a whole step for float noise.
+    return math.ceil(round(seconds * _BOUNDS_STEPS_PER_SECOND, 6)) / _BOUNDS_STEPS_PER_SECOND
+
+
+def _round_down(seconds: float) -> float:
+    return math.floor(round(seconds * _BOUNDS_STEPS_PER_SECOND, 6)) / _BOUNDS_STEPS_PER_SECOND
+
+
+def duration_bounds(*, beat_samples: np.ndarray, sample_rate: int, from_beat: int | None = None,
+                    to_beat: int | None = None, name: str = "track", lead_in_seconds: float = 0.0,
+                    ring_out_seconds: float = 0.0) -> DurationBounds:
+    """The durations a passage of a track may be retargeted to; the one home of the range.
+
+    Parameters
+    ----------
+    beat_samples : np.ndarray [shape=(n_beats + 1,)], int
+        The track's beat boundaries, samples.
+    sample_rate : int
+        Hz.
+    from_beat, to_beat : int, optional
+        The passage, beats ``[from_beat, to_beat)``; default the whole track.
+    name : str
+        Names the track in messages.
+    lead_in_seconds, ring_out_seconds : float
+        The track's sound before its first beat and after its last (``editing.audio.sound_edges``),
+        seconds: played, and counted, when the passage starts at beat 0 / ends at the track's end.
+        They are not stretched: the range is half to twice the beats, plus these.
+
+    Raises
+    ------
+    RetargetError
+        If the passage is not a range of the track's beats, is under two bars or over
+        ``MAX_PASSAGE_BEATS``, or an edge is negative.
+    """
+    beat_samples = np.asarray(beat_samples)
+    n_track = int(beat_samples.size) - 1
+    start = 0 if from_beat is None else int(from_beat)
+    stop = n_track if to_beat is None else int(to_beat)
+    if not 0 <= start < stop <= n_track:
+        raise RetargetError(f"{name}: beats {start}..{stop} are not a range of its {n_track} beats (0..{n_track})")
+    n = stop - start
+    if n < MIN_PASSAGE_BEATS:
+        raise RetargetError(f"{name}: a range of {n} beats is shorter than two bars ({MIN_PASSAGE_BEATS} beats)")
+    if n > MAX_PASSAGE_BEATS:
+        raise RetargetError(f"{name}: a range of {n} beats is longer than {MAX_PASSAGE_BEATS} beats")
+    if not (math.isfinite(lead_in_seconds) and lead_in_seconds >= 0 and math.isfinite(ring_out_seconds)
+            and ring_out_seconds >= 0):
+        raise RetargetError(f"{name}: lead-in {lead_in_seconds} s and ring-out {ring_out_seconds} s must be >= 0")
+    lead_in = float(lead_in_seconds) if start == 0 else 0.0
+    ring_out = float(ring_out_seconds) if stop == n_track else 0.0
+    beats_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
+    return DurationBounds(
+        start_beat=start, stop_beat=stop,
+        lowest_seconds=_round_up(lead_in + MIN_STRETCH * beats_seconds + ring_out),
+        highest_seconds=_round_down(lead_in + MAX_STRETCH * beats_seconds + ring_out),
+        passage_seconds=lead_in + beats_seconds + ring_out, beats_seconds=beats_seconds,
+        lead_in_seconds=lead_in, ring_out_seconds=ring_out,
+    )
+
+
 def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample_rate: int, target_seconds: float,
                   from_beat: int | None = None, to_beat: int | None = None, name: str = "track",
                   lead_in_seconds: float = 0.0, ring_out_seconds: float = 0.0) -> RetargetPlan:
@@ -119,7 +233,8 @@ def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample
     sample_rate : int
         Hz.
     target_seconds : float
-        The duration asked for (see :func:`parse_duration`).
+        The duration asked for (see :func:`parse_duration`); it must lie within
+        :func:`duration_bounds`, ends included.
     from_beat, to_beat : int, optional
         The passage, beats ``[from_beat, to_beat)``; default the whole track.
     name : str
@@ -133,35 +248,18 @@ def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample
     RetargetError
     """
     bar_positions = np.asarray(bar_positions)
-    beat_samples = np.asarray(beat_samples)
-    n_track = int(bar_positions.size)
-    start = 0 if from_beat is None else int(from_beat)
-    stop = n_track if to_beat is None else int(to_beat)
-    if not 0 <= start < stop <= n_track:
-        raise RetargetError(f"{name}: beats {start}..{stop} are not a range of its {n_track} beats (0..{n_track})")
-    n = stop - start
-    if n < MIN_PASSAGE_BEATS:
-        raise RetargetError(f"{name}: a range of {n} beats is shorter than two bars ({MIN_PASSAGE_BEATS} beats)")
-    if n > MAX_PASSAGE_BEATS:
-        raise RetargetError(f"{name}: a range of {n} beats is longer than {MAX_PASSAGE_BEATS} beats")
+    bounds = duration_bounds(beat_samples=beat_samples, sample_rate=sample_rate, from_beat=from_beat,
+                             to_beat=to_beat, name=name, lead_in_seconds=lead_in_seconds,
+                             ring_out_seconds=ring_out_seconds)
     if not math.isfinite(target_seconds) or target_seconds <= 0:
         raise RetargetError(f"duration of {target_seconds} s: must be more than zero seconds")
-    if not (math.isfinite(lead_in_seconds) and lead_in_seconds >= 0 and math.isfinite(ring_out_seconds)
-            and ring_out_seconds >= 0):
-        raise RetargetError(f"{name}: lead-in {lead_in_seconds} s and ring-out {ring_out_seconds} s must be >= 0")
-    lead_in = float(lead_in_seconds) if start == 0 else 0.0
-    ring_out = float(ring_out_seconds) if stop == n_track else 0.0
-    beats_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
-    passage_seconds = lead_in + beats_seconds + ring_out
-    lowest = lead_in + MIN_STRETCH * beats_seconds + ring_out
-    highest = lead_in + MAX_STRETCH * beats_seconds + ring_out
-    if not lowest <= target_seconds <= highest:
-        raise RetargetError(
-            f"{name}: {format_duration(target_seconds)} is outside {format_duration(lowest)}..{format_duration(highest)}, "
-            f"half to twice the passage's {format_duration(passage_seconds)}"
-        )
-    mean_beat = beats_seconds / n
+    if not bounds.allows(target_seconds):
+        raise RetargetError(f"{name}: {format_duration(target_seconds)} is outside {bounds.describe()}")
+    start, stop = bounds.start_beat, bounds.stop_beat
+    lead_in, ring_out = bounds.lead_in_seconds, bounds.ring_out_seconds
+    mean_beat = bounds.beats_seconds / bounds.n_beats
     target_beats = reachable_target(bar_positions[start:stop], round((target_seconds - lead_in - ring_out) / mean_beat))
-    return RetargetPlan(start_beat=start, n_beats=n, target_beats=target_beats, target_seconds=float(target_seconds),
-                        passage_seconds=passage_seconds, expected_seconds=lead_in + target_beats * mean_beat + ring_out,
+    return RetargetPlan(start_beat=start, n_beats=bounds.n_beats, target_beats=target_beats,
+                        target_seconds=float(target_seconds), passage_seconds=bounds.passage_seconds,
+                        expected_seconds=lead_in + target_beats * mean_beat + ring_out,
                         lead_in_seconds=lead_in, ring_out_seconds=ring_out)

@@ -77,6 +77,7 @@ MATRIX: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "retarget/": {"get": (LOGIN, FORBIDDEN, 200, 200)},
     "retarget/jobs/<pk>/results/<index>.<fmt>": {"get": (LOGIN, FORBIDDEN, 200, 200)},
     "api/retarget/": {"post": (FORBIDDEN, FORBIDDEN, 400, 400)},  # no duration given
+    "api/retarget/bounds/": {"get": (FORBIDDEN, FORBIDDEN, 400, 400)},  # no track given
     "api/retarget/<pk>/": {"get": (FORBIDDEN, FORBIDDEN, 200, 200)},
     "api/retarget/<pk>/send/": {"post": (FORBIDDEN, FORBIDDEN, 409, 409)},  # one result: nothing to pair
     # --- the annotation API (anonymous: 403, session authentication has no challenge to send)

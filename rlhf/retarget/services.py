@@ -30,7 +30,7 @@ from annotations.models import Comparison, Edit, Track
 from annotations.services import comparison_create, track_load_analysis, track_sound_edges
 from annotations.uploads import track_upload_store
 from editing.audio import AudioError, TrackAnalysis
-from editing.retarget import RetargetError, RetargetPlan, parse_duration, plan_retarget
+from editing.retarget import DurationBounds, RetargetError, RetargetPlan, duration_bounds, parse_duration, plan_retarget
 from rlhf.dispatch import retarget_job_enqueue
 from rlhf.learning.configs import BEST_OF_N
 from rlhf.models import RetargetJob
@@ -118,6 +118,13 @@ def retarget_methods_check(methods: Sequence[str]) -> list[Method]:
     return parsed
 
 
+def _track_analysis(track: Track) -> TrackAnalysis:
+    """The track's stored analysis; a row without one (never ingested) is refused, not a server error."""
+    if not track.analysis:
+        raise RetargetConflict(f"{track.title}: no analysis is stored for it; ingest its audio again")
+    return track_load_analysis(track)
+
+
 def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None = None,
                   to_beat: int | None = None, analysis: TrackAnalysis | None = None) -> RetargetPlan:
     """The checked plan for ``track``; raises :class:`RetargetServiceError` with the reason.
@@ -128,13 +135,33 @@ def retarget_plan(*, track: Track, duration: str | float, from_beat: int | None 
 
     ``analysis``: the track's analysis when the caller has it already (it is read once per request).
     """
-    analysis = analysis if analysis is not None else track_load_analysis(track)
+    analysis = analysis if analysis is not None else _track_analysis(track)
     try:
         edges = track_sound_edges(track, analysis)
         return plan_retarget(beat_samples=analysis.beat_samples, bar_positions=analysis.bar_positions,
                              sample_rate=analysis.sample_rate, target_seconds=parse_duration(duration),
                              from_beat=from_beat, to_beat=to_beat, name=track.title,
                              lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
+    except (RetargetError, AudioError) as err:
+        raise RetargetServiceError(str(err)) from err
+
+
+def retarget_bounds(*, track: Track, from_beat: int | None = None, to_beat: int | None = None,
+                    analysis: TrackAnalysis | None = None) -> DurationBounds:
+    """The durations ``track`` (or beats ``[from_beat, to_beat)`` of it) may be retargeted to: what
+    :func:`retarget_plan` accepts, ends included, as the page's slider and the bounds API offer them.
+
+    Raises
+    ------
+    RetargetServiceError
+        With :func:`retarget_plan`'s reason for a passage it would refuse.
+    """
+    analysis = analysis if analysis is not None else _track_analysis(track)
+    try:
+        edges = track_sound_edges(track, analysis)
+        return duration_bounds(beat_samples=analysis.beat_samples, sample_rate=analysis.sample_rate,
+                               from_beat=from_beat, to_beat=to_beat, name=track.title,
+                               lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
     except (RetargetError, AudioError) as err:
         raise RetargetServiceError(str(err)) from err
 

@@ -5,6 +5,7 @@ long track never holds a request.  Researchers and admins only.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -27,7 +28,9 @@ from annotations.services import edit_native_ensure, edit_native_write
 from editing.audio import SUPPORTED_EXTENSIONS
 from editing.edit import MAX_PASSAGE_BEATS
 from rlhf.models import RetargetJob
-from rlhf.retarget.services import DEFAULT_METHODS, retarget_default_methods, retarget_job_send, retarget_job_start
+from rlhf.retarget.services import (
+    DEFAULT_METHODS, retarget_bounds, retarget_default_methods, retarget_job_send, retarget_job_start,
+)
 from rlhf.versions import policy_active, policy_spaces_problem, reward_model_active
 
 _AUDIO_TYPES = {"wav": ("WAV", "audio/wav"), "flac": ("FLAC", "audio/flac")}
@@ -113,6 +116,52 @@ class RetargetListApi(APIView):
                                  to_beat=data.get("to_beat"), methods=data.get("methods", DEFAULT_METHODS))
         job.refresh_from_db()
         return Response(_job_json(job), status=status.HTTP_202_ACCEPTED)
+
+
+class RetargetBoundsQuerySerializer(serializers.Serializer):
+    track = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text="an ingested track's id")
+    from_beat = serializers.IntegerField(required=False, min_value=0, max_value=100_000,
+                                         help_text="first beat of the passage (default: 0)")
+    to_beat = serializers.IntegerField(required=False, min_value=1, max_value=100_000,
+                                       help_text="beat after the passage (default: the track's end)")
+
+
+class RetargetBoundsSerializer(serializers.Serializer):
+    track = serializers.IntegerField()
+    from_beat = serializers.IntegerField(source="start_beat", help_text="the passage's first beat")
+    to_beat = serializers.IntegerField(source="stop_beat", help_text="the beat after the passage")
+    lowest_seconds = serializers.FloatField(help_text="the shortest duration accepted, seconds (a multiple of 0.1)")
+    highest_seconds = serializers.FloatField(help_text="the longest duration accepted, seconds (a multiple of 0.1)")
+    passage_seconds = serializers.FloatField(help_text="the passage's own duration, lead-in and ring-out included")
+    lead_in_seconds = serializers.FloatField(help_text="the track's sound before its first beat that the passage plays")
+    ring_out_seconds = serializers.FloatField(help_text="the track's sound after its last beat that the passage plays")
+
+
+class RetargetBoundsApi(APIView):
+    """GET: the durations a track (or a passage of it) may be retargeted to, ends included.
+
+    The page's duration slider offers exactly this range; ``POST /api/retarget/`` accepts it.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, IsResearcher]
+
+    @extend_schema(parameters=[RetargetBoundsQuerySerializer], operation_id="retarget_bounds",
+                   responses={200: RetargetBoundsSerializer,
+                              400: OpenApiResponse(description="a passage the retarget would refuse (the reason in "
+                                                               "`detail`), or a parameter missing or out of range"),
+                              404: OpenApiResponse(description="no such track"),
+                              409: OpenApiResponse(description="a track with no stored analysis")},
+                   summary="The duration range a track or a passage may be retargeted to")
+    def get(self, request):
+        query = RetargetBoundsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        track = Track.objects.filter(pk=data["track"]).first()
+        if track is None:
+            return Response({"detail": f"track {data['track']} does not exist", "code": "track_not_found"},
+                            status=status.HTTP_404_NOT_FOUND)
+        bounds = retarget_bounds(track=track, from_beat=data.get("from_beat"), to_beat=data.get("to_beat"))
+        return Response(RetargetBoundsSerializer({"track": track.pk, **dataclasses.asdict(bounds)}).data)
 
 
 class RetargetDetailApi(APIView):

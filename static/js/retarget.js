@@ -10,15 +10,19 @@
   const $ = (id) => document.getElementById(id);
   const SEEK_SECONDS = 2;
   const POLL_MS = 700;
-  const MIN_STRETCH = 0.5, MAX_STRETCH = 2.0;   // editing.edit: half to twice the passage
+  const BOUNDS_DELAY_MS = 250;   // typing a beat number asks the server once it pauses
   const LABELS = ["A", "B", "C", "D"];
 
   let ctx = null;
   let job = null;              // the job from the API
   let sides = [];              // per result: {result, buffer, peaks, el, canvas}
   let current = 0, playing = false, offset = 0, startedAt = 0, node = null;
-  let uploadSeconds = null;    // duration of a chosen file, decoded here, for the slider's bounds
   let polling = null;
+  // The durations the server accepts for the chosen track and beat range (GET /api/retarget/bounds/,
+  // editing.retarget.duration_bounds): the slider offers these and nothing else.  null: no slider.
+  let bounds = null;
+  let boundsAsked = 0;         // the latest bounds request; an older answer arriving later is dropped
+  let boundsTimer = null;
 
   /* ---------- talking to the API ---------- */
 
@@ -82,78 +86,100 @@
     return option && option.value ? option : null;
   }
 
-  // The source passage's own length, seconds: a track's (scaled to a beat range, by its mean beat) or an upload's.
-  function passageSeconds() {
-    const option = chosenTrack();
-    if (option) {
-      const seconds = Number(option.dataset.seconds), beats = Number(option.dataset.beats);
-      const from = $("from-beat").value === "" ? 0 : Number($("from-beat").value);
-      const to = $("to-beat").value === "" ? beats : Number($("to-beat").value);
-      if (!(to > from) || from < 0 || to > beats) return seconds;
-      return seconds * (to - from) / beats;
-    }
-    return uploadSeconds;
+  // The chosen track and beat range as the bounds API's query (empty beat fields: the track's start and end).
+  function boundsQuery(option) {
+    const query = new URLSearchParams({ track: option.value });
+    if ($("from-beat").value !== "") query.set("from_beat", $("from-beat").value);
+    if ($("to-beat").value !== "") query.set("to_beat", $("to-beat").value);
+    return query.toString();
   }
 
-  function updateBounds() {
-    const slider = $("duration-slider"), seconds = passageSeconds();
-    if (!seconds) {
+  // Typing moves the slider when the typed duration is one it offers.
+  function followTyped() {
+    if (!bounds) return;
+    const slider = $("duration-slider"), typed = parseDuration($("duration").value);
+    const lowest = bounds.lowest_seconds, highest = bounds.highest_seconds;
+    if (typed !== null && typed >= lowest && typed <= highest) slider.value = String(typed);
+    else if (typed === null) {
+      slider.value = String(Math.min(Math.max(Math.round(bounds.passage_seconds * 10) / 10, lowest), highest));
+    }
+  }
+
+  function showBounds(data, query) {
+    const slider = $("duration-slider");
+    bounds = data;
+    if (!data) {
       slider.disabled = true;
-      $("duration-bounds").textContent = $("file").files.length
-        ? "Type a duration: the file's length is known once it is analysed."
-        : "Choose a track to drag the duration (half to twice its length).";
+      delete root.dataset.bounds;
       return;
     }
-    const lo = Math.ceil(MIN_STRETCH * seconds * 10) / 10, hi = Math.floor(MAX_STRETCH * seconds * 10) / 10;
-    slider.min = String(lo); slider.max = String(hi); slider.disabled = false;
-    const typed = parseDuration($("duration").value);
-    if (typed !== null && typed >= lo && typed <= hi) slider.value = String(typed);
-    else if (typed === null) { slider.value = String(Math.round(seconds * 10) / 10); }
-    $("duration-bounds").textContent =
-      `${formatDuration(lo)} to ${formatDuration(hi)} (the passage lasts about ${formatDuration(seconds)})`;
+    slider.min = String(data.lowest_seconds);
+    slider.max = String(data.highest_seconds);
+    slider.disabled = false;
+    followTyped();
+    $("duration-bounds").textContent = `${formatDuration(data.lowest_seconds)} to ${formatDuration(data.highest_seconds)}`
+      + ` (the passage lasts ${formatDuration(data.passage_seconds)})`;
+    root.dataset.bounds = query;
+  }
+
+  // Ask the server which durations the chosen track and beat range allow; an upload has none yet.
+  async function refreshBounds() {
+    clearTimeout(boundsTimer);
+    const asked = ++boundsAsked, option = chosenTrack();
+    showBounds(null);
+    if (!option) {
+      $("duration-bounds").textContent = $("file").files.length
+        ? "Type a duration: the allowed range is known once the file is analysed (a duration outside it is refused with the range)."
+        : "Choose a track to drag the duration.";
+      return;
+    }
+    const query = boundsQuery(option);
+    $("duration-bounds").textContent = "Reading the durations this passage allows…";
+    try {
+      const data = await api(`${root.dataset.boundsUrl}?${query}`);
+      if (asked === boundsAsked) showBounds(data, query);
+    } catch (err) {
+      if (asked === boundsAsked) $("duration-bounds").textContent = `No duration to drag: ${err.message}`;
+    }
+  }
+
+  // The last range's bounds go at once (the slider must not offer them for the new range meanwhile).
+  function rangeTyped() {
+    clearTimeout(boundsTimer);
+    boundsAsked++;
+    showBounds(null);
+    if (chosenTrack()) $("duration-bounds").textContent = "Reading the durations this passage allows…";
+    boundsTimer = setTimeout(refreshBounds, BOUNDS_DELAY_MS);
   }
 
   function sourceInfo() {
     const option = chosenTrack();
     if (option) return `${option.dataset.beats} beats, ${formatDuration(Number(option.dataset.seconds))}`;
-    if ($("file").files.length) {
-      const file = $("file").files[0];
-      return `${file.name}: analysed when the job runs` + (uploadSeconds ? `, ${formatDuration(uploadSeconds)} long` : "");
-    }
+    if ($("file").files.length) return `${$("file").files[0].name}: analysed when the job runs`;
     return "";
   }
 
   function sourceChanged() {
     $("source-info").textContent = sourceInfo();
-    updateBounds();
+    refreshBounds();
   }
 
   $("track").addEventListener("change", () => {
-    if (chosenTrack()) { $("file").value = ""; uploadSeconds = null; }
+    if (chosenTrack()) $("file").value = "";
     sourceChanged();
   });
 
-  $("file").addEventListener("change", async () => {
-    uploadSeconds = null;
-    if (!$("file").files.length) { sourceChanged(); return; }
-    $("track").value = "";
+  $("file").addEventListener("change", () => {
+    if ($("file").files.length) $("track").value = "";
     sourceChanged();
-    const file = $("file").files[0];
-    try {
-      // Only for the slider's bounds: the server analyses the file and says if it cannot read it.
-      const decoded = await audioContext().decodeAudioData(await file.arrayBuffer());
-      if ($("file").files[0] === file) { uploadSeconds = decoded.duration; sourceChanged(); }
-    } catch (err) {
-      if ($("file").files[0] === file) $("source-info").textContent = `${file.name}: this browser cannot decode it`;
-    }
   });
 
   $("duration-slider").addEventListener("input", () => {
     $("duration").value = formatDuration(Number($("duration-slider").value));
   });
-  $("duration").addEventListener("input", updateBounds);
-  $("from-beat").addEventListener("input", updateBounds);
-  $("to-beat").addEventListener("input", updateBounds);
+  $("duration").addEventListener("input", followTyped);
+  $("from-beat").addEventListener("input", rangeTyped);
+  $("to-beat").addEventListener("input", rangeTyped);
 
   function showError(text, { offerHeuristic = false } = {}) {
     $("form-error-text").textContent = text;

@@ -1,10 +1,11 @@
 """The retarget page in real Chromium (Debian's package, driven by Playwright).
 
 A researcher retargets a real recording (tests/data/caribbean-excerpt.ogg, ingested) with an
-active policy (a small, untrained one: what matters here is the page, not its taste): bad
-requests are refused next to the form with the API's reason; a good one shows the policy's and
-the heuristic's results, which play over one transport and switch at the same musical moment;
-a result downloads; the pair goes to the annotators as a comparison, once.
+active policy (a small, untrained one: what matters here is the page, not its taste): the duration
+slider offers the server's range for the track and beat range (``retarget_bounds``), and its ends
+are accepted; bad requests are refused next to the form with the API's reason; a good one shows the
+policy's and the heuristic's results, which play over one transport and switch at the same musical
+moment; a result downloads; the pair goes to the annotators as a comparison, once.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from rlhf.learning.configs import PolicyConfig
 from rlhf.learning.policy import TrainingRun, build_policy
 from rlhf.cycle.policy_services import policy_register, track_arrays
 from rlhf.retarget.run import retarget_job_run
+from rlhf.retarget.services import retarget_bounds
 from tests.annotations.factories import PASSWORD, make_user
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, wait_until
 
@@ -44,6 +46,19 @@ def _active_small_policy(track):
     return policy_register(run=run, reward_model=None, parent=None, hyperparameters={}, activate=True)
 
 
+def _slider_shows(page, track, query: str):
+    """Wait for the slider to offer the server's range for ``query``; check it against ``retarget_bounds``."""
+    wait_until(page, f"{ROOT}.dataset.bounds === '{query}'")
+    passage = dict(part.split("=") for part in query.split("&"))
+    bounds = retarget_bounds(track=track, from_beat=int(passage.get("from_beat", 0)),
+                             to_beat=int(passage["to_beat"]) if "to_beat" in passage else None)
+    slider = page.locator("#duration-slider")
+    assert slider.is_enabled()
+    assert float(slider.get_attribute("min")) == bounds.lowest_seconds
+    assert float(slider.get_attribute("max")) == bounds.highest_seconds
+    return bounds
+
+
 def _beat_map(result: dict) -> BeatMap:
     return BeatMap.from_render(Edit.objects.get(pk=result["edit_id"]).render)
 
@@ -63,10 +78,11 @@ def test_retarget_a_recording_hear_both_results_download_and_send(live_server, s
     assert page.locator("#no-policy").count() == 0
     page.select_option("#track", str(track.pk))
 
-    # Dragging the slider types the duration; typing moves the slider (bounds: half to twice the track).
+    # Dragging the slider types the duration; typing moves the slider (bounds: the server's, for the track).
     slider = page.locator("#duration-slider")
-    assert float(slider.get_attribute("min")) == pytest.approx(track.duration_seconds / 2, abs=0.11)
-    assert float(slider.get_attribute("max")) == pytest.approx(track.duration_seconds * 2, abs=0.11)
+    bounds = _slider_shows(page, track, f"track={track.pk}")
+    assert bounds.lead_in_seconds + bounds.ring_out_seconds > 0  # so the bounds are not half to twice the file
+    assert page.inner_text("#duration-bounds").startswith("0:")
     slider.fill("25")
     assert page.input_value("#duration") == "0:25"
     page.fill("#duration", "0:40")
@@ -80,11 +96,15 @@ def test_retarget_a_recording_hear_both_results_download_and_send(live_server, s
     assert "outside" in error.inner_text() and "half to twice" in error.inner_text()
     page.fill("#from-beat", "0")
     page.fill("#to-beat", "4")
+    # The server refuses the range for the slider too: no duration is offered for it, and the hint says why.
+    wait_until(page, "document.getElementById('duration-bounds').textContent.includes('shorter than two bars')")
+    assert slider.is_disabled()
     page.fill("#duration", "3")
     page.click("#start")
     wait_until(page, f"({ROOT}.dataset.error || '').includes('shorter than two bars')")
     page.fill("#from-beat", "")
     page.fill("#to-beat", "")
+    _slider_shows(page, track, f"track={track.pk}")
     notes = tmp_path / "notes.txt"
     notes.write_text("not music")
     page.set_input_files("#file", str(notes))
@@ -163,12 +183,15 @@ def test_retarget_a_recording_hear_both_results_download_and_send(live_server, s
     assert RetargetJob.objects.latest("pk").methods == ["heuristic"]
     assert page.locator(".side-title").all_inner_texts() == ["A · Heuristic: the retargeting dynamic program"]
 
-    # The refusals above answered on purpose: three bad requests (400) and "no active policy" (409,
-    # a valid request the studio cannot serve now); nothing else may fail.
+    # The refusals above answered on purpose: three bad requests (400), "no active policy" (409, a valid
+    # request the studio cannot serve now) and the bounds of the two-beat-short range (400, asked once
+    # or, if the page asked between the two fields, twice); nothing else may fail.
     bad = [m for m in page.messages if m == f"error: 400 {live_server.url}/api/retarget/"]
     conflict = [m for m in page.messages if m == f"error: 409 {live_server.url}/api/retarget/"]
-    assert (len(bad), len(conflict)) == (3, 1)
-    refusals = bad + conflict
+    short_range = [m for m in page.messages if m.startswith(f"error: 400 {live_server.url}/api/retarget/bounds/")
+                   and m.endswith("to_beat=4")]
+    assert (len(bad), len(conflict)) == (3, 1) and len(short_range) in (1, 2)
+    refusals = bad + conflict + short_range
     assert not [m for m in page.messages if m.startswith(("error", "pageerror")) and m not in refusals], page.messages
 
 
@@ -186,23 +209,44 @@ def test_without_a_policy_the_page_offers_the_heuristic_and_follows_a_queued_job
     assert "No active policy yet" in page.inner_text("#no-policy")
     assert page.inner_text("#methods-info") == "Methods: heuristic"
 
+    # The slider's shortest duration for the whole track (its lead-in and ring-out unstretched) is accepted.
     page.select_option("#track", str(track.pk))
-    page.fill("#duration", "20")
+    slider = page.locator("#duration-slider")
+    whole = _slider_shows(page, track, f"track={track.pk}")
+    slider.fill(slider.get_attribute("min"))
     page.click("#start")
     wait_until(page, f"{ROOT}.dataset.results === '1'", timeout=60_000)
     first = RetargetJob.objects.get()
-    assert first.methods == ["heuristic"]
+    assert first.methods == ["heuristic"] and first.target_seconds == whole.lowest_seconds
     assert page.locator("#switch").is_disabled() and page.locator("#send").is_disabled()
     assert "needs two results" in page.inner_text("#send-status")
 
-    # An uploaded file: its length (decoded in the page) bounds the slider; the job ingests it.
+    # A beat range gets its own bounds from the server (the opening's lead-in counts, unstretched); the
+    # slider's longest duration for it is accepted too, and the edit lasts it.  (Eight bars: a passage
+    # of four bars cannot reach all of half to twice its beats here, and the plan clips the beats it gets.)
+    page.fill("#from-beat", "0")
+    page.fill("#to-beat", "32")
+    opening = _slider_shows(page, track, f"track={track.pk}&from_beat=0&to_beat=32")
+    assert opening.highest_seconds < whole.highest_seconds
+    slider.fill(slider.get_attribute("max"))
+    page.click("#start")
+    wait_until(page, f"{ROOT}.dataset.results === '1' && {ROOT}.dataset.job !== '{first.pk}'", timeout=60_000)
+    longest = RetargetJob.objects.latest("pk")
+    assert (longest.start_beat, longest.n_beats) == (0, 32)
+    assert longest.target_seconds == pytest.approx(opening.highest_seconds, abs=1e-9)
+    assert longest.results[0]["duration_seconds"] == pytest.approx(opening.highest_seconds, abs=1.0)
+    page.fill("#from-beat", "")
+    page.fill("#to-beat", "")
+
+    # An uploaded file: not analysed yet, so the page offers no duration to drag, only one to type; the
+    # job ingests it.
     page.set_input_files("#file", str(CLIP))
-    wait_until(page, "!document.getElementById('duration-slider').disabled")
-    assert float(page.get_attribute("#duration-slider", "max")) == pytest.approx(2 * track.duration_seconds, abs=0.3)
+    assert slider.is_disabled()
+    assert "known once the file is analysed" in page.inner_text("#duration-bounds")
     page.fill("#duration", "0:45")
     page.click("#start")
-    # The first job's id was read before this start: by now the page may already have made the second.
-    wait_until(page, f"{ROOT}.dataset.results === '1' && {ROOT}.dataset.job !== '{first.pk}'",
+    # The last job's id was read before this start: by now the page may already have made the next.
+    wait_until(page, f"{ROOT}.dataset.results === '1' && {ROOT}.dataset.job !== '{longest.pk}'",
                            timeout=60_000)
     uploaded = RetargetJob.objects.latest("pk")
     assert uploaded.upload_name == CLIP.name and uploaded.track == track  # the same content: the same track

@@ -1,10 +1,11 @@
-"""editing/retarget.py: the duration asked for is what the retarget lasts, lead-in and ring-out included."""
+"""editing/retarget.py: the duration asked for is what the retarget lasts, lead-in and ring-out included, and
+the range :func:`duration_bounds` gives is exactly what :func:`plan_retarget` accepts."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from editing.retarget import RetargetError, plan_retarget
+from editing.retarget import RetargetError, duration_bounds, plan_retarget
 
 SR = 22050
 BEAT = SR // 2  # 120 BPM
@@ -46,3 +47,67 @@ def test_the_range_is_half_to_twice_the_beats_plus_the_edges():
         plan(lead_in + 15.0 + ring_out, lead_in_seconds=lead_in, ring_out_seconds=ring_out)
     with pytest.raises(RetargetError, match="must be >= 0"):
         plan(30.0, lead_in_seconds=-1.0)
+
+
+# An uneven grid (tempo drifting from 120 to about 100 BPM, odd sample offsets), so that no bound is a
+# round figure before rounding: a beat range's share of the beats is not its share of the time.
+UNEVEN = 977 + np.concatenate([[0], np.cumsum(np.linspace(11025, 13331, N_BEATS).astype(np.int64))])
+EDGES = dict(lead_in_seconds=0.8317, ring_out_seconds=2.4571)
+
+
+@pytest.mark.parametrize("passage", [{}, {"from_beat": 0, "to_beat": 24}, {"from_beat": 13, "to_beat": 50},
+                                     {"from_beat": 21, "to_beat": N_BEATS}])
+def test_every_duration_within_the_bounds_is_accepted_and_none_outside(passage):
+    bounds = duration_bounds(beat_samples=UNEVEN, sample_rate=SR, **passage, **EDGES)
+    lead_in = EDGES["lead_in_seconds"] if bounds.start_beat == 0 else 0.0
+    ring_out = EDGES["ring_out_seconds"] if bounds.stop_beat == N_BEATS else 0.0
+    beats = (UNEVEN[bounds.stop_beat] - UNEVEN[bounds.start_beat]) / SR
+    # Half to twice the beats, the edges unstretched, rounded inward to a tenth of a second.
+    assert (bounds.lead_in_seconds, bounds.ring_out_seconds) == (lead_in, ring_out)
+    assert bounds.passage_seconds == pytest.approx(lead_in + beats + ring_out)
+    assert 0 <= bounds.lowest_seconds - (lead_in + beats / 2 + ring_out) < 0.1
+    assert 0 <= (lead_in + 2 * beats + ring_out) - bounds.highest_seconds < 0.1
+    for bound in (bounds.lowest_seconds, bounds.highest_seconds):
+        assert bound == float(f"{bound:.1f}")  # a figure one can type
+
+    def accepted(seconds) -> bool:
+        try:
+            plan_retarget(beat_samples=UNEVEN, bar_positions=BARS, sample_rate=SR, target_seconds=seconds,
+                          **passage, **EDGES)
+        except RetargetError as err:
+            assert "is outside" in str(err)
+            return False
+        return True
+
+    # Every tenth the page's slider offers, the ends included, as the page sends them (m:ss back to seconds).
+    lowest, highest = round(bounds.lowest_seconds * 10), round(bounds.highest_seconds * 10)
+    for tenths in range(lowest, highest + 1):
+        assert accepted(tenths / 10), tenths / 10
+    for typed in (bounds.lowest_seconds, bounds.highest_seconds):
+        minutes, rest = divmod(round(typed * 10), 600)
+        assert accepted(minutes * 60 + float(f"{rest / 10:.1f}"))
+    for outside in (bounds.lowest_seconds - 0.001, bounds.lowest_seconds - 0.1, bounds.highest_seconds + 0.001,
+                    bounds.highest_seconds + 0.1):
+        assert not accepted(outside), outside
+
+
+def test_a_refusal_names_the_range_the_bounds_give():
+    bounds = duration_bounds(beat_samples=UNEVEN, sample_rate=SR, from_beat=13, to_beat=50)
+    with pytest.raises(RetargetError) as refused:
+        plan_retarget(beat_samples=UNEVEN, bar_positions=BARS, sample_rate=SR, target_seconds=1.0, from_beat=13,
+                      to_beat=50, name="song")
+    assert str(refused.value) == f"song: 0:01.0 is outside {bounds.describe()}"
+    assert bounds.describe().startswith("0:") and "half to twice the passage's" in bounds.describe()
+
+
+@pytest.mark.parametrize("passage, reason", [
+    ({"from_beat": 0, "to_beat": 4}, "shorter than two bars"),
+    ({"from_beat": 40, "to_beat": 30}, "not a range of its 64 beats"),
+    ({"from_beat": 0, "to_beat": 65}, "not a range of its 64 beats"),
+])
+def test_the_bounds_refuse_a_passage_as_the_plan_does(passage, reason):
+    with pytest.raises(RetargetError, match=reason) as from_bounds:
+        duration_bounds(beat_samples=GRID, sample_rate=SR, name="song", **passage)
+    with pytest.raises(RetargetError) as from_plan:
+        plan(30.0, name="song", **passage)
+    assert str(from_bounds.value) == str(from_plan.value)

@@ -22,7 +22,9 @@ from editing.env import EnvConfig
 from editing.retarget import RetargetError, parse_duration
 from rlhf.models import RetargetJob
 from rlhf.retarget.run import retarget_job_run
-from rlhf.retarget.services import RetargetServiceError, method_parse, retarget_job_send, retarget_job_start
+from rlhf.retarget.services import (
+    RetargetServiceError, method_parse, retarget_bounds, retarget_job_send, retarget_job_start, retarget_plan,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -177,6 +179,19 @@ def test_retarget_command_refuses_bad_input_with_the_reason_and_stores_nothing(d
     assert not (tmp_path / "out.wav").exists()
 
 
+def test_retarget_command_refuses_a_duration_past_the_bounds_with_the_range_and_accepts_the_bounds(demo_track,
+                                                                                                 tmp_path):
+    bounds = retarget_bounds(track=demo_track)
+    assert bounds.lead_in_seconds > 0 or bounds.ring_out_seconds > 0  # the edges count, unstretched
+    for outside in (bounds.lowest_seconds - 0.1, bounds.highest_seconds + 0.1):
+        with pytest.raises(CommandError) as refused:
+            call_command("retarget", str(demo_track.pk), duration=f"{outside:.1f}", method="heuristic",
+                         out=str(tmp_path / "out.wav"))
+        assert str(refused.value).endswith(f"is outside {bounds.describe()}")
+    for bound in (bounds.lowest_seconds, bounds.highest_seconds):  # what the command is given, as typed
+        assert retarget_plan(track=demo_track, duration=f"{bound:.1f}").target_seconds == bound
+
+
 def test_retarget_command_writes_only_wav_or_flac(demo_track, tmp_path):
     with pytest.raises(CommandError, match="must be .wav or .flac"):
         call_command("retarget", str(demo_track.pk), duration="0:30", method="heuristic", out=str(tmp_path / "x.mp3"))
@@ -289,6 +304,75 @@ def test_the_api_starts_polls_and_downloads_for_researchers_only(demo_track, cli
     assert flac.status_code == 200 and b"".join(flac.streaming_content)[:4] == b"fLaC"
     client.force_login(annotator)
     assert client.get(result["audio_url"]).status_code == 403
+
+
+def test_the_bounds_api_gives_researchers_the_range_the_start_api_accepts(demo_track, client, django_user_model,
+                                                                          django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Group
+
+    from annotations.roles import ANNOTATOR, RESEARCHER
+
+    url = "/api/retarget/bounds/"
+    whole_track = {"track": demo_track.pk}
+    assert client.get(url, whole_track).status_code == 403  # anonymous
+    annotator = django_user_model.objects.create_user("ann", password="pw")
+    annotator.groups.add(Group.objects.get_or_create(name=ANNOTATOR)[0])
+    client.force_login(annotator)
+    assert client.get(url, whole_track).status_code == 403
+    researcher = django_user_model.objects.create_user("res", password="pw")
+    researcher.groups.add(Group.objects.get_or_create(name=RESEARCHER)[0])
+    client.force_login(researcher)
+
+    # The whole track: its lead-in and ring-out count, unstretched; a passage inside it plays neither.
+    whole = client.get(url, whole_track).json()
+    bounds = retarget_bounds(track=demo_track)
+    assert whole == {"track": demo_track.pk, "from_beat": 0, "to_beat": demo_track.n_beats,
+                     "lowest_seconds": bounds.lowest_seconds, "highest_seconds": bounds.highest_seconds,
+                     "passage_seconds": bounds.passage_seconds, "lead_in_seconds": bounds.lead_in_seconds,
+                     "ring_out_seconds": bounds.ring_out_seconds}
+    passage = client.get(url, {"track": demo_track.pk, "from_beat": 8, "to_beat": 40}).json()
+    assert (passage["from_beat"], passage["to_beat"], passage["lead_in_seconds"], passage["ring_out_seconds"]) \
+        == (8, 40, 0.0, 0.0)
+
+    # Its ends start a job; a tenth of a second past them is refused with the range.
+    def start(figures: dict, seconds: float, **passage_beats):
+        body = {"track": demo_track.pk, "duration": f"{seconds:.1f}", "methods": ["heuristic"], **passage_beats}
+        with django_capture_on_commit_callbacks(execute=False):  # checked and stored; not run here
+            return client.post("/api/retarget/", body, content_type="application/json")
+
+    for figures, beats in ((whole, {}), (passage, {"from_beat": 8, "to_beat": 40})):
+        assert start(figures, figures["lowest_seconds"], **beats).status_code == 202
+        assert start(figures, figures["highest_seconds"], **beats).status_code == 202
+        refused = start(figures, figures["highest_seconds"] + 0.1, **beats)
+        assert refused.status_code == 400 and "is outside" in refused.json()["detail"]
+    assert RetargetJob.objects.count() == 4
+
+    # Bad parameters: JSON 400 (a passage in the plan's own words), an unknown track 404.
+    for query, reason in (({"track": demo_track.pk, "from_beat": 0, "to_beat": 4}, "shorter than two bars"),
+                          ({"track": demo_track.pk, "from_beat": 30, "to_beat": 20}, "are not a range of its"),
+                          ({"track": demo_track.pk, "to_beat": demo_track.n_beats + 1}, "are not a range of its")):
+        answer = client.get(url, query)
+        assert answer.status_code == 400 and answer["Content-Type"] == "application/json"
+        with pytest.raises(RetargetServiceError) as planned:
+            retarget_plan(track=demo_track, duration=30, from_beat=query.get("from_beat"), to_beat=query["to_beat"])
+        assert answer.json() == {"detail": str(planned.value), "code": "retarget_refused"} and reason in str(planned.value)
+    for query in ({}, {"track": "one"}, {"track": demo_track.pk, "from_beat": "-1"}):
+        answer = client.get(url, query)
+        assert answer.status_code == 400 and answer["Content-Type"] == "application/json", query
+    missing = client.get(url, {"track": 987654})
+    assert missing.status_code == 404 and missing.json()["code"] == "track_not_found"
+
+
+def test_a_track_row_without_an_analysis_is_refused_not_a_server_error(storage_root, client):
+    from annotations.roles import RESEARCHER
+    from tests.annotations.factories import make_track, make_user
+
+    client.force_login(make_user(role=RESEARCHER))
+    track = make_track()  # a row only (no audio, no analysis), as the factories make them
+    for answer in (client.get("/api/retarget/bounds/", {"track": track.pk}),
+                   client.post("/api/retarget/", {"track": track.pk, "duration": "30", "methods": ["heuristic"]},
+                               content_type="application/json")):
+        assert answer.status_code == 409 and "no analysis is stored" in answer.json()["detail"]
 
 
 def test_sending_two_results_that_are_one_edit_is_refused(demo_track, django_user_model, django_capture_on_commit_callbacks):

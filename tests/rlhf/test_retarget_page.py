@@ -19,6 +19,7 @@ from rlhf.models import PolicyVersion
 from tests.annotations.factories import make_track, make_user
 
 BEATMAP_JS = Path(__file__).resolve().parents[2] / "static" / "js" / "beatmap.js"
+RETARGET_JS = BEATMAP_JS.with_name("retarget.js")
 
 
 def _client(role) -> Client:
@@ -90,6 +91,15 @@ def test_the_page_has_no_inline_script_or_style_for_a_strict_content_security_po
     page = _client(RESEARCHER).get(reverse("retarget-page")).content.decode()
     assert "<script>" not in page and "<style" not in page and " style=" not in page
     assert all("src=" in tag for tag in page.split("<script")[1:])
+
+
+@pytest.mark.django_db
+def test_the_page_asks_the_server_for_its_duration_bounds_and_keeps_no_rule_of_its_own():
+    page = _client(RESEARCHER).get(reverse("retarget-page")).content.decode()
+    assert f'data-bounds-url="{reverse("rlhf-retarget-bounds")}"' in page
+    script = RETARGET_JS.read_text()
+    assert "STRETCH" not in script  # no copy of editing.edit's range
+    assert "dataset.boundsUrl" in script
 
 
 @pytest.mark.django_db
