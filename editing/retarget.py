@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from editing.edit import MAX_PASSAGE_BEATS, MAX_STRETCH, MIN_PASSAGE_BEATS, MIN_STRETCH, reachable_target
+from editing.edit import MAX_PASSAGE_BEATS, MAX_STRETCH, MIN_PASSAGE_BEATS, MIN_STRETCH, reachable_target, target_range
 
 __all__ = ["RetargetError", "RetargetPlan", "DurationBounds", "parse_duration", "format_duration", "duration_bounds",
            "plan_retarget"]
@@ -91,8 +91,11 @@ class DurationBounds:
     start_beat, stop_beat : int
         The passage, track beats ``[start_beat, stop_beat)``.
     lowest_seconds, highest_seconds : float
-        The allowed durations, ends included: half and twice the passage's beats, plus the lead-in
-        and ring-out it plays, rounded inward to 0.1 s (so each is a figure one can type).
+        The allowed durations, ends included: the shortest and longest outputs the passage's bars
+        allow (``editing.edit.target_range``: at most half and twice its beats; a short passage,
+        whose first and last bars are kept, allows less), plus the lead-in and ring-out it plays,
+        rounded inward to 0.1 s (so each is a figure one can type).  A duration inside them is
+        delivered within a beat; none outside is offered or accepted.
     passage_seconds : float
         The passage's own duration (its beats, lead-in and ring-out).
     beats_seconds : float
@@ -123,7 +126,7 @@ class DurationBounds:
     def describe(self) -> str:
         """``0:18.0..1:12.0, half to twice the passage's 0:36.0``: the range in the words of every refusal."""
         return (f"{format_duration(self.lowest_seconds)}..{format_duration(self.highest_seconds)}, "
-                f"half to twice the passage's {format_duration(self.passage_seconds)}")
+                f"half to twice the passage's {format_duration(self.passage_seconds)} as far as its bars allow")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -167,7 +170,8 @@ def _round_down(seconds: float) -> float:
     return math.floor(round(seconds * _BOUNDS_STEPS_PER_SECOND, 6)) / _BOUNDS_STEPS_PER_SECOND
 
 
-def duration_bounds(*, beat_samples: np.ndarray, sample_rate: int, from_beat: int | None = None,
+def duration_bounds(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample_rate: int,
+                    from_beat: int | None = None,
                     to_beat: int | None = None, name: str = "track", lead_in_seconds: float = 0.0,
                     ring_out_seconds: float = 0.0) -> DurationBounds:
     """The durations a passage of a track may be retargeted to; the one home of the range.
@@ -176,6 +180,8 @@ def duration_bounds(*, beat_samples: np.ndarray, sample_rate: int, from_beat: in
     ----------
     beat_samples : np.ndarray [shape=(n_beats + 1,)], int
         The track's beat boundaries, samples.
+    bar_positions : np.ndarray [shape=(n_beats,)], int
+        The track's bar position of each beat (which output lengths the passage can reach).
     sample_rate : int
         Hz.
     from_beat, to_beat : int, optional
@@ -185,7 +191,7 @@ def duration_bounds(*, beat_samples: np.ndarray, sample_rate: int, from_beat: in
     lead_in_seconds, ring_out_seconds : float
         The track's sound before its first beat and after its last (``editing.audio.sound_edges``),
         seconds: played, and counted, when the passage starts at beat 0 / ends at the track's end.
-        They are not stretched: the range is half to twice the beats, plus these.
+        They are not stretched: the range is the reachable beats, plus these.
 
     Raises
     ------
@@ -210,10 +216,13 @@ def duration_bounds(*, beat_samples: np.ndarray, sample_rate: int, from_beat: in
     lead_in = float(lead_in_seconds) if start == 0 else 0.0
     ring_out = float(ring_out_seconds) if stop == n_track else 0.0
     beats_seconds = float(beat_samples[stop] - beat_samples[start]) / sample_rate
+    # Output lengths in beats of the passage's mean beat (as plan_retarget converts a duration).
+    lowest_beats, highest_beats = target_range(np.asarray(bar_positions)[start:stop])
+    mean_beat = beats_seconds / n
     return DurationBounds(
         start_beat=start, stop_beat=stop,
-        lowest_seconds=_round_up(lead_in + MIN_STRETCH * beats_seconds + ring_out),
-        highest_seconds=_round_down(lead_in + MAX_STRETCH * beats_seconds + ring_out),
+        lowest_seconds=_round_up(lead_in + max(MIN_STRETCH * beats_seconds, lowest_beats * mean_beat) + ring_out),
+        highest_seconds=_round_down(lead_in + min(MAX_STRETCH * beats_seconds, highest_beats * mean_beat) + ring_out),
         passage_seconds=lead_in + beats_seconds + ring_out, beats_seconds=beats_seconds,
         lead_in_seconds=lead_in, ring_out_seconds=ring_out,
     )
@@ -248,8 +257,8 @@ def plan_retarget(*, beat_samples: np.ndarray, bar_positions: np.ndarray, sample
     RetargetError
     """
     bar_positions = np.asarray(bar_positions)
-    bounds = duration_bounds(beat_samples=beat_samples, sample_rate=sample_rate, from_beat=from_beat,
-                             to_beat=to_beat, name=name, lead_in_seconds=lead_in_seconds,
+    bounds = duration_bounds(beat_samples=beat_samples, bar_positions=bar_positions, sample_rate=sample_rate,
+                             from_beat=from_beat, to_beat=to_beat, name=name, lead_in_seconds=lead_in_seconds,
                              ring_out_seconds=ring_out_seconds)
     if not math.isfinite(target_seconds) or target_seconds <= 0:
         raise RetargetError(f"duration of {target_seconds} s: must be more than zero seconds")

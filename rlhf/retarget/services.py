@@ -159,7 +159,8 @@ def retarget_bounds(*, track: Track, from_beat: int | None = None, to_beat: int 
     analysis = analysis if analysis is not None else _track_analysis(track)
     try:
         edges = track_sound_edges(track, analysis)
-        return duration_bounds(beat_samples=analysis.beat_samples, sample_rate=analysis.sample_rate,
+        return duration_bounds(beat_samples=analysis.beat_samples, bar_positions=analysis.bar_positions,
+                               sample_rate=analysis.sample_rate,
                                from_beat=from_beat, to_beat=to_beat, name=track.title,
                                lead_in_seconds=edges.lead_in_seconds, ring_out_seconds=edges.ring_out_seconds)
     except (RetargetError, AudioError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from editing.edit import target_range
 from editing.retarget import RetargetError, duration_bounds, plan_retarget
 
 SR = 22050
@@ -58,15 +59,18 @@ EDGES = dict(lead_in_seconds=0.8317, ring_out_seconds=2.4571)
 @pytest.mark.parametrize("passage", [{}, {"from_beat": 0, "to_beat": 24}, {"from_beat": 13, "to_beat": 50},
                                      {"from_beat": 21, "to_beat": N_BEATS}])
 def test_every_duration_within_the_bounds_is_accepted_and_none_outside(passage):
-    bounds = duration_bounds(beat_samples=UNEVEN, sample_rate=SR, **passage, **EDGES)
+    bounds = duration_bounds(beat_samples=UNEVEN, bar_positions=BARS, sample_rate=SR, **passage, **EDGES)
     lead_in = EDGES["lead_in_seconds"] if bounds.start_beat == 0 else 0.0
     ring_out = EDGES["ring_out_seconds"] if bounds.stop_beat == N_BEATS else 0.0
     beats = (UNEVEN[bounds.stop_beat] - UNEVEN[bounds.start_beat]) / SR
-    # Half to twice the beats, the edges unstretched, rounded inward to a tenth of a second.
+    # The reachable output beats (half to twice, as far as the bars allow), the edges unstretched,
+    # rounded inward to a tenth of a second.
+    low, high = target_range(BARS[bounds.start_beat:bounds.stop_beat])
+    mean_beat = beats / bounds.n_beats
     assert (bounds.lead_in_seconds, bounds.ring_out_seconds) == (lead_in, ring_out)
     assert bounds.passage_seconds == pytest.approx(lead_in + beats + ring_out)
-    assert 0 <= bounds.lowest_seconds - (lead_in + beats / 2 + ring_out) < 0.1
-    assert 0 <= (lead_in + 2 * beats + ring_out) - bounds.highest_seconds < 0.1
+    assert 0 <= bounds.lowest_seconds - (lead_in + max(beats / 2, low * mean_beat) + ring_out) < 0.1
+    assert 0 <= (lead_in + min(2 * beats, high * mean_beat) + ring_out) - bounds.highest_seconds < 0.1
     for bound in (bounds.lowest_seconds, bounds.highest_seconds):
         assert bound == float(f"{bound:.1f}")  # a figure one can type
 
@@ -92,7 +96,7 @@ def test_every_duration_within_the_bounds_is_accepted_and_none_outside(passage):
 
 
 def test_a_refusal_names_the_range_the_bounds_give():
-    bounds = duration_bounds(beat_samples=UNEVEN, sample_rate=SR, from_beat=13, to_beat=50)
+    bounds = duration_bounds(beat_samples=UNEVEN, bar_positions=BARS, sample_rate=SR, from_beat=13, to_beat=50)
     with pytest.raises(RetargetError) as refused:
         plan_retarget(beat_samples=UNEVEN, bar_positions=BARS, sample_rate=SR, target_seconds=1.0, from_beat=13,
                       to_beat=50, name="song")
@@ -107,7 +111,23 @@ def test_a_refusal_names_the_range_the_bounds_give():
 ])
 def test_the_bounds_refuse_a_passage_as_the_plan_does(passage, reason):
     with pytest.raises(RetargetError, match=reason) as from_bounds:
-        duration_bounds(beat_samples=GRID, sample_rate=SR, name="song", **passage)
+        duration_bounds(beat_samples=GRID, bar_positions=BARS, sample_rate=SR, name="song", **passage)
     with pytest.raises(RetargetError) as from_plan:
         plan(30.0, name="song", **passage)
     assert str(from_bounds.value) == str(from_plan.value)
+
+
+def test_a_short_passage_offers_only_the_lengths_its_bars_reach_and_delivers_them():
+    # 16 beats starting after a downbeat: the partial bars at both ends are kept as written, so they
+    # can become 12..27 beats, not 8..32.
+    bounds = duration_bounds(beat_samples=GRID, bar_positions=BARS, sample_rate=SR, from_beat=9, to_beat=25)
+    low, high = target_range(BARS[9:25])
+    assert (low, high) == (12, 27)
+    beat = BEAT / SR
+    assert bounds.lowest_seconds == pytest.approx(np.ceil(low * beat * 10) / 10)
+    assert bounds.highest_seconds == pytest.approx(np.floor(high * beat * 10) / 10)
+    for seconds in (bounds.lowest_seconds, bounds.highest_seconds):
+        made = plan(seconds, from_beat=9, to_beat=25)
+        assert abs(made.expected_seconds - seconds) <= beat  # delivered within a beat of what was asked
+    with pytest.raises(RetargetError, match="as far as its bars allow"):
+        plan(8 * beat, from_beat=9, to_beat=25)
