@@ -176,18 +176,19 @@ TINY_OPTIONS = dict(ppo_timesteps=512, ppo_n_envs=4, ppo_n_steps=64, ppo_batch_s
 
 
 @pytest.mark.slow
-def test_evaluate_loop_takes_an_outside_listener_and_resumes(tmp_path, capsys):
+def test_evaluate_loop_takes_an_outside_listener_resumes_and_runs_seeds_side_by_side(tmp_path, capsys):
     listener = tmp_path / "outside.py"
     listener.write_text(OUTSIDE_LISTENER)
     corpus = tmp_path / "corpus"
     write_demo_corpus(corpus, n_tracks=4)
     out = tmp_path / "figures.json"
-    options = dict(corpus=str(corpus), seeds=1, cycles=1, folds=2, listener=f"{listener}:fewest_seams",
-                   out=str(out), eval_excerpts=4, baseline_excerpts=8, **TINY_OPTIONS)
-    call_command("evaluate_loop", **options)
+    options = dict(corpus=str(corpus), seeds=2, cycles=1, folds=2, listener=f"{listener}:fewest_seams",
+                   eval_excerpts=4, baseline_excerpts=8, **TINY_OPTIONS)
+    call_command("evaluate_loop", out=str(out), jobs=2, **options)
     data = json.loads(out.read_text())
     assert data["listener"].endswith(":fewest_seams")
-    assert data["corpus"]["tracks"] == 4 and len(data["corpus"]["held_out_by_seed"][0]) == 2
+    # Each seed held out its own fold: all four tracks were held out once.
+    assert data["corpus"]["tracks"] == 4 and data["corpus"]["distinct_held_out"] == 4
     assert data["judgements_per_seed"] > 0
     for arm in ARMS:
         for opponent in set(ARMS) - {arm}:
@@ -195,22 +196,26 @@ def test_evaluate_loop_takes_an_outside_listener_and_resumes(tmp_path, capsys):
             assert 0.0 <= cell["ci95"][0] <= cell["win_rate"] <= cell["ci95"][1] <= 1.0
             assert cell["better"] + cell["worse"] + cell["level"] + cell["identical"] == pytest.approx(1.0, abs=1e-3)
             assert cell["mean_diff_ci95"][0] <= cell["mean_diff"] <= cell["mean_diff_ci95"][1]
-            assert cell["n_excerpts"] == 4
+            assert cell["n_excerpts"] == 8 and cell["n_tracks"] == 4
     for model in ("reward_model", "seam_model"):
         assert set(data[model]) >= {"accuracy", "dense_accuracy", "heuristic_cost_accuracy", "ci95", "n_pairs"}
     assert all(set(p) >= {"selection", "judgements", "arm", "win_rate", "ci95"} for p in data["curve"])
     # Every score is the outside rule's: minus a whole number of seams.
-    scores = [s for c in data["per_seed"][0]["cycles"] for values in c["scores"].values() for s in values]
+    scores = [s for r in data["per_seed"] for c in r["cycles"] for values in c["scores"].values() for s in values]
     assert all(s <= 0 and float(s).is_integer() for s in scores)
     assert out.with_suffix(".png").stat().st_size > 0
-    # Resumed: the finished seed is kept, not run again; the figures are the same.
+    # Resumed: the finished seeds are kept, not run again; the figures are the same.
     capsys.readouterr()
-    call_command("evaluate_loop", resume=True, **options)
-    assert "finished earlier, kept" in capsys.readouterr().out
+    call_command("evaluate_loop", out=str(out), resume=True, **options)
+    assert capsys.readouterr().out.count("finished earlier, kept") == 2
     assert json.loads(out.read_text())["final"] == data["final"]
     # With other settings, a resume is refused instead of mixing two experiments.
     with pytest.raises(CommandError, match="other settings"):
-        call_command("evaluate_loop", resume=True, **{**options, "eval_excerpts": 5})
+        call_command("evaluate_loop", out=str(out), resume=True, **{**options, "eval_excerpts": 5})
+    # One seed at a time gives the same figures as two side by side.
+    one_by_one = tmp_path / "one-by-one.json"
+    call_command("evaluate_loop", out=str(one_by_one), jobs=1, **options)
+    assert json.loads(one_by_one.read_text())["final"] == data["final"]
 
 
 @pytest.mark.slow

@@ -66,6 +66,9 @@ class Command(BaseCommand):
         parser.add_argument("--annotators", type=int, default=3)
         parser.add_argument("--noise", type=float, default=AnnotatorModel.noise, help="share of random answers")
         parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side (processes)")
+        parser.add_argument("--threads", type=int, default=2,
+                            help="CPU threads of each seed's process, whatever --jobs is: the figures do not depend "
+                                 "on how many seeds run at once (torch's sums depend on its thread count)")
         parser.add_argument("--resume", action="store_true",
                             help="keep the finished seeds of an earlier run with the same settings in --workdir")
         parser.add_argument("--workdir", default=None,
@@ -73,8 +76,8 @@ class Command(BaseCommand):
         add_parameter_arguments(parser)
 
     def handle(self, *args, **opts):
-        if opts["seeds"] < 1 or opts["cycles"] < 1 or opts["jobs"] < 1:
-            raise CommandError("--seeds, --cycles and --jobs must be at least 1")
+        if min(opts["seeds"], opts["cycles"], opts["jobs"], opts["threads"]) < 1:
+            raise CommandError("--seeds, --cycles, --jobs and --threads must be at least 1")
         out = Path(opts["out"])
         workdir = Path(opts["workdir"]) if opts["workdir"] else out.with_name(f"{out.stem}.seeds")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +99,7 @@ class Command(BaseCommand):
         self.stdout.write(f"cycle parameters: {json.dumps(parameters.to_json())}")
         settings_of_run = {
             "corpus": str(corpus.resolve()), "listener": opts["listener"], "cycles": opts["cycles"],
-            "folds": opts["folds"], "parameters": parameters.to_json(), "noise": opts["noise"],
+            "folds": opts["folds"], "threads": opts["threads"], "parameters": parameters.to_json(), "noise": opts["noise"],
             "annotators": opts["annotators"], "eval_excerpts": opts["eval_excerpts"],
             "baseline_excerpts": opts["baseline_excerpts"],
         }
@@ -117,7 +120,7 @@ class Command(BaseCommand):
             if result.is_file():
                 kept = json.loads(result.read_text())
                 if opts["resume"] and kept.get("settings") == wanted:
-                    say(f"seed {seed}: finished earlier, kept ({result})")
+                    say(f"seed {seed + 1}/{opts['seeds']}: finished earlier, kept ({result})")
                     return kept
                 if opts["resume"]:
                     raise CommandError(f"seed {seed}: {result} was made with other settings; run without "
@@ -129,9 +132,7 @@ class Command(BaseCommand):
             # audio recorded as served), but wait no wall time for it.
             env = {**os.environ, "VAR_DIR": str(home), "STORAGE_ROOT": str(home / "storage"),
                    "ANNOTATION_MIN_LISTEN_SECONDS": "0", "PYTHONUNBUFFERED": "1"}
-            if opts["jobs"] > 1:  # seeds side by side share the cores instead of fighting over them
-                threads = str(max(1, (os.cpu_count() or 1) // opts["jobs"]))
-                env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            env.update(OMP_NUM_THREADS=str(opts["threads"]), MKL_NUM_THREADS=str(opts["threads"]))
             for name in ("DATABASE_URL", "CELERY_BROKER_URL", "STORAGE_BACKEND"):
                 env.pop(name, None)
             command = [
@@ -158,7 +159,7 @@ class Command(BaseCommand):
             data["settings"] = wanted
             data["seconds"] = round(time.perf_counter() - seed_began, 1)
             write_json(result, data)
-            say(f"seed {seed}: done in {data['seconds']:.0f} s")
+            say(f"seed {seed + 1}/{opts['seeds']}: done in {data['seconds']:.0f} s")
             return data
 
         with ThreadPoolExecutor(max_workers=opts["jobs"]) as pool:
