@@ -32,9 +32,10 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 
 # Keys, in one place for the page's legend (the script's table in static/js/annotate.js matches it).
-# Playback (1 / 2) and answers (A / B / T) never share a key; confidence is Shift + its number.
+# Playback (1 / 2, O) and answers (A / B / T) never share a key; confidence is Shift + its number.
 KEYS = (
     ("1 / 2", "play A / play B (at the same musical moment)"),
+    ("O", "play the original, the unedited passage (optional; at the same musical moment)"),
     ("Space", "pause / resume"),
     ("\u2190 / \u2192", "seek 2 s back / forward"),
     ("L", "loop where A and B first differ"),
