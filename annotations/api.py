@@ -14,12 +14,14 @@ from rest_framework.views import APIView
 from .roles import IsAnnotator, IsAnnotatorOrResearcher
 from .assignment import assignment_ahead, assignment_next, shown_comparison
 from .judgements import assignment_skip, judgement_submit, judgements_visible, progress_get
+from .listening import listening_original
 from .serializers import (
     JudgementFilterSerializer,
     JudgementInputSerializer,
     JudgementSerializer,
     NextComparisonSerializer,
     NextQuerySerializer,
+    OriginalSerializer,
     ProgressSerializer,
     SkipInputSerializer,
     SkipResultSerializer,
@@ -49,6 +51,21 @@ class NextComparisonView(APIView):
             "progress": progress_get(annotator=request.user),
         }
         return Response(NextComparisonSerializer(payload).data)
+
+
+class ComparisonOriginalView(APIView):
+    """The unedited source passage of a comparison you may hear: its audio URL and beat map.
+
+    Rendered on first request.  404 for a comparison that does not exist or that
+    you may not hear (annotators: one assigned to you).
+    """
+
+    permission_classes = [IsAnnotatorOrResearcher]
+
+    @extend_schema(responses=OriginalSerializer, operation_id="comparisons_original")
+    def get(self, request: Request, comparison_id: int) -> Response:
+        original = listening_original(user=request.user, comparison_id=comparison_id)
+        return Response(OriginalSerializer(original).data)
 
 
 class ComparisonSkipView(APIView):

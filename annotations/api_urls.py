@@ -8,6 +8,8 @@ from . import api
 urlpatterns: list = [
     path("comparisons/next/", api.NextComparisonView.as_view(), name="api-comparison-next"),
     path("comparisons/<id:comparison_id>/skip/", api.ComparisonSkipView.as_view(), name="api-comparison-skip"),
+    path("comparisons/<id:comparison_id>/original/", api.ComparisonOriginalView.as_view(),
+         name="api-comparison-original"),
     path("judgements/", api.JudgementListCreateView.as_view(), name="api-judgements"),
     path("progress/", api.ProgressView.as_view(), name="api-progress"),
 ]

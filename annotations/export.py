@@ -16,6 +16,9 @@ the annotator's client reported (seconds capped at the wall time the server
 measured); ``served_seconds_a`` / ``served_seconds_b`` (audio the server sent
 of each edit) and ``wall_seconds`` (assignment to submit) are measured by the
 server, and empty for judgements stored before it measured them.
+``original_heard`` says whether the server served the unedited source passage
+(the annotate page's optional Original) to the annotator before the submit;
+false for judgements stored before the page offered it.
 
 The dataset card (``card``: counts, Krippendorff's alpha over the exported
 rows, filters, schema version, creation time) is written next to every file
@@ -57,7 +60,7 @@ from .selectors import ExportFilters, judgements_for_export
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "preferences-v2"  # v2: the server-measured listening columns
+SCHEMA_VERSION = "preferences-v3"  # v2: the server-measured listening columns; v3: original_heard
 DEFAULT_CHUNK_SIZE = 5000
 PARQUET_ROW_GROUP_SIZE = 5000
 EDIT_CACHE_SIZE = 20_000  # edits kept between chunks
@@ -95,6 +98,7 @@ COLUMN_KINDS: dict[str, str] = {
     "served_seconds_a": "optional_float",
     "served_seconds_b": "optional_float",
     "wall_seconds": "optional_float",
+    "original_heard": "bool",
     "created_at": "datetime",
     "predicted_preference": "optional_float",
     "is_gold": "bool",
@@ -118,7 +122,7 @@ _JUDGEMENT_FIELDS = (
     "id", "comparison_id", "comparison__track_id", "comparison__track__title", "comparison__proposed_by",
     "comparison__edit_a_id", "comparison__edit_b_id", "comparison__predicted_preference", "comparison__is_gold",
     "choice", "confidence", "annotator_id", "left_edit_id", "seconds_a", "seconds_b", "switches",
-    "decision_seconds", "served_seconds_a", "served_seconds_b", "wall_seconds", "created_at",
+    "decision_seconds", "served_seconds_a", "served_seconds_b", "wall_seconds", "original_heard", "created_at",
 )
 
 
@@ -179,7 +183,7 @@ def iter_records(queryset: QuerySet[Judgement], *, chunk_size: int = DEFAULT_CHU
         for (
             jid, cid, track_id, title, proposed_by, a_id, b_id, predicted, is_gold,
             choice, confidence, annotator_id, left_id, seconds_a, seconds_b, switches, decision,
-            served_a, served_b, wall, created_at,
+            served_a, served_b, wall, original_heard, created_at,
         ) in batch:
             a_source, a_actions, a_audio = edits[a_id]
             b_source, b_actions, b_audio = edits[b_id]
@@ -195,7 +199,8 @@ def iter_records(queryset: QuerySet[Judgement], *, chunk_size: int = DEFAULT_CHU
                 b_id, b_source, b_actions, b_audio,
                 choice, choice == quality.CHOICE_TIE, chosen, rejected, confidence, annotator_id,
                 left_id, "a" if left_id == a_id else "b",
-                seconds_a, seconds_b, switches, decision, served_a, served_b, wall, created_at, predicted, is_gold,
+                seconds_a, seconds_b, switches, decision, served_a, served_b, wall, original_heard, created_at,
+                predicted, is_gold,
             )
 
 

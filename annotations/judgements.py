@@ -93,6 +93,9 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
     JudgementConflict, AssignmentClosed : 409
     NotListenedEnough : 409 -- the server has not served both sides for the minimum
         listen, or less than that has passed since the assignment was given
+
+    The judgement also records whether the server served the comparison's
+    original passage to this annotator (``original_heard``); it is never required.
     """
     _check_fields(choice=choice, confidence=confidence, seconds_a=seconds_a, seconds_b=seconds_b,
                   switches=switches, decision_seconds=decision_seconds)
@@ -135,6 +138,7 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
                 seconds_b=min(float(seconds_b), wall_seconds), switches=switches,
                 decision_seconds=min(float(decision_seconds), wall_seconds), comment=comment,
                 served_seconds_a=heard.seconds_a, served_seconds_b=heard.seconds_b, wall_seconds=wall_seconds,
+                original_heard=heard.original,
             )
             assignment.completed_at = now
             assignment.save(update_fields=["completed_at"])

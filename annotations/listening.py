@@ -7,6 +7,12 @@ seconds of each side, and ``listening_check`` is the rule a judgement must
 pass: both sides served for the minimum listen (``settings.
 ANNOTATION_MIN_LISTEN_SECONDS``, or the whole clip when it is shorter), and at
 least that much wall time since the assignment was given.
+
+The unedited original passage (``Passage``) is recorded the same way, as side
+``"o"`` of the assignment, by ``listening_record_original``; hearing it is
+never required, and ``Heard.original`` says whether any of it was served.
+``listening_allowed_edit`` and ``listening_allowed_comparison`` say who may
+fetch which audio.
 """
 from __future__ import annotations
 
@@ -16,12 +22,72 @@ from datetime import datetime
 from django.db.models import Q
 from django.utils import timezone
 
-from .assignment import min_listen_seconds
-from .errors import InvalidJudgement, NotListenedEnough
-from .models import Assignment, Comparison, ListeningRecord
+from . import roles
+from .assignment import min_listen_seconds, open_assignments
+from .errors import ComparisonNotFound, InvalidJudgement, NotListenedEnough
+from .models import Assignment, Comparison, ListeningRecord, Passage
+from .services import passage_listening_ensure
 
 # Float slack when comparing served seconds (computed from bytes) with the required seconds.
 _SECONDS_SLACK = 1e-6
+
+
+def _heard_by(user, assignments) -> bool:
+    """Researchers and admins hear everything; an annotator what ``assignments`` (theirs) show, open or completed."""
+    if roles.is_researcher(user):
+        return True
+    if not roles.is_annotator(user):
+        return False
+    mine = assignments.filter(annotator=user)
+    return (mine.filter(completed_at__isnull=False).exists()
+            or open_assignments().filter(pk__in=mine.values("pk")).exists())
+
+
+def listening_allowed_edit(*, user, edit_id: int) -> bool:
+    """Selector: whether ``user`` may fetch edit ``edit_id``'s audio (an annotator: an edit of a comparison
+    assigned to them, open or completed)."""
+    return _heard_by(user, Assignment.objects.filter(Q(comparison__edit_a_id=edit_id)
+                                                     | Q(comparison__edit_b_id=edit_id)))
+
+
+def listening_allowed_comparison(*, user, comparison_id: int) -> bool:
+    """Selector: whether ``user`` may fetch comparison ``comparison_id``'s original passage (an annotator: a
+    comparison assigned to them, open or completed).  Through a comparison only its own passage is reachable."""
+    return _heard_by(user, Assignment.objects.filter(comparison_id=comparison_id))
+
+
+@dataclass(frozen=True)
+class Original:
+    """The original passage of a comparison as the page plays it: its audio and its beat map."""
+
+    comparison_id: int
+    passage: Passage
+    duration_seconds: float
+    beat_starts_seconds: list[float]  # n_source_beats + 1 boundaries, seconds
+    track_beats: list[int]  # the track beat of each, in order
+
+
+def listening_original(*, user, comparison_id: int) -> Original:
+    """The original passage of comparison ``comparison_id`` for ``user``, rendered on first request.
+
+    Raises
+    ------
+    ComparisonNotFound : 404 -- no such comparison, or one that ``user`` may not hear
+        (the same answer, so ids reveal nothing).
+    """
+    comparison = (Comparison.objects.select_related("track", "edit_a").filter(pk=comparison_id).first()
+                  if listening_allowed_comparison(user=user, comparison_id=comparison_id) else None)
+    if comparison is None:
+        raise ComparisonNotFound(f"comparison {comparison_id} does not exist or is not assigned to you")
+    passage = passage_listening_ensure(comparison=comparison)
+    return Original(comparison_id=comparison.pk, passage=passage, duration_seconds=float(passage.duration_seconds),
+                    beat_starts_seconds=[float(t) for t in passage.render["beat_starts_seconds"]],
+                    track_beats=[int(b) for b in passage.render["track_beats"]])
+
+
+def _check_span(what: str, first_byte: int, n_bytes: int, file_bytes: int) -> None:
+    if file_bytes <= 0 or first_byte < 0 or n_bytes < 0 or first_byte + n_bytes > file_bytes:
+        raise InvalidJudgement(f"{what}: {n_bytes} bytes from byte {first_byte} do not fit a file of {file_bytes} bytes")
 
 
 def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, file_bytes: int,
@@ -44,9 +110,7 @@ def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, 
     ------
     InvalidJudgement : the byte span does not fit in the file.
     """
-    if file_bytes <= 0 or first_byte < 0 or n_bytes < 0 or first_byte + n_bytes > file_bytes:
-        raise InvalidJudgement(
-            f"edit {edit_id}: {n_bytes} bytes from byte {first_byte} do not fit a file of {file_bytes} bytes")
+    _check_span(f"edit {edit_id}", first_byte, n_bytes, file_bytes)
     now = timezone.now()
     assignments = Assignment.objects.filter(
         Q(comparison__edit_a_id=edit_id) | Q(comparison__edit_b_id=edit_id),
@@ -57,6 +121,31 @@ def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, 
                         n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at or now,
                         finished_at=finished_at or now)
         for pk, edit_a_id in assignments
+    ]
+    return ListeningRecord.objects.bulk_create(records)
+
+
+def listening_record_original(*, annotator, comparison_id: int, first_byte: int, n_bytes: int, file_bytes: int,
+                              started_at: datetime | None = None,
+                              finished_at: datetime | None = None) -> list[ListeningRecord]:
+    """Record that ``n_bytes`` of comparison ``comparison_id``'s original passage were served to ``annotator``.
+
+    Against the annotator's unfinished assignment of that comparison only (none
+    for anyone else, or once judged); parameters as for ``listening_record``.
+
+    Raises
+    ------
+    InvalidJudgement : the byte span does not fit in the file.
+    """
+    _check_span(f"the original of comparison {comparison_id}", first_byte, n_bytes, file_bytes)
+    now = timezone.now()
+    assignments = Assignment.objects.filter(comparison_id=comparison_id, annotator=annotator,
+                                            completed_at__isnull=True, skipped_reason="").values_list("pk", flat=True)
+    records = [
+        ListeningRecord(assignment_id=pk, side=ListeningRecord.Side.ORIGINAL, first_byte=first_byte,
+                        n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at or now,
+                        finished_at=finished_at or now)
+        for pk in assignments
     ]
     return ListeningRecord.objects.bulk_create(records)
 
@@ -74,19 +163,21 @@ def _covered_bytes(spans: list[tuple[int, int]]) -> int:
 
 @dataclass(frozen=True)
 class Heard:
-    """Seconds of each side served to the annotator of one assignment (distinct audio, not repeats)."""
+    """Seconds of each side served to the annotator of one assignment (distinct audio, not repeats), and whether
+    any of the original passage was."""
 
     seconds_a: float
     seconds_b: float
+    original: bool = False
 
 
 def listening_heard(*, assignment: Assignment, comparison: Comparison) -> Heard:
-    """Selector: seconds of edit A and edit B served for ``assignment``.
+    """Selector: seconds of edit A and edit B served for ``assignment``, and whether any of the original was.
 
     A side's seconds are the share of its file covered by the served byte
     ranges times its duration: fetching the same bytes twice counts once.
     """
-    spans: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    spans: dict[str, list[tuple[int, int]]] = {"a": [], "b": [], "o": []}
     sizes: dict[str, int] = {}
     for side, first, n, size in ListeningRecord.objects.filter(assignment=assignment).values_list(
             "side", "first_byte", "n_bytes", "file_bytes"):
@@ -98,7 +189,7 @@ def listening_heard(*, assignment: Assignment, comparison: Comparison) -> Heard:
                if sizes.get(side) else 0.0)
         for side in ("a", "b")
     }
-    return Heard(seconds_a=seconds["a"], seconds_b=seconds["b"])
+    return Heard(seconds_a=seconds["a"], seconds_b=seconds["b"], original=_covered_bytes(spans["o"]) > 0)
 
 
 def listening_check(*, assignment: Assignment, comparison: Comparison, now: datetime) -> tuple[Heard, float]:

@@ -78,6 +78,35 @@ class Edit(models.Model):
         return f"edit {self.pk} of {self.track} ({self.source})"
 
 
+class Passage(models.Model):
+    """The unedited source passage that the edits of a comparison were cut from, as annotators hear it.
+
+    One per (track, start beat, length); made on first request by
+    ``annotations.services.passage_listening_ensure``, through the same render as
+    the edits (an edit that keeps every beat), so it has their loudness and its
+    beat map.  ``render`` holds that map: ``beat_starts_seconds`` (n_source_beats
+    + 1) and ``track_beats`` (n_source_beats).
+    """
+
+    track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="passages")
+    excerpt_start_beat = models.PositiveIntegerField()
+    n_source_beats = models.PositiveIntegerField()
+    listening_audio = models.FileField(upload_to="passages/", max_length=500, blank=True,
+                                       help_text="compressed (MP3) rendering, as the edits' listening copies")
+    duration_seconds = models.FloatField(default=0.0)
+    render = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["track", "excerpt_start_beat", "n_source_beats"],
+                                    name="one_passage_per_excerpt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.track}: beats {self.excerpt_start_beat}+{self.n_source_beats}"
+
+
 class Comparison(models.Model):
     """Two edits of the same track, to be judged by several annotators."""
 
@@ -146,6 +175,9 @@ class Judgement(models.Model):
                                          help_text="seconds of edit B's audio the audio view served to the annotator")
     wall_seconds = models.FloatField(null=True, blank=True,
                                      help_text="server time from the assignment being given to the submit")
+    original_heard = models.BooleanField(
+        default=False, help_text="the server served the unedited source passage (the page's Original) to the "
+                                 "annotator for this comparison before the submit")
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -199,7 +231,7 @@ class Assignment(models.Model):
 
 
 class ListeningRecord(models.Model):
-    """Audio of one side of an assignment actually served to its annotator: which bytes, and when.
+    """Audio of one side of an assignment (or of its original passage) served to its annotator: which bytes, and when.
 
     The audio view writes one per response (``annotations.listening``), after
     streaming, with the bytes that left the server; a judgement is accepted
@@ -210,6 +242,7 @@ class ListeningRecord(models.Model):
     class Side(models.TextChoices):
         A = "a", "A"
         B = "b", "B"
+        ORIGINAL = "o", "the original"
 
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="listening")
     side = models.CharField(max_length=1, choices=Side.choices)

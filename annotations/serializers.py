@@ -58,6 +58,22 @@ class ShownComparisonSerializer(serializers.Serializer):
     loop_useful = serializers.BooleanField(help_text="false when the difference region is about both whole edits")
 
 
+class OriginalSerializer(serializers.Serializer):
+    """The unedited source passage both edits were cut from: optional listening, at the same loudness."""
+
+    comparison = serializers.IntegerField(source="comparison_id")
+    audio_url = serializers.SerializerMethodField(
+        help_text="the passage as MP3; fetching it is recorded, and the judgement says so (original_heard)")
+    duration_seconds = serializers.FloatField()
+    beat_starts_seconds = serializers.ListField(child=serializers.FloatField(),
+                                                help_text="beat boundaries, seconds (n_source_beats + 1)")
+    track_beats = serializers.ListField(child=serializers.IntegerField(),
+                                        help_text="track beat played by each beat: the passage's, in order")
+
+    def get_audio_url(self, original) -> str:
+        return reverse("annotations:original-audio", args=[original.comparison_id])
+
+
 class NextQuerySerializer(serializers.Serializer):
     ahead = serializers.BooleanField(default=False, help_text="also assign and return the next comparison")
 
@@ -94,7 +110,7 @@ class JudgementSerializer(serializers.ModelSerializer):
         model = Judgement
         fields = ["id", "annotator", "annotator_username", "comparison", "choice", "confidence", "left_edit",
                   "seconds_a", "seconds_b", "switches", "decision_seconds", "served_seconds_a", "served_seconds_b",
-                  "wall_seconds", "comment", "created_at"]
+                  "wall_seconds", "original_heard", "comment", "created_at"]
         read_only_fields = fields
 
 

@@ -24,10 +24,10 @@ from django.db import IntegrityError, transaction
 from editing import audio as audio_lib
 from editing.demo import read_beats
 from editing.edit import Edit as EditValue
-from editing.edit import EditError, apply_actions, validate_edit
+from editing.edit import EditError, apply_actions, unedited, validate_edit
 
 from .errors import AnnotationError
-from .models import Comparison, Edit, Track
+from .models import Comparison, Edit, Passage, Track
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
 
 def _derived_file_store(*, write: Callable[[Path], None], suffix: str, name: str,
                         record: Callable[[str], bool]) -> None:
-    """Store a file derived from an edit (``write`` makes it locally) as ``name``, then ``record`` it.
+    """Store a file derived from an edit or a passage (``write`` makes it locally) as ``name``, then ``record`` it.
 
     ``record(saved_name)`` returns False when another process recorded its own copy first; the
     loser's file is then removed, and so is a file whose recording failed.
@@ -319,6 +319,48 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
                 default_storage.delete(stored)
         raise
     return row
+
+
+def passage_listening_ensure(*, comparison: Comparison) -> Passage:
+    """The unedited source passage that ``comparison``'s edits were cut from, rendered for listening if not yet.
+
+    The passage is the edits' own (same start beat and length in beats).  It
+    is rendered from the track's audio through ``editing.render.render_edit``,
+    as the edit that keeps every beat (``editing.edit.unedited``), so it gets
+    the edits' loudness normalisation and a beat map of the same form, then
+    stored as MP3 like their listening copies and recorded only if no other
+    request recorded one meanwhile (the loser's file is removed).
+
+    Raises
+    ------
+    editing.edit.EditError : the passage does not fit the track's beats.
+    """
+    edit = comparison.edit_a
+    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
+                                               excerpt_start_beat=edit.excerpt_start_beat,
+                                               n_source_beats=edit.n_source_beats)
+    if passage.listening_audio:
+        return passage
+    from editing.render import render_edit  # scipy.signal: see edit_create
+
+    track = comparison.track
+    analysis = track_load_analysis(track)
+    start, n = passage.excerpt_start_beat, passage.n_source_beats
+    if start + n > analysis.n_beats:
+        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
+                        f"{analysis.n_beats} beats")
+    value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
+    result = render_edit(track_load_audio(track), analysis.sample_rate, analysis.beat_samples, value)
+    _derived_file_store(
+        write=lambda local: _write_listening_copy(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
+        name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}{LISTENING_SUFFIX}"),
+        record=lambda saved: bool(Passage.objects.filter(pk=passage.pk, listening_audio="").update(
+            listening_audio=saved, duration_seconds=result.duration_seconds,
+            render={"sample_rate": result.sample_rate,
+                    "beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
+                    "track_beats": [int(b) for b in result.track_beats]})))
+    passage.refresh_from_db()
+    return passage
 
 
 NATIVE_SUFFIX = "-native.wav"

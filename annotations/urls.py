@@ -9,6 +9,7 @@ app_name = "annotations"
 urlpatterns: list = [
     path("", views.annotate, name="annotate"),
     path("audio/<id:edit_id>/", views.audio, name="audio"),
+    path("original/<id:comparison_id>/", views.original_audio, name="original-audio"),
 ]
 
 # Quality control (researchers).

@@ -1,4 +1,5 @@
-"""Pages of the annotation side: the listening page and permission-checked audio with HTTP Range support.
+"""Pages of the annotation side: the listening page and permission-checked audio with HTTP Range support
+(the edits, and the original passage they were cut from).
 
 The page is a shell; everything it shows comes from the REST API
 (``annotations.api``) through ``static/js/annotate.js``.
@@ -8,12 +9,13 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.core.files import File
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -21,8 +23,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from . import roles
-from .assignment import open_assignments
-from .listening import listening_record
+from .listening import listening_allowed_edit, listening_original, listening_record, listening_record_original
 from .models import Assignment, Edit
 from .services import edit_listening_audio_ensure
 
@@ -31,9 +32,10 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 
 # Keys, in one place for the page's legend (the script's table in static/js/annotate.js matches it).
-# Playback (1 / 2) and answers (A / B / T) never share a key; confidence is Shift + its number.
+# Playback (1 / 2, O) and answers (A / B / T) never share a key; confidence is Shift + its number.
 KEYS = (
     ("1 / 2", "play A / play B (at the same musical moment)"),
+    ("O", "play the original, the unedited passage (optional; at the same musical moment)"),
     ("Space", "pause / resume"),
     ("\u2190 / \u2192", "seek 2 s back / forward"),
     ("L", "loop where A and B first differ"),
@@ -59,20 +61,6 @@ def annotate(request: HttpRequest) -> HttpResponse:
         "skip_reasons": Assignment.SkipReason.choices,
         "min_listen_seconds": settings.ANNOTATION_MIN_LISTEN_SECONDS,
     })
-
-
-def _may_hear(user, edit_id: int) -> bool:
-    """Researchers and admins hear everything; an annotator hears edits of comparisons assigned to them
-    (open or completed)."""
-    if roles.is_researcher(user):
-        return True
-    if not roles.is_annotator(user):
-        return False
-    mine = Assignment.objects.filter(annotator=user).filter(
-        Q(comparison__edit_a_id=edit_id) | Q(comparison__edit_b_id=edit_id)
-    )
-    return (mine.filter(completed_at__isnull=False).exists()
-            or open_assignments().filter(pk__in=mine.values("pk")).exists())
 
 
 UNSATISFIABLE = "unsatisfiable"
@@ -137,27 +125,11 @@ def _stream(fh, start: int, length: int, on_done: Callable[[int], None]):
 LISTENING = "mp3"  # ?format= value for the compressed listening copy; anything else gets the WAV
 
 
-@require_GET
-def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
-    """Stream an edit's audio, honouring a single ``Range: bytes=`` request (206; 416 past the end).
+def _serve(request: HttpRequest, stored: File, served: Callable[[int, int, int, datetime], None]) -> HttpResponse:
+    """Stream ``stored``, honouring a single ``Range: bytes=`` request (206; 416 past the end).
 
-    ``?format=mp3`` serves the compressed listening copy (the annotation page's
-    choice), made on first request for edits stored before copies existed;
-    without it, the rendered WAV.  Anyone not allowed to hear the edit gets
-    404, so ids reveal nothing.
-
-    The bytes streamed to an annotator are recorded against their open
-    assignment of the edit's comparison: that is what a judgement's listening
-    rule counts, whatever the page reports.
+    ``served(first_byte, n_bytes, file_bytes, started_at)`` runs once the bytes have left (or the client left).
     """
-    if not request.user.is_authenticated or not _may_hear(request.user, edit_id):
-        raise Http404("no such audio")
-    edit = Edit.objects.filter(pk=edit_id).only("audio", "listening_audio").first()
-    if edit is None or not edit.audio:
-        raise Http404("no such audio")
-    stored = edit.audio
-    if request.GET.get("format") == LISTENING:
-        stored = edit_listening_audio_ensure(edit=edit).listening_audio
     size = stored.size
     suffix = PurePosixPath(stored.name).suffix.lower()
     content_type = AUDIO_TYPES.get(suffix) or mimetypes.guess_type(stored.name)[0] or "application/octet-stream"
@@ -173,14 +145,9 @@ def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
         (start, end), code = span, 206
     length = end - start + 1
     started_at = timezone.now()
-
-    def served(n_bytes: int) -> None:
-        # What left the server, written after streaming: the judgement rule reads it (annotations.listening).
-        listening_record(annotator=request.user, edit_id=edit_id, first_byte=start, n_bytes=n_bytes,
-                         file_bytes=size, started_at=started_at)
-
-    response = StreamingHttpResponse(_stream(stored.open("rb"), start, length, served), status=code,
-                                     content_type=content_type)
+    response = StreamingHttpResponse(
+        _stream(stored.open("rb"), start, length, lambda n_bytes: served(start, n_bytes, size, started_at)),
+        status=code, content_type=content_type)
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
     # Not stored by any cache, the browser's included: permission depends on the user, and the server
@@ -189,3 +156,55 @@ def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
     if code == 206:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response
+
+
+@require_GET
+def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
+    """Stream an edit's audio, honouring a single ``Range: bytes=`` request (206; 416 past the end).
+
+    ``?format=mp3`` serves the compressed listening copy (the annotation page's
+    choice), made on first request for edits stored before copies existed;
+    without it, the rendered WAV.  Anyone not allowed to hear the edit gets
+    404, so ids reveal nothing.
+
+    The bytes streamed to an annotator are recorded against their open
+    assignment of the edit's comparison: that is what a judgement's listening
+    rule counts, whatever the page reports.
+    """
+    if not request.user.is_authenticated or not listening_allowed_edit(user=request.user, edit_id=edit_id):
+        raise Http404("no such audio")
+    edit = Edit.objects.filter(pk=edit_id).only("audio", "listening_audio").first()
+    if edit is None or not edit.audio:
+        raise Http404("no such audio")
+    stored = edit.audio
+    if request.GET.get("format") == LISTENING:
+        stored = edit_listening_audio_ensure(edit=edit).listening_audio
+
+    def served(first_byte: int, n_bytes: int, file_bytes: int, started_at: datetime) -> None:
+        # What left the server, written after streaming: the judgement rule reads it (annotations.listening).
+        listening_record(annotator=request.user, edit_id=edit_id, first_byte=first_byte, n_bytes=n_bytes,
+                         file_bytes=file_bytes, started_at=started_at)
+
+    return _serve(request, stored, served)
+
+
+@require_GET
+def original_audio(request: HttpRequest, comparison_id: int) -> HttpResponse:
+    """Stream the unedited source passage of a comparison (MP3, as the edits' listening copies), with Range support.
+
+    Made on first request (``annotations.listening.listening_original``).  Only those
+    who may hear the comparison get it, anyone else 404; the comparison names the
+    passage, so no other part of any track can be fetched here.  The bytes
+    streamed to an annotator are recorded against their open assignment of
+    the comparison, and the judgement stores whether any were
+    (``Judgement.original_heard``).
+    """
+    if not request.user.is_authenticated:
+        raise Http404("no such audio")
+    original = listening_original(user=request.user, comparison_id=comparison_id)  # 404 unless allowed
+
+    def served(first_byte: int, n_bytes: int, file_bytes: int, started_at: datetime) -> None:
+        listening_record_original(annotator=request.user, comparison_id=comparison_id, first_byte=first_byte,
+                                  n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at)
+
+    return _serve(request, original.passage.listening_audio, served)

@@ -131,6 +131,7 @@ __all__ = [
     "target_range",
     "reachable_target",
     "apply_actions",
+    "unedited",
     "validate_edit",
     "N_EDIT_FEATURES",
     "EDIT_FEATURE_NAMES",
@@ -793,6 +794,24 @@ def apply_actions(actions: Iterable[int], *, excerpt_start: int, bar_positions: 
         except EditError as err:
             raise EditError(f"step {step}: {err}") from None
     return builder.build()
+
+
+def unedited(*, excerpt_start: int, bar_positions: np.ndarray) -> Edit:
+    """The passage as it is: every beat once, in order, no seam (the reference the edits are heard against).
+
+    Built by keeping every middle beat, so it renders through the same path as any edit.
+
+    Parameters
+    ----------
+    excerpt_start : int
+        Track beat index of the passage's first beat.
+    bar_positions : np.ndarray [shape=(n_source_beats,)], int
+        The passage's bar positions; their length is the passage length.
+    """
+    bar_positions = np.asarray(bar_positions)
+    head_end, tail_start = passage_frame(bar_positions)
+    return apply_actions([Action.KEEP] * (tail_start - head_end), excerpt_start=excerpt_start,
+                         bar_positions=bar_positions, target_beats=int(bar_positions.size))
 
 
 def validate_edit(edit: Edit, *, n_track_beats: int, bar_positions: np.ndarray | None = None) -> None:

@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.annotations.factories import make_comparison, make_judgement, make_user
+from tests.annotations.factories import make_comparison, make_judgement, make_track_with_audio, make_user
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 8
@@ -27,8 +27,10 @@ CHECKS = [not_a_server_error, content_type_conformance, response_schema_conforma
 @pytest.fixture(params=ROLES)
 def role_session(request, live_server, storage_root) -> requests.Session:
     """A requests session logged in as a user of the role, with the CSRF cookie and header DRF expects."""
-    make_judgement(make_user("other-ears", role="annotator"), make_comparison(), choice="b", confidence=4)
-    make_comparison()
+    # Tracks with audio: a comparison's original passage is rendered from it when asked for.
+    track = make_track_with_audio()
+    make_judgement(make_user("other-ears", role="annotator"), make_comparison(track=track), choice="b", confidence=4)
+    make_comparison(track=track)
     extra = {"is_staff": True, "is_superuser": True} if request.param == "admin" else {}
     client = Client()
     client.force_login(make_user(f"schema-{request.param}", role=request.param, **extra))

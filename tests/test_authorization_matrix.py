@@ -24,7 +24,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from annotations.models import ExportJob, TrackUpload
+from annotations.models import ExportJob, Passage, TrackUpload
 from editing.spaces import spaces_spec
 from rlhf.models import Cycle, PolicyVersion, RetargetJob, RewardModelVersion, SeamModelVersion
 from tests.annotations.factories import make_comparison, make_judgement, make_user
@@ -57,6 +57,7 @@ MATRIX: dict[str, dict[str, tuple[int, int, int, int]]] = {
     # --- annotation pages: the listening page for annotators, audio only for those who may hear it
     "annotate/": {"get": (LOGIN, 200, FORBIDDEN, 200)},
     "annotate/audio/<edit_id>/": {"get": (NOT_FOUND, NOT_FOUND, 200, 200)},  # not assigned to this annotator
+    "annotate/original/<comparison_id>/": {"get": (NOT_FOUND, NOT_FOUND, 200, 200)},  # the same rule
     "annotate/quality/": {"get": (LOGIN, FORBIDDEN, 200, 200)},
     "annotate/quality/<plot>.png": {"get": (LOGIN, FORBIDDEN, 200, 200)},
     # --- research pages: researchers (and admins) only
@@ -83,6 +84,7 @@ MATRIX: dict[str, dict[str, tuple[int, int, int, int]]] = {
     # --- the annotation API (anonymous: 403, session authentication has no challenge to send)
     "api/comparisons/next/": {"get": (FORBIDDEN, 200, FORBIDDEN, 200)},
     "api/comparisons/<comparison_id>/skip/": {"post": (FORBIDDEN, 400, FORBIDDEN, 400)},  # no reason given
+    "api/comparisons/<comparison_id>/original/": {"get": (FORBIDDEN, NOT_FOUND, 200, 200)},  # not assigned
     "api/judgements/": {"get": (FORBIDDEN, 200, 200, 200), "post": (FORBIDDEN, 400, FORBIDDEN, 400)},
     "api/progress/": {"get": (FORBIDDEN, 200, FORBIDDEN, 200)},
     # --- exports: admins only
@@ -173,6 +175,11 @@ def world(storage_root):
     delivered.render = {**delivered.render, "native": {"audio": delivered.audio.name, "subtype": "PCM_16",
                                                         "source_subtype": "PCM_16"}}
     delivered.save(update_fields=["render"])
+    # The comparison's original passage, already rendered (this track has no audio to render it from).
+    edit = comparison.edit_a
+    Passage.objects.create(track=comparison.track, excerpt_start_beat=edit.excerpt_start_beat,
+                           n_source_beats=edit.n_source_beats, listening_audio=edit.audio.name,
+                           duration_seconds=edit.duration_seconds, render=edit.render)
     retarget = RetargetJob.objects.create(
         requested_by=researcher, track=comparison.track, target_seconds=10.0, status=RetargetJob.Status.DONE,
         methods=["heuristic"], results=[{"method": "heuristic", "edit_id": comparison.edit_a_id}])

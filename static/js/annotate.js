@@ -1,5 +1,9 @@
 /* The listening page: two edits over one transport (Web Audio), keyboard-first, talking to the REST API.
  *
+ * A third player, Original, plays the unedited passage both edits were cut from, at the same
+ * musical moment.  It is optional, so it is fetched only when first asked for: the server records
+ * that fetch, and the judgement says whether the original was heard.
+ *
  * Page keys act wherever focus is, except the keys a focused control answers
  * itself (a text box takes every key; a button or summary Space and Enter; a
  * radio those and the arrows), so Tab-only users keep the platform's keys.
@@ -25,7 +29,8 @@ const mapPlayhead = BeatMap.mapPlayhead;
   const $ = (id) => document.getElementById(id);
   const SIDES = ["left", "right"];
   const OTHER = { left: "right", right: "left" };
-  const LABEL = { left: "A", right: "B" };
+  const LABEL = { left: "A", right: "B", original: "Original" };
+  const ORIGINAL = "original";  // played like a side; its beat map and buffer arrive on first use
   const SEEK_SECONDS = 2;
   const TOAST_MS = 1500;
   // Clips shorter than the site's minimum listen loop by themselves: one press, heard over and over.
@@ -44,10 +49,12 @@ const mapPlayhead = BeatMap.mapPlayhead;
   let buffers = {};            // side -> AudioBuffer
   let peaks = {};              // side -> Float32Array of per-pixel peaks
   let current = "left", playing = false, offset = 0, startedAt = 0, node = null;
-  let looping = false, heard = { left: 0, right: 0 }, lastTick = 0, switches = 0, shownAt = 0;
+  let looping = false, heard = { left: 0, right: 0, original: 0 }, lastTick = 0, switches = 0, shownAt = 0;
+  let lastEdit = "left";       // the edit (left or right) heard last: switches count A <-> B only
   let busy = false, everPlayed = false, submittedAt = null;
   let upcoming = null;         // the next comparison, already assigned
   const prepared = new Map();  // comparison id -> Promise of {left, right} AudioBuffers
+  const originals = new Map(); // comparison id -> Promise of {map, buffer}: the original, once asked for
 
   function csrfToken() {
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -168,16 +175,58 @@ const mapPlayhead = BeatMap.mapPlayhead;
     if (side !== current) {
       if (everPlayed) offset = mapPlayhead(shown[current], shown[side], offset);
       current = side;
-      switches += 1;
+      countSwitch(side);
     }
     start();
     render();
   }
 
+  function countSwitch(side) {
+    if (side === ORIGINAL || side === lastEdit) return;
+    lastEdit = side;
+    switches += 1;
+  }
+
+  // The original's beat map (from the API) and audio, fetched and decoded on first use only.
+  function loadOriginal(comparison) {
+    if (!originals.has(comparison.id)) {
+      const ready = api(root.dataset.originalUrlTemplate.replace("{id}", comparison.id)).then(async (map) => {
+        const response = await fetch(map.audio_url, { credentials: "same-origin" });
+        if (!response.ok) throw new Error(`audio could not be fetched (${response.status} ${response.statusText})`);
+        return { map, buffer: await decoderContext().decodeAudioData(await response.arrayBuffer()) };
+      });
+      ready.catch(() => originals.delete(comparison.id));
+      originals.set(comparison.id, ready);
+    }
+    return originals.get(comparison.id);
+  }
+
+  // Play the original at the same musical moment as the edit playing (loaded first, the first time).
+  async function playOriginal() {
+    if (!shown) return;
+    if (!buffers[ORIGINAL]) {
+      const comparison = shown;
+      $("play-original").setAttribute("aria-busy", "true");
+      let loaded;
+      try {
+        loaded = await loadOriginal(comparison);
+      } catch (err) {
+        say(`The original could not be played: ${err.message}`, true);
+        return;
+      } finally {
+        $("play-original").removeAttribute("aria-busy");
+      }
+      if (shown !== comparison) return;  // submitted or skipped meanwhile
+      shown[ORIGINAL] = loaded.map;
+      buffers[ORIGINAL] = loaded.buffer;
+    }
+    playSide(ORIGINAL);
+  }
+
   function seekTo(side, seconds) {
     const was = playing;
     stop();
-    if (side !== current) { current = side; switches += 1; }
+    if (side !== current) { current = side; countSwitch(side); }
     offset = Math.min(Math.max(seconds, 0), buffers[current].duration - 0.01);
     if (was) start();
     render();
@@ -302,6 +351,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
       $(`play-${side}`).classList.toggle("on", playing && side === current);
       draw(side);
     }
+    $("play-original").classList.toggle("on", playing && current === ORIGINAL);
     drawAxis();
     setText($("now-playing"), playing ? `Playing ${LABEL[current]}` : (everPlayed ? `Paused on ${LABEL[current]}` : "Paused"));
     $("play").firstChild.textContent = playing ? "Pause" : (everPlayed ? "Resume" : "Play");
@@ -317,6 +367,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
     root.dataset.leftEdit = String(shown.left.edit_id);
     root.dataset.heardLeft = heard.left.toFixed(2);
     root.dataset.heardRight = heard.right.toFixed(2);
+    root.dataset.heardOriginal = heard.original.toFixed(2);
     root.dataset.switches = String(switches);
     root.dataset.playing = String(playing);
     root.dataset.current = current;
@@ -350,11 +401,12 @@ const mapPlayhead = BeatMap.mapPlayhead;
   }
 
   function show(next, decoded) {
-    buffers = decoded;
+    buffers = { ...decoded };  // the original joins it when first played
     shown = next;
-    current = "left"; offset = 0; playing = false; looping = false; node = null; everPlayed = false;
-    heard = { left: 0, right: 0 }; switches = 0; shownAt = performance.now();
+    current = "left"; lastEdit = "left"; offset = 0; playing = false; looping = false; node = null; everPlayed = false;
+    heard = { left: 0, right: 0, original: 0 }; switches = 0; shownAt = performance.now();
     for (const id of prepared.keys()) if (id !== next.id && (!upcoming || id !== upcoming.id)) prepared.delete(id);
+    for (const id of originals.keys()) if (id !== next.id) originals.delete(id);
     $("loop").setAttribute("aria-pressed", "false");
     $("loop").hidden = !(next.loop_useful && region("left"));
     $("judge").reset(); $("comment-box").open = false; closeSkip();
@@ -424,7 +476,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
       hint.setAttribute("role", "alert");
       return;
     }
-    const old = { shown, buffers, heard: { ...heard }, current };
+    const old = { shown, buffers, heard: { ...heard }, current, lastEdit };
     const body = {
       comparison: shown.id,
       choice: chosen("choice") === "tie" ? "tie" : shown[chosen("choice")].choice,
@@ -443,7 +495,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
     } catch (err) {
       // Nothing was stored: put the pair back as it was, answer included.
       busy = false; submittedAt = null;
-      shown = old.shown; buffers = old.buffers; heard = old.heard; current = old.current;
+      shown = old.shown; buffers = old.buffers; heard = old.heard; current = old.current; lastEdit = old.lastEdit;
       $("work").hidden = false; root.dataset.ready = "true";
       say(`Not saved: ${err.message}`, true);
       render();
@@ -543,7 +595,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
       action = {
         " ": pauseResume, "l": toggleLoop, "ArrowLeft": () => seekBy(-SEEK_SECONDS),
         "ArrowRight": () => seekBy(SEEK_SECONDS), "a": () => pick("choice", "left"), "b": () => pick("choice", "right"),
-        "t": () => pick("choice", "tie"), "Enter": submit, "k": openSkip,
+        "t": () => pick("choice", "tie"), "o": playOriginal, "Enter": submit, "k": openSkip,
         "c": () => { $("comment-box").open = true; $("comment").focus(); },
       }[key];
     }
@@ -568,6 +620,7 @@ const mapPlayhead = BeatMap.mapPlayhead;
 
   $("play-left").addEventListener("click", () => playSide("left"));
   $("play-right").addEventListener("click", () => playSide("right"));
+  $("play-original").addEventListener("click", playOriginal);
   $("play").addEventListener("click", pauseResume);
   $("back").addEventListener("click", () => seekBy(-SEEK_SECONDS));
   $("forward").addEventListener("click", () => seekBy(SEEK_SECONDS));

@@ -1,9 +1,11 @@
 """Small factories for annotation tests: users with roles, tracks, edits, comparisons, judgements.
 
 No beat tracking or feature extraction runs here: a track has no analysis
-file, and an edit's audio is a tiny real WAV (one short tone per output beat,
-pitched by the track beat it plays) with a matching ``render`` beat map, so
-audio serving, the page's players and playhead mapping all work on it.
+file (``make_track_with_audio`` writes a tone per beat and its exact beat grid
+instead, for what renders from the track), and an edit's audio is a tiny real
+WAV (one short tone per output beat, pitched by the track beat it plays) with a
+matching ``render`` beat map, so audio serving, the page's players and playhead
+mapping all work on it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from annotations.models import Assignment, Comparison, Edit, Judgement, Track
 from annotations.roles import ANNOTATOR
+from editing.audio import ANALYSIS_SR, BEATS_PER_BAR, FEATURE_VERSION, N_AUDIO_FEATURES
 
 PASSWORD = "listen-carefully-42"
 SAMPLE_RATE = 8000
@@ -60,6 +63,27 @@ def tone_wav(track_beats, *, seconds_per_beat: float, sample_rate: int = SAMPLE_
     buf = io.BytesIO()
     sf.write(buf, np.concatenate(beats), sample_rate, format="WAV", subtype="PCM_16")
     return buf.getvalue()
+
+
+def make_track_with_audio(*, n_beats: int = 32, seconds_per_beat: float = 0.25) -> Track:
+    """A track with stored audio (one tone per beat, as ``tone_wav``) and an analysis whose beat grid is exact.
+
+    Features are zeros: enough to render passages of it, not to train on it.
+    """
+    track = make_track(n_beats=n_beats, tempo_bpm=60.0 / seconds_per_beat)
+    samples_per_beat = int(round(seconds_per_beat * ANALYSIS_SR))
+    audio = default_storage.save(f"tracks/audio/{track.content_hash}.wav", ContentFile(
+        tone_wav(range(n_beats), seconds_per_beat=seconds_per_beat, sample_rate=ANALYSIS_SR)))
+    buf = io.BytesIO()
+    np.savez(buf, beat_samples=np.arange(n_beats + 1, dtype=np.int64) * samples_per_beat,
+             bar_positions=(np.arange(n_beats) % BEATS_PER_BAR).astype(np.int8),
+             features=np.zeros((n_beats, N_AUDIO_FEATURES), np.float32), tempo_bpm=np.float64(track.tempo_bpm),
+             duration_seconds=np.float64(track.duration_seconds), sample_rate=np.int64(ANALYSIS_SR),
+             feature_version=np.str_(FEATURE_VERSION))
+    analysis = default_storage.save(f"tracks/analysis/{track.content_hash}.npz", ContentFile(buf.getvalue()))
+    Track.objects.filter(pk=track.pk).update(audio=audio, analysis=analysis, sample_rate=ANALYSIS_SR)
+    track.refresh_from_db()
+    return track
 
 
 def make_edit(track: Track | None = None, track_beats=None, *, source: str = "baseline:test",

@@ -40,7 +40,8 @@ def data(storage_root):
     make_judgement(alice, c1, choice="a", confidence=5, created_at=MAY_1, seconds_a=12.5, switches=4)
     make_judgement(bob, c1, choice="tie", confidence=2, created_at=MAY_2, left_is_a=False)
     make_judgement(carol, c1, choice="b", confidence=3, created_at=MAY_3)
-    make_judgement(alice, c2, choice="b", confidence=4, created_at=MAY_2, decision_seconds=7.25)
+    make_judgement(alice, c2, choice="b", confidence=4, created_at=MAY_2, decision_seconds=7.25,
+                   original_heard=True)
     make_judgement(bob, c2, choice="b", confidence=1, created_at=MAY_3)
     make_judgement(alice, gold, choice="b", confidence=5, created_at=MAY_1)
     make_judgement(bob, gold, choice="a", confidence=5, created_at=MAY_1)
@@ -104,6 +105,20 @@ def test_rows_carry_the_comparison_the_choice_and_what_was_shown(data, tmp_path)
     assert (tie["left_edit_id"], tie["left_side"]) == (rnd.pk, "b")
     chose_b = rows[Judgement.objects.get(annotator=data["carol"], comparison=c1).pk]
     assert (chose_b["chosen_edit_id"], chose_b["rejected_edit_id"]) == (rnd.pk, v1.pk)
+
+
+def test_every_format_says_whether_the_original_was_heard(data, tmp_path):
+    heard = Judgement.objects.get(annotator=data["alice"], comparison=data["c2"]).pk
+    paths = {fmt: export.export_to_file(filters=ExportFilters(), fmt=fmt, path=tmp_path / f"p.{fmt}").path
+             for fmt in export.FORMATS}
+    with paths["csv"].open(newline="") as fh:
+        from_csv = {int(r["judgement_id"]): r["original_heard"] for r in csv.DictReader(fh)}
+    from_jsonl = {r["judgement_id"]: r["original_heard"] for r in map(json.loads, paths["jsonl"].read_text().splitlines())}
+    from_parquet = dict(zip(*pq.read_table(paths["parquet"], columns=["judgement_id", "original_heard"])
+                            .to_pydict().values()))
+    assert from_jsonl == from_parquet == {pk: pk == heard for pk in Judgement.objects.values_list("pk", flat=True)}
+    assert from_csv == {pk: "true" if value else "false" for pk, value in from_jsonl.items()}
+    assert "original_heard" in json.loads(export.card_path_for(paths["jsonl"]).read_text())["columns"]
 
 
 def test_jsonl_csv_and_parquet_agree_row_for_row(data, tmp_path):

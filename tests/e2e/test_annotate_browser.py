@@ -4,7 +4,7 @@ Each test plays real audio (small generated edits, served as the page's MP3
 listening copies) and checks what an annotator notices: what the keys do on
 focused controls, when Submit is accepted, how the waveforms are drawn, how
 fast the next comparison is there on a slow line, the first-visit rubric and
-practice, and the page on a phone.
+practice, the optional Original (the unedited passage) and the page on a phone.
 """
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ import re
 import pytest
 
 from annotations.models import Assignment, Judgement
-from tests.annotations.factories import PASSWORD, make_comparison, make_edit, make_track, make_user
+from tests.annotations.factories import (
+    PASSWORD,
+    make_comparison,
+    make_edit,
+    make_track,
+    make_track_with_audio,
+    make_user,
+)
 from tests.e2e.conftest import ARTIFACTS, CHROMIUM, wait_until, watched
 
 ROOT = "document.getElementById('annotate')"
@@ -253,6 +260,67 @@ def test_a_short_clip_can_be_submitted_after_one_full_listen(live_server, browse
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_original_plays_at_the_same_musical_moment_by_button_and_key_and_the_judgement_records_it(
+        live_server, browser):
+    annotator = make_user("reference")
+    track = make_track_with_audio(n_beats=32)  # 0.25 s beats
+    whole = make_edit(track, range(8, 24), excerpt_start=8)  # 4 s, the passage as it is
+    cut = make_edit(track, [*range(8, 12), *range(16, 24)], excerpt_start=8)  # 3 s: beats 12-15 cut at 1 s
+    comparison = make_comparison(edit_a=whole, edit_b=cut)
+    page = open_page(browser, onboarded=annotator.username)
+    original_audio = f"/annotate/original/{comparison.pk}/"
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    log_in(page, live_server, annotator)
+    wait_shown(page, comparison)
+    root = page.locator("#annotate")
+    cut_side = "left" if int(root.get_attribute("data-left-edit")) == cut.pk else "right"
+    cut_key, whole_key = ("1", "2") if cut_side == "left" else ("2", "1")
+
+    page.keyboard.press("1")
+    wait_heard(page, "Left", 1.2)
+    page.keyboard.press("2")
+    wait_heard(page, "Right", 1.2)
+    page.keyboard.press("Space")
+    assert not [url for url in fetched if "/original/" in url]  # optional: nothing fetched until asked for
+    # Paused 2 s into the cut edit, which is track beat 20 there; the original plays it 3 s in.
+    wave = page.locator(f"#wave-{cut_side}")
+    box = wave.bounding_box()
+    wave.click(position={"x": box["width"] * 2 / 3, "y": box["height"] / 2})
+    assert float(root.get_attribute("data-position")) == pytest.approx(2.0, abs=0.02)
+
+    page.get_by_role("button", name="Original", exact=True).click()
+    wait_until(page, f"{ROOT}.dataset.current === 'original' && {ROOT}.dataset.playing === 'true'")
+    page.keyboard.press("Space")
+    at_original = float(root.get_attribute("data-position"))
+    assert 2.95 <= at_original < 3.4, at_original
+    assert page.locator("#now-playing").inner_text() == "Paused on Original"
+    page.keyboard.press(cut_key)  # back to the cut edit: the same beat, 1 s earlier there
+    page.keyboard.press("Space")
+    assert float(root.get_attribute("data-position")) == pytest.approx(at_original - 1.0, abs=0.3)
+    page.keyboard.press("o")  # the key: the original again, already loaded
+    wait_until(page, f"{ROOT}.dataset.current === 'original' && {ROOT}.dataset.playing === 'true'")
+    wait_heard(page, "Original", 0.3)
+    page.keyboard.press(whole_key)  # the unedited edit plays the passage on the original's clock
+    page.keyboard.press("Space")
+    assert 3.0 <= float(root.get_attribute("data-position")) < 4.0
+    # A <-> B switches only (2, the click on the left's waveform, the whole after the cut); none to the original.
+    assert root.get_attribute("data-switches") == ("3" if cut_side == "left" else "2")
+
+    page.keyboard.press("?")
+    assert "play the original" in page.locator("#keys").inner_text()
+    page.keyboard.press("Escape")
+    page.keyboard.press("t")
+    page.keyboard.press("Shift+4")
+    page.keyboard.press("Enter")
+    wait_until(page, f"{ROOT}.dataset.comparison === ''")
+    assert [url for url in fetched if url.endswith(original_audio)] == [live_server.url + original_audio]
+    judgement = Judgement.objects.get()
+    assert judgement.original_heard and judgement.choice == "tie" and judgement.confidence == 4
+    no_errors(page)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_skip_with_a_preset_reason_from_the_keyboard(live_server, browser):
     annotator = make_user("skipper")
     track = make_track()
@@ -408,7 +476,7 @@ def test_on_a_390x844_phone_submit_is_visible_and_targets_are_44px(live_server, 
     box = page.locator("#submit").bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 844, box
     assert page.evaluate("document.scrollingElement.scrollTop") == 0
-    targets = ["#play-left", "#play-right", "#play", "#submit", "#skip",
+    targets = ["#play-left", "#play-right", "#play-original", "#play", "#submit", "#skip",
                "#judge label:has(input[value=left])", "#judge label:has(input[value='3'])"]
     for selector in targets:
         b = page.locator(selector).bounding_box()

@@ -28,6 +28,7 @@ from editing.edit import (
     passage_frame,
     scoring_windows,
     target_range,
+    unedited,
     validate_edit,
 )
 from tests.editing.factories import BAR_KINDS, bar_pattern, bars, make_edit, masked_rollout, played, random_target
@@ -54,6 +55,16 @@ def transitions(edit: Edit) -> list[Transition]:
 )
 def test_passage_frame_is_the_opening_and_the_final_bar(bar_positions, frame):
     assert passage_frame(bar_positions) == frame
+
+
+@pytest.mark.parametrize("kind", BAR_KINDS)
+def test_the_unedited_passage_plays_every_beat_once_in_order_without_a_seam(kind):
+    positions = bar_pattern(np.random.default_rng(3), 37, kind)
+    edit = unedited(excerpt_start=20, bar_positions=positions)
+    assert list(edit.track_beats()) == list(range(20, 57))
+    assert edit.seam_beats().size == 0 and edit.target_beats == 37
+    validate_edit(edit, n_track_beats=80, bar_positions=np.concatenate([np.zeros(20, np.int8), positions,
+                                                                        np.zeros(23, np.int8)]))
 
 
 def test_target_range_is_half_to_twice_the_passage_when_the_bars_allow_it():
