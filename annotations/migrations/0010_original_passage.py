@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotations', '0008_listening_records_and_served_seconds'),
+        ('annotations', '0009_job_heartbeats'),
     ]
 
     operations = [
