@@ -130,3 +130,55 @@ def test_gunicorn_serves_pages_and_static_files_behind_an_https_proxy(tmp_path):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_slow_clients_do_not_stop_gunicorn_serving_others(tmp_path):
+    """Two clients trickle a request body at one byte a second (each holds a sync worker while it reads);
+    the third of the production configuration's workers still answers everyone else at once.
+
+    With as many slow clients as workers the site would wait on them until ``timeout``: in production the
+    buffering HTTPS proxy in front (README, production topology) reads whole requests before gunicorn
+    sees them, which is why the topology requires one.
+    """
+    env = _production_env(tmp_path)
+    assert _manage(env, "migrate", "--noinput").returncode == 0
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}"],
+        cwd=ROOT, env={**env, "WEB_CONCURRENCY": "3"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    trickles: list[socket.socket] = []
+    try:
+        def get_seconds() -> float:
+            began = time.monotonic()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/accounts/login/",
+                                             headers={"X-Forwarded-Proto": "https"})
+            with urllib.request.build_opener(_NoRedirect).open(request, timeout=10) as page:
+                assert page.status == 200
+            return time.monotonic() - began
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_seconds()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.3)
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+                      b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n")
+            trickles.append(s)
+        slowest = 0.0
+        for second in range(8):
+            for s in trickles:
+                s.sendall(b"a")  # one byte a second: each slow request keeps its worker reading
+            slowest = max(slowest, get_seconds())
+            time.sleep(1.0)
+        assert slowest < 2.0, f"a page took {slowest:.1f} s while two clients trickled their requests"
+    finally:
+        for s in trickles:
+            s.close()
+        server.terminate()
+        server.wait(timeout=30)
