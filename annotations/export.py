@@ -54,7 +54,7 @@ from django.utils import timezone
 from . import quality
 from .dispatch import export_enqueue
 from .errors import AnnotationError, DomainError
-from .jobs import JobKind, job_heartbeat, job_scratch
+from .jobs import JobKind, job_run, job_scratch
 from .models import Edit, ExportJob, Judgement
 from .selectors import ExportFilters, judgements_for_export
 
@@ -475,15 +475,8 @@ def export_job_run(*, job_id: int) -> ExportJob:
     logged, so the requester sees it on the job's status; it is not re-raised
     because the job row is the report.
     """
-    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
-        status=ExportJob.Status.RUNNING)
-    job = ExportJob.objects.get(pk=job_id)
-    if not claimed:
-        # A second delivery of the task, or a job recovery ended (annotations.jobs): left as it is.
-        logger.info("export %s is %s: not run again", job.pk, job.status)
-        return job
-    with job_heartbeat(ExportJob, job.pk, running=RUNNING):
-        return _export_job_write(job)
+    return job_run(ExportJob, job_id, queued=ExportJob.Status.QUEUED, started=ExportJob.Status.RUNNING,
+                   running=RUNNING, work=_export_job_write)
 
 
 def _export_job_write(job: ExportJob) -> ExportJob:

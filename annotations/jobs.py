@@ -121,6 +121,22 @@ def job_heartbeat(model: type[models.Model], pk: int, *, running: tuple[str, ...
         thread.join(timeout=every + 5)
 
 
+def job_run(model: type[models.Model], pk: int, *, queued: str, started: str, running: tuple[str, ...],
+            work: Callable[[models.Model], models.Model], **fields) -> models.Model:
+    """Claim row ``pk`` (``queued`` -> ``started``, with ``fields``) and run ``work(row)`` under its heartbeat.
+
+    The claim is one conditional update, so of two deliveries of the same task only one runs the
+    work; a row that is not queued (a second delivery, or a job recovery ended) is returned as it is.
+    """
+    claimed = model.objects.filter(pk=pk, status=queued).update(status=started, **fields)
+    row = model.objects.get(pk=pk)
+    if not claimed:
+        logger.info("%s %s is %s: not run again", model.__name__, pk, row.status)
+        return row
+    with job_heartbeat(model, pk, running=running):
+        return work(row)
+
+
 def job_scratch_path(kind: str, pk: int) -> Path:
     """The scratch folder of job ``kind`` ``pk`` (not created)."""
     return Path(settings.STORAGE_ROOT) / "tmp" / SCRATCH_DIR_NAME / f"{kind}-{pk}"

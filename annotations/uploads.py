@@ -23,7 +23,7 @@ from editing.audio import AudioError
 
 from .dispatch import upload_analysis_enqueue
 from .errors import AnnotationError
-from .jobs import JobKind, job_heartbeat, job_scratch
+from .jobs import JobKind, job_run, job_scratch
 from .models import TrackUpload
 from .services import track_ingest
 
@@ -89,14 +89,8 @@ def track_upload_run(*, upload_id: int) -> TrackUpload:
     queued (a second delivery of the task, or one whose worker stopped and that
     :mod:`annotations.jobs` ended) is left as it is.
     """
-    claimed = TrackUpload.objects.filter(pk=upload_id, status=TrackUpload.Status.QUEUED).update(
-        status=TrackUpload.Status.ANALYSING, progress=0.1)
-    row = TrackUpload.objects.get(pk=upload_id)
-    if not claimed:
-        logger.info("upload %s is %s: not analysed again", row.pk, row.status)
-        return row
-    with job_heartbeat(TrackUpload, row.pk, running=RUNNING):
-        return _analyse(row)
+    return job_run(TrackUpload, upload_id, queued=TrackUpload.Status.QUEUED, started=TrackUpload.Status.ANALYSING,
+                   running=RUNNING, work=_analyse, progress=0.1)
 
 
 def _analyse(row: TrackUpload) -> TrackUpload:

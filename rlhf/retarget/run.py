@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from annotations.jobs import job_heartbeat
+from annotations.jobs import job_run
 from annotations.models import Edit, Track
 from annotations.services import edit_create, edit_native_ensure, track_load_analysis
 from annotations.uploads import track_upload_run
@@ -125,15 +125,13 @@ def _reward_of(edit: Edit) -> tuple[float | None, str | None]:
 
 def retarget_job_run(*, job_id: int, echo: Callable[[str], None] | None = None) -> RetargetJob:
     """Run a queued job: ingest an upload, plan, make each method's edit.  Idempotent: a job not queued is left alone."""
-    claimed = RetargetJob.objects.filter(pk=job_id, status=RetargetJob.Status.QUEUED).update(
-        status=RetargetJob.Status.RUNNING, message="starting")
-    job = RetargetJob.objects.get(pk=job_id)
-    if not claimed:
-        return job
-    with job_heartbeat(RetargetJob, job.pk, running=RETARGET_RUNNING):
+    def work(job: RetargetJob) -> RetargetJob:
         _retarget_job_make(job, echo)
-    job.refresh_from_db()
-    return job
+        job.refresh_from_db()
+        return job
+
+    return job_run(RetargetJob, job_id, queued=RetargetJob.Status.QUEUED, started=RetargetJob.Status.RUNNING,
+                   running=RETARGET_RUNNING, work=work, message="starting")
 
 
 def _retarget_job_make(job: RetargetJob, echo: Callable[[str], None] | None) -> None:
