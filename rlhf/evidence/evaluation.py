@@ -535,7 +535,11 @@ def seed_run(
         pairs = []
         for i, (ex, p) in enumerate(zip(excerpts, passages)):
             track = held_out[ex.track_index]
-            challengers = {edits[arm][i].key(): edits[arm][i] for arm in LEARNED_ARMS}
+            challengers: dict[str, Edit] = {}
+            arms_of: dict[str, list[str]] = {}
+            for arm in LEARNED_ARMS:
+                challengers[edits[arm][i].key()] = edits[arm][i]
+                arms_of.setdefault(edits[arm][i].key(), []).append(arm)
             challengers.pop(edits["heuristic"][i].key(), None)
             for edit in challengers.values():
                 margin = known[(i, edit.key())] - known[(i, edits["heuristic"][i].key())]
@@ -547,7 +551,7 @@ def seed_run(
                          for e in both]
                 cost = [edit_cost(e, p.context) for e in both]
                 learned = [_learned_cost(e, p, seam) for e in both]
-                pairs.append({"track": track.arrays.name, "listener": round(float(margin), 4),
+                pairs.append({"track": track.arrays.name, "arms": arms_of[edit.key()], "listener": round(float(margin), 4),
                               "reward_model": float(rm[1] - rm[0]), "dense": float(dense[1] - dense[0]),
                               "heuristic_cost": float(cost[0] - cost[1]), "seam_model": float(learned[0] - learned[1])})
         # Learned reward against the listener on the policies' held-out edits: over-optimisation
@@ -599,8 +603,15 @@ def _pair_cell(rows: Sequence[dict[str, Any]], arm: str, opponent: str, annotato
                              tie_margin=annotator.tie_margin)
 
 
-def _accuracy_block(pairs: Sequence[dict[str, Any]], main: str) -> dict[str, Any]:
-    """Accuracy of ``main`` (a key of the pairs) with its interval over tracks, beside the dense score's and the heuristic cost's."""
+def _accuracy_block(pairs: Sequence[dict[str, Any]], main: str, *, by_challenger: bool = True) -> dict[str, Any]:
+    """Accuracy of ``main`` (a key of the pairs) with its interval over tracks, beside the dense score's and the heuristic cost's.
+
+    ``by_challenger`` adds the same per arm whose edit challenged the heuristic's: a pair is not a
+    neutral sample of every scorer.  The heuristic's edit is the least-cost plan by its own cost,
+    so the heuristic cost never prefers a challenger; the learned planner's edit is the least-cost
+    plan by the seam model's pessimistic cost, so the seam model never prefers the heuristic's
+    there; best of N was chosen by the reward model.
+    """
     if not pairs:
         return {"accuracy": None, "dense_accuracy": None, "heuristic_cost_accuracy": None, "ci95": None, "n_pairs": 0,
                 "n_tracks": 0}
@@ -608,9 +619,14 @@ def _accuracy_block(pairs: Sequence[dict[str, Any]], main: str) -> dict[str, Any
     tracks = [p["track"] for p in pairs]
     correct = {name: agreement([p[name] for p in pairs], label) for name in (main, "dense", "heuristic_cost")}
     figure = mean_with_ci(correct[main], tracks)
-    return {"accuracy": figure["mean"], "dense_accuracy": round(float(correct["dense"].mean()), 4),
-            "heuristic_cost_accuracy": round(float(correct["heuristic_cost"].mean()), 4), "ci95": figure["ci95"],
-            "n_pairs": len(pairs), "n_tracks": figure["n_tracks"]}
+    block = {"accuracy": figure["mean"], "dense_accuracy": round(float(correct["dense"].mean()), 4),
+             "heuristic_cost_accuracy": round(float(correct["heuristic_cost"].mean()), 4), "ci95": figure["ci95"],
+             "n_pairs": len(pairs), "n_tracks": figure["n_tracks"]}
+    if by_challenger and all("arms" in p for p in pairs):
+        block["by_challenger"] = {
+            arm: _accuracy_block([p for p in pairs if arm in p["arms"]], main, by_challenger=False)
+            for arm in LEARNED_ARMS if any(arm in p["arms"] for p in pairs)}
+    return block
 
 
 def _curve_points(seed_results: Sequence[dict[str, Any]], annotator: AnnotatorModel) -> list[dict[str, Any]]:

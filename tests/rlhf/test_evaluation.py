@@ -126,8 +126,9 @@ def _seed_result(seed: int, shift: dict[str, float]) -> dict:
     keys = {arm: [f"{arm}{i}" for i in range(6)] for arm in ARMS}
     keys["heuristic_best_of_n"] = list(keys["heuristic"])  # the chooser kept the heuristic's own plan
     scores["heuristic_best_of_n"] = list(scores["heuristic"])
-    pairs = [{"track": f"s{seed}t{i % 2}", "listener": 1.0, "reward_model": 0.3, "dense": -0.1,
-              "heuristic_cost": -1.0, "seam_model": 0.2 if i else -0.2} for i in range(4)]
+    pairs = [{"track": f"s{seed}t{i % 2}", "arms": ["learned_planner"] if i % 2 else ["policy", "policy_best_of_n"],
+              "listener": 1.0, "reward_model": 0.3, "dense": -0.1, "heuristic_cost": -1.0,
+              "seam_model": 0.2 if i else -0.2} for i in range(4)]
     return {"seed": seed, "excerpts": [{"track": f"s{seed}t{i // 3}"} for i in range(6)],
             "cycles": [{"cycle": 1, "judgements": 300, "scores": scores, "keys": keys, "pairs": pairs}],
             "curve": [{"selection": "all", "judgements": n, "arm": "learned_planner",
@@ -147,9 +148,16 @@ def test_summary_layout_from_known_scores():
     # The compute-matched heuristic kept its own plans: identical, level.
     matched = final["heuristic_best_of_n"]["heuristic"]
     assert matched["identical"] == 1.0 and matched["win_rate"] == pytest.approx(0.5)
-    assert summary["reward_model"] == {"accuracy": 1.0, "dense_accuracy": 0.0, "heuristic_cost_accuracy": 0.0,
-                                       "ci95": [1.0, 1.0], "n_pairs": 8, "n_tracks": 4}
+    reward_model = dict(summary["reward_model"])
+    by_challenger = reward_model.pop("by_challenger")
+    assert reward_model == {"accuracy": 1.0, "dense_accuracy": 0.0, "heuristic_cost_accuracy": 0.0,
+                            "ci95": [1.0, 1.0], "n_pairs": 8, "n_tracks": 4}
+    assert set(by_challenger) == {"learned_planner", "policy", "policy_best_of_n"}
+    assert by_challenger["learned_planner"]["n_pairs"] == 4 and by_challenger["policy"]["n_pairs"] == 4
     assert summary["seam_model"]["accuracy"] == 0.75 and summary["seam_model"]["n_pairs"] == 8
+    # Per challenger: the seam model is right on every learned-planner pair, wrong on half of the others.
+    assert summary["seam_model"]["by_challenger"]["learned_planner"]["accuracy"] == 1.0
+    assert summary["seam_model"]["by_challenger"]["policy"]["accuracy"] == 0.5
     curve = {(p["selection"], p["point"], p["arm"]): p for p in summary["curve"]}
     assert curve[("all", "100", "learned_planner")]["win_rate"] > 0.5
     assert curve[("all", "total", "learned_planner")]["judgements"] == 300

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from django.conf import settings
@@ -78,10 +78,12 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         if min(opts["seeds"], opts["cycles"], opts["jobs"], opts["threads"]) < 1:
             raise CommandError("--seeds, --cycles, --jobs and --threads must be at least 1")
-        out = Path(opts["out"])
-        workdir = Path(opts["workdir"]) if opts["workdir"] else out.with_name(f"{out.stem}.seeds")
+        # Absolute paths: each seed's process runs from the repository root, wherever this one started.
+        out = Path(opts["out"]).resolve()
+        workdir = Path(opts["workdir"]).resolve() if opts["workdir"] else out.with_name(f"{out.stem}.seeds")
         workdir.mkdir(parents=True, exist_ok=True)
-        corpus = Path(opts["corpus"]) if opts["corpus"] else default_corpus()
+        opts["listener"] = _absolute_listener(opts["listener"])
+        corpus = Path(opts["corpus"]).resolve() if opts["corpus"] else default_corpus()
         if corpus is None:
             corpus = workdir / "demo-corpus"
             write_demo_corpus(corpus)
@@ -111,9 +113,12 @@ class Command(BaseCommand):
                 self.stdout.write(line)
                 self.stdout.flush()
 
+        children: set[subprocess.Popen] = set()
+
         def one_seed(seed: int) -> dict:
             home = workdir / f"seed{seed}"
-            result = home / "result.json"
+            result = home / "result.json"  # written here, with its settings, only once the seed is finished
+            raw = home / "seed.json"  # what the seed's process writes
             train, held = splits[seed]
             wanted = {**settings_of_run, "seed": seed, "train": [p.name for p in train],
                       "held_out": [p.name for p in held]}
@@ -141,11 +146,12 @@ class Command(BaseCommand):
                 "--seed", str(seed), "--cycles", str(opts["cycles"]), "--listener", opts["listener"],
                 "--parameters", json.dumps(parameters.to_json()), "--noise", str(opts["noise"]),
                 "--annotators", str(opts["annotators"]), "--eval-excerpts", str(opts["eval_excerpts"]),
-                "--baseline-excerpts", str(opts["baseline_excerpts"]), "--result", str(result),
+                "--baseline-excerpts", str(opts["baseline_excerpts"]), "--result", str(raw),
             ]
             seed_began = time.perf_counter()
             child = subprocess.Popen(command, env=env, cwd=str(settings.BASE_DIR), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+            children.add(child)
             errors: list[str] = []
             reader = threading.Thread(target=lambda: errors.extend(child.stderr), daemon=True)
             reader.start()
@@ -153,17 +159,28 @@ class Command(BaseCommand):
                 say(_progress_line(seed, opts["seeds"], line.rstrip(), time.perf_counter() - seed_began))
             child.wait()
             reader.join()
+            children.discard(child)
             if child.returncode != 0:
                 raise CommandError(f"seed {seed} failed: {''.join(errors).strip()[-2000:]}")
-            data = json.loads(result.read_text())
+            data = json.loads(raw.read_text())
             data["settings"] = wanted
             data["seconds"] = round(time.perf_counter() - seed_began, 1)
             write_json(result, data)
             say(f"seed {seed + 1}/{opts['seeds']}: done in {data['seconds']:.0f} s")
             return data
 
-        with ThreadPoolExecutor(max_workers=opts["jobs"]) as pool:
-            results = list(pool.map(one_seed, range(opts["seeds"])))
+        results = []
+        pool = ThreadPoolExecutor(max_workers=opts["jobs"])
+        try:
+            # The first seed to fail stops the run at once: the queued seeds never start, the running ones end.
+            for done in as_completed([pool.submit(one_seed, s) for s in range(opts["seeds"])]):
+                results.append(done.result())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in list(children):
+                child.terminate()
+            for child in list(children):
+                child.wait(timeout=60)
         results.sort(key=lambda r: r["seed"])
         summary = summarise(results, annotator=AnnotatorModel(noise=opts["noise"]))
         judgements = [r["cycles"][-1]["judgements"] for r in results]
@@ -173,7 +190,7 @@ class Command(BaseCommand):
                        "held_out_by_seed": held_by_seed,
                        "distinct_held_out": len({t for h in held_by_seed for t in h})},
             "judgements_per_seed": round(sum(judgements) / len(judgements)), "judgements_by_seed": judgements,
-            "seeds": opts["seeds"], "cycles": opts["cycles"], "parameters": parameters.to_json(),
+            "seeds": opts["seeds"], "n_cycles": opts["cycles"], "parameters": parameters.to_json(),
             "eval_excerpts": opts["eval_excerpts"], "seconds": round(time.perf_counter() - began, 1),
             **summary, "per_seed": results,
         }
@@ -182,6 +199,14 @@ class Command(BaseCommand):
         plot(summary, picture)
         self.stdout.write(format_table(summary))
         self.stdout.write(f"{data['seconds']:.0f} s; figures in {out}, plot in {picture}")
+
+
+def _absolute_listener(spec: str) -> str:
+    """``PATH.py:NAME`` with PATH made absolute (the seeds' processes run elsewhere); ``module:NAME`` as it is."""
+    where, sep, name = spec.rpartition(":")
+    if sep and where.endswith(".py"):
+        return f"{Path(where).resolve()}:{name}"
+    return spec
 
 
 def _progress_line(seed: int, n_seeds: int, line: str, seconds: float) -> str:
