@@ -4,6 +4,7 @@ Prints figures; it is not a test.  Run from the repository root:
 
     python bench/bench_learned_planner.py [--seeds 3] [--rounds 4] [--listener module:NAME] [--pessimism K] [--corpus DIR]
     python bench/bench_learned_planner.py --curve [--selections random,disagreement,departures] [--checkpoints 100,200,400,800]
+    python bench/bench_learned_planner.py --plot-from default=CURVE.log texture=CURVE2.log --plot docs/seam_selection_curve.png
                                           [--minutes 4] [--skip-speed] [--skip-evidence]
 
 1. Speed: planning a ``--minutes``-minute track (the demo tracks' beats tiled to that length) to
@@ -285,6 +286,39 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
     return out
 
 
+def plot_curves(rows_by_listener: dict[str, list[dict]], path: Path) -> None:
+    """One panel per listener: win rate against the heuristic by judgements, one line per selection, 95 % intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows_by_listener), figsize=(5.5 * len(rows_by_listener), 3.8), sharey=True,
+                             squeeze=False)
+    for ax, (listener, rows) in zip(axes[0], rows_by_listener.items()):
+        for selection in SELECTIONS:
+            points = sorted((r for r in rows if r.get("selection") == selection and "win_rate" in r),
+                            key=lambda r: r["judgements"])
+            if not points:
+                continue
+            x = [r["judgements"] for r in points]
+            y = [r["win_rate"] for r in points]
+            ax.errorbar(x, y, yerr=[[v - r["ci95"][0] for v, r in zip(y, points)],
+                                    [r["ci95"][1] - v for v, r in zip(y, points)]],
+                        marker="o", capsize=3, label=selection)
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axhline(0.6, color="tab:red", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_title(f"{listener} listener")
+        ax.set_xlabel("judgements")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("learned planner vs heuristic (held out)")
+    axes[0][0].set_ylim(0.3, 0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def seam_training_time(n_judgements: int = 5000) -> dict:
     """Seconds to train the studio's seam model (8 members) on ``n_judgements`` pairs of edits."""
     rng = np.random.default_rng(0)
@@ -362,11 +396,21 @@ def main() -> None:
                         help="the judgements-to-threshold curve per pair selection (random, disagreement, departures)")
     parser.add_argument("--selections", default=",".join(SELECTIONS))
     parser.add_argument("--checkpoints", default=",".join(str(c) for c in CHECKPOINTS), help="judgement counts")
+    parser.add_argument("--plot-from", nargs="+", default=None, metavar="LISTENER=LOG",
+                        help="draw the curves of earlier --curve runs (their printed lines) into --plot, then stop")
+    parser.add_argument("--plot", default="seam_selection_curve.png")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
         memory_child(args.memory_child)
+        return
+    if args.plot_from:
+        rows = {}
+        for item in args.plot_from:
+            listener, _, log = item.partition("=")
+            rows[listener] = [json.loads(line) for line in Path(log).read_text().splitlines() if line.startswith("{")]
+        plot_curves(rows, Path(args.plot))
         return
     if args.curve:
         print(f"curve: listener {args.listener}, pessimism {args.pessimism}, corpus {args.corpus or 'demo'}", flush=True)
