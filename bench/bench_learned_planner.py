@@ -25,6 +25,7 @@ Prints figures; it is not a test.  Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -57,8 +58,8 @@ from rlhf.evidence.statistics import nested_bootstrap_ci  # noqa: E402
 from rlhf.learning.configs import SeamTrainingConfig  # noqa: E402
 from rlhf.learning.reward_data import confidence_target  # noqa: E402
 from rlhf.learning.seam_model import (  # noqa: E402
-    N_SEAM_FEATURES, Passage, SeamModel, SeamPairs, departures, heuristic_plan, learned_plan, track_feature_scale,
-    train_seam_model,
+    N_SEAM_FEATURES, QUESTION_SELECTIONS, Passage, SeamModel, SeamPairs, choose_pessimism, departures, heuristic_plan,
+    learned_plan, seam_questions, track_feature_scale, train_seam_model,
 )
 
 PASSAGE_BEATS = 40
@@ -167,44 +168,11 @@ def evidence(seeds: int, rounds: int, listener_spec: str, pessimism: float, corp
     return results
 
 
-SELECTIONS = ("random", "disagreement", "departures")
+SELECTIONS = QUESTION_SELECTIONS
 CHECKPOINTS = (100, 200, 400, 800)
 
 
-def _pool(passage: Passage, model: SeamModel, rng: np.random.Generator) -> list[list[int]]:
-    """The edits a question may pair on one passage: the heuristic's plan, the learned plan and their
-    single departures (the studio's candidate edits a seam judgement can tell apart)."""
-    plans = [heuristic_plan(passage), learned_plan(passage, model)]
-    for plan in list(plans):
-        plans += [d.actions for d in departures(passage, SeamModel.untrained(), plan, max_extra_cost=6.0)[:6]]
-    unique = {tuple(passage.edit(a).track_beats().tolist()): a for a in plans}
-    return list(unique.values())
-
-
-def _questions(selection: str, passage: Passage, model: SeamModel, rng: np.random.Generator, k: int) -> list:
-    """``k`` pairs of action lists to ask about on ``passage``, chosen by ``selection``:
-
-    random        two edits of the pool drawn uniformly;
-    disagreement  the pool's pairs the seam ensemble disagrees on most (spread of its cost difference);
-    departures    the learned plan against its most disputed single departures (the studio's proposer).
-    """
-    if selection == "departures":
-        plan = learned_plan(passage, model)
-        return [(plan, d.actions) for d in departures(passage, model, plan)[:k]]
-    pool = _pool(passage, model, rng)
-    pairs = [(i, j) for i in range(len(pool)) for j in range(i + 1, len(pool))]
-    if not pairs:
-        return []
-    if selection == "random":
-        rows = rng.choice(len(pairs), size=min(k, len(pairs)), replace=False)
-        return [(pool[pairs[r][0]], pool[pairs[r][1]]) for r in rows]
-    phi = np.array([passage.seam_sum(a) for a in pool])
-    spread = np.array([model.member_residuals((phi[i] - phi[j])[None, :])[:, 0].std() for i, j in pairs])
-    order = np.argsort(-spread + 1e-9 * rng.random(len(pairs)))[:k]
-    return [(pool[pairs[r][0]], pool[pairs[r][1]]) for r in order]
-
-
-def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: str | None,
+def selection_curve(seeds: int, listener_spec: str, pessimism: float | None, corpus: str | None,
                     selections: tuple[str, ...] = SELECTIONS, checkpoints: tuple[int, ...] = CHECKPOINTS) -> list[dict]:
     """Win rate of the learned planner against the heuristic after J judgements, per pair selection.
 
@@ -227,6 +195,7 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
         return heard[key]
 
     pooled: dict[tuple[str, int], dict] = {}
+    chosen_k: dict[tuple[str, int], list[float]] = {}
     for seed in range(seeds):
         order = np.roll(np.arange(len(tracks)), -n_held * seed)
         train, held = [tracks[i] for i in order[:-n_held]], [tracks[i] for i in order[-n_held:]]
@@ -235,6 +204,8 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
         test_passages = [(t, p, e) for t in held
                          for p, e in passages_of(t, np.random.default_rng(500 + seed), max(5, 30 // len(held)))]
         h_scores = [hear(t, p, e, heuristic_plan(p)) for t, p, e in test_passages]
+        names = sorted({t.arrays.name for t, _, _ in train_passages})
+        track_of = [names.index(t.arrays.name) for t, _, _ in train_passages]
         for selection in selections:
             rng, answer_rng = np.random.default_rng(7 + seed), random.Random(seed)
             model, rows, began = SeamModel.untrained(), [], time.perf_counter()
@@ -242,7 +213,8 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
                 while len(rows) < checkpoint:
                     asked = 0
                     for group, (track, passage, excerpt) in enumerate(train_passages):
-                        for a, b in _questions(selection, passage, model, rng, 1):
+                        for question in seam_questions(selection, passage, model, rng, 1):
+                            a, b = question.a.actions, question.b.actions
                             margin = hear(track, passage, excerpt, a) - hear(track, passage, excerpt, b)
                             choice, confidence, _ = annotator.answer(margin, answer_rng)
                             rows.append((passage.seam_sum(a), passage.seam_sum(b), passage.heuristic_cost(a),
@@ -253,10 +225,19 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
                     if asked == 0:
                         break  # nothing left to ask
                     phi_a, phi_b, h_a, h_b, target, group = (np.array(x) for x in zip(*rows))
-                    model = train_seam_model(SeamPairs(phi_a, phi_b, h_a.astype(float), h_b.astype(float),
-                                                       target.astype(float), np.ones(len(rows)),
-                                                       group.astype(np.int64)),
-                                             SeamTrainingConfig(seed=seed, pessimism=pessimism))
+                    pairs = SeamPairs(phi_a, phi_b, h_a.astype(float), h_b.astype(float), target.astype(float),
+                                      np.ones(len(rows)), group.astype(np.int64))
+                    config = SeamTrainingConfig(seed=seed, pessimism=2.0 if pessimism is None else pessimism)
+                    if pessimism is None:  # k chosen on the training tracks' own judgements
+                        asked = sorted(set(group.tolist()))
+                        row_tracks = np.array([track_of[g] for g in group.tolist()], dtype=np.int64)
+                        by_track: dict[int, list[Passage]] = {}
+                        for g in asked:
+                            by_track.setdefault(track_of[g], []).append(train_passages[g][1])
+                        choice = choose_pessimism(pairs, row_tracks, by_track, config)
+                        config = dataclasses.replace(config, pessimism=choice.k)
+                        chosen_k.setdefault((selection, checkpoint), []).append(choice.k)
+                    model = train_seam_model(pairs, config)
                 cell = pooled.setdefault((selection, checkpoint), {"tracks": {}, "margins": [], "identical": [],
                                                                    "judgements": []})
                 cell["judgements"].append(len(rows))
@@ -281,6 +262,8 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float, corpus: st
                "worse": round(float(np.mean(margins <= -annotator.tie_margin)), 3),
                "identical": round(float(np.mean(cell["identical"])), 3), "seeds": seeds,
                "held_out_passages": int(margins.size)}
+        if (selection, checkpoint) in chosen_k:
+            row["k_chosen"] = chosen_k[(selection, checkpoint)]
         out.append(row)
         print(json.dumps(row), flush=True)
     return out
@@ -389,7 +372,8 @@ def main() -> None:
                                                       "the generated demo corpus")
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pessimism", type=float, default=SeamTrainingConfig().pessimism,
+    parser.add_argument("--pessimism", type=lambda v: None if v == "auto" else float(v),
+                        default=SeamTrainingConfig().pessimism,
                         help="k of the learned seam cost's mean + k * spread (default: the studio's)")
     parser.add_argument("--skip-evidence", action="store_true")
     parser.add_argument("--curve", action="store_true",

@@ -269,6 +269,7 @@ CYCLE_PARAMETER_OVERRIDES = {
         ("n_excerpts", "CYCLE_N_EXCERPTS"),
         ("n_pairs", "CYCLE_N_PAIRS"),
         ("random_share", "CYCLE_RANDOM_SHARE"),
+        ("pair_selection", "CYCLE_PAIR_SELECTION"),
     )
     if os.environ.get(variable, "").strip()
 }

@@ -167,6 +167,7 @@ class SeamModelFigures:
     departs: int                  # judged passages where the learned plan differs from the heuristic's
     passages: int
     record: WinRate | None        # learned-planner edits against the heuristic's in the judgements so far
+    pessimism: str = ""           # the k it plans with, and how it was chosen (on the judged tracks, or set)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def _seam_figures(version: SeamModelVersion) -> SeamModelFigures:
         holdout_note=heldout_shortfall(n, holdout.get("reason", "")),
         departs=departures.get("departs", 0), passages=departures.get("passages", 0),
         record=seam_model_record(version),
+        pessimism=version.metrics.get("pessimism", {}).get("reason", ""),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 
 from rlhf.cycle.errors import CycleError
-from rlhf.learning.configs import PolicyConfig, SeamTrainingConfig
+from rlhf.learning.configs import DEFAULT_QUESTION_SELECTION, QUESTION_SELECTIONS, PolicyConfig, SeamTrainingConfig
 
 _PPO = PolicyConfig()
 _SEAM = SeamTrainingConfig()
@@ -32,8 +32,15 @@ class CycleParameters:
         member spreads (0: the plain mean)
     seam_pessimism : the learned planner prices seams the heuristic does not use at the seam
         model's mean plus this many member spreads, so it departs only where judgements agree
-    departure_pairs : comparisons that isolate one decision: the learned planner's plan against its
-        most disputed single departure, on that many more excerpts (on top of ``n_pairs``)
+        (used as set when ``seam_pessimism_auto`` is off)
+    seam_pessimism_auto : choose that ``k`` each cycle by cross-validation over the judged tracks
+        (``rlhf.learning.seam_model.choose_pessimism``), never on held-out ones
+    departure_pairs : seam questions, on that many more excerpts (on top of ``n_pairs``): one each,
+        chosen by ``pair_selection``
+    pair_selection : how the seam questions are chosen (``rlhf.learning.seam_model.seam_questions``):
+        ``disagreement`` (the pair of the heuristic's plan, the learned plan and their cheapest single
+        departures whose cost difference the seam ensemble disagrees on most), ``departures`` (the
+        learned plan against its most disputed single departure) or ``random`` (two of that pool)
     ppo_n_envs, ppo_n_steps, ppo_batch_size : PPO rollout sizes of a first policy (a fine-tune keeps its parent's)
     ppo_imitation_episodes : passages on which a first policy imitates the heuristic before PPO (0: from scratch)
     ppo_heuristic_kl : over-optimisation guard: weight of the per-step KL penalty toward the heuristic's
@@ -58,7 +65,9 @@ class CycleParameters:
     rm_warm_start: bool = False
     rm_pessimism: float = 0.5
     seam_pessimism: float = _SEAM.pessimism
+    seam_pessimism_auto: bool = True
     departure_pairs: int = 16
+    pair_selection: str = DEFAULT_QUESTION_SELECTION
     ppo_n_envs: int = _PPO.n_envs
     ppo_n_steps: int = _PPO.n_steps
     ppo_batch_size: int = _PPO.batch_size
@@ -88,12 +97,20 @@ class CycleParameters:
         "required_judgements": (1, 20),    # annotators per comparison
         "seed": (0, 2**31 - 1),            # numpy seeds must stay < 2**32 once the cycle id is added
     }
+    # The allowed values of the text parameters.
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "pair_selection": QUESTION_SELECTIONS,
+    }
 
     def __post_init__(self) -> None:
         for name, (low, high) in self.BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high:  # NaN fails too
                 raise CycleError(f"cycle parameter {name} must lie in {low}..{high}, got {value}")
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise CycleError(f"cycle parameter {name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
 
     @classmethod
     def defaults(cls) -> "CycleParameters":
@@ -119,6 +136,10 @@ class CycleParameters:
                             raise ValueError(raw)
                         raw = raw.strip().lower() in {"1", "true", "on", "yes"}
                     values[name] = bool(raw)
+                elif kind is str:
+                    if not isinstance(raw, str):
+                        raise TypeError(raw)
+                    values[name] = raw.strip()
                 elif kind is int:
                     if isinstance(raw, float) and not raw.is_integer():
                         raise ValueError(raw)

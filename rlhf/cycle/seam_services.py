@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -28,9 +28,11 @@ from rlhf.cycle.reward_services import training_data_build
 from rlhf.learning.configs import SEAM_FEATURE_VERSION, SeamTrainingConfig
 from rlhf.learning.seam_model import (
     Passage,
+    PessimismChoice,
     SeamModel,
     SeamModelError,
     SeamPairs,
+    choose_pessimism,
     edit_seam_sum,
     heuristic_plan,
     learned_plan,
@@ -161,20 +163,42 @@ def _departures_on(model: SeamModel, edits: Sequence[Edit], contexts: dict[int, 
     return {"passages": len(tasks), "departs": departs}
 
 
+def seam_model_fit(data: SeamData, config: SeamTrainingConfig, *, choose_k: bool = True
+                   ) -> tuple[SeamModel, PessimismChoice | None]:
+    """Fit the seam model on ``data``; with ``choose_k``, its ``k`` first chosen on those judgements' own tracks
+    (``rlhf.learning.seam_model.choose_pessimism``) and stored in the model's config, so every planner
+    that loads it plans with that ``k``."""
+    choice = None
+    if choose_k:
+        passages: dict[int, list[Passage]] = {}
+        tasks = {(e.track_id, e.excerpt_start_beat, e.n_source_beats, e.target_beats)
+                 for e in data.edits if e.target_beats}
+        for track_id, start, n_beats, target in sorted(tasks):
+            passages.setdefault(track_id, []).append(
+                data.contexts[track_id].passage(start=start, n_beats=n_beats, target_beats=target))
+        choice = choose_pessimism(data.pairs, data.tracks, passages, config)
+        config = replace(config, pessimism=choice.k)
+    return train_seam_model(data.pairs, config), choice
+
+
 def seam_model_train(*, config: SeamTrainingConfig = SeamTrainingConfig(), activate: bool = True,
-                     judgement_ids: Sequence[int] | None = None) -> SeamModelVersion:
+                     judgement_ids: Sequence[int] | None = None, choose_k: bool = True) -> SeamModelVersion:
     """Train a seam-model version on the current judgements and register it.
 
-    Registered even when the judgements are too few to depart anywhere: it then plans the
-    heuristic's edit, and its metrics say so.
+    With ``choose_k`` its ``k`` is chosen on the judged tracks (:func:`seam_model_fit`), otherwise it
+    is ``config.pessimism``.  Registered even when the judgements are too few to depart anywhere:
+    it then plans the heuristic's edit, and its metrics say so.
     """
     parent = seam_model_active()
     referenced = set(SeamModelVersion.objects.values_list("artifact", flat=True))
     artifacts.artifacts_clean(folder=ARTIFACT_FOLDER, referenced=referenced)
     data = seam_data_build(judgement_ids=judgement_ids)
-    model = train_seam_model(data.pairs, config)
+    model, choice = seam_model_fit(data, config, choose_k=choose_k)
+    config = model.config
     departures = _departures_on(model, data.edits, data.contexts)
     metrics = {
+        "pessimism": choice.to_json() if choice is not None else {
+            "k": config.pessimism, "reason": f"k {config.pessimism:g}: set by the cycle (seam_pessimism_auto off)"},
         "holdout": seam_model_holdout(data, config),
         "departures": departures,
         "is_zero": model.is_zero,

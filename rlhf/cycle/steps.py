@@ -55,7 +55,7 @@ from rlhf.cycle.state import RUNNING, STEPS, Reporter, Status, claim_step, cycle
 from rlhf.learning.configs import SeamTrainingConfig, TrainingConfig
 from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.policy import train_policy
-from rlhf.learning.proposal import ProposalConfig, choose_excerpts, departure_pairs, propose
+from rlhf.learning.proposal import ProposalConfig, choose_excerpts, propose, seam_question_pairs
 from rlhf.learning.reward_model import select_device
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.selectors import cycle_comparisons_label
@@ -150,11 +150,12 @@ def _step_train_reward_model(cycle: Cycle, p: CycleParameters, report: Reporter)
     if cycle.seam_model_version_id is None:  # a re-run step keeps the seam model it registered
         report(0.0, "training the seam model (the learned planner's residual seam cost)")
         seam = seam_model_train(config=SeamTrainingConfig(seed=_seed(cycle, p), pessimism=p.seam_pessimism),
-                                activate=False)
+                                activate=False, choose_k=p.seam_pessimism_auto)
         Cycle.objects.filter(pk=cycle.pk).update(seam_model_version=seam)
         cycle.seam_model_version = seam
         holdout = seam.metrics.get("holdout", {})
-        report(0.0, f"seam model {seam.label}: {seam.metrics.get('note')}; held-out accuracy "
+        report(0.0, f"seam model {seam.label}: {seam.metrics.get('note')}; "
+                    f"{seam.metrics.get('pessimism', {}).get('reason', '')}; held-out accuracy "
                     f"{_fmt(holdout.get('accuracy'))} (heuristic cost {_fmt(holdout.get('heuristic_accuracy'))}, "
                     f"{holdout.get('n_pairs', 0)} pairs)", force=True)
     with _link_reward_model_on_register(cycle.pk):
@@ -238,9 +239,11 @@ def _step_propose(cycle: Cycle, p: CycleParameters, report: Reporter) -> None:
                        env_config=EnvConfig(learned_weight=p.learned_weight))
     seam = cycle.seam_model_version
     if seam is not None and p.departure_pairs > 0:
-        excerpts = choose_excerpts(arrays, p.departure_pairs, np.random.default_rng(_seed(cycle, p) + 1),
-                                   env_config=EnvConfig(learned_weight=p.learned_weight))
-        extra = departure_pairs(arrays, excerpts, model=seam_model_load(seam), reward=reward)
+        rng = np.random.default_rng(_seed(cycle, p) + 1)
+        excerpts = choose_excerpts(arrays, p.departure_pairs, rng, env_config=EnvConfig(learned_weight=p.learned_weight))
+        report(0.2, f"choosing {p.departure_pairs} seam questions by {p.pair_selection}")
+        extra = seam_question_pairs(arrays, excerpts, model=seam_model_load(seam), reward=reward,
+                                    selection=p.pair_selection, rng=rng)
         proposal = replace(proposal, pairs=proposal.pairs + tuple(extra),
                            candidates=proposal.candidates + tuple(c for pair in extra for c in (pair.a, pair.b)))
     report(0.3, f"{len(proposal.candidates)} distinct candidates ({proposal.n_duplicates_dropped} duplicates dropped), "
@@ -258,13 +261,13 @@ def _step_propose(cycle: Cycle, p: CycleParameters, report: Reporter) -> None:
         policy_activate(version=policy)
         if row.seam_model_version_id is not None:
             seam_model_activate(version=row.seam_model_version)
-        by = {"disagreement": 0, "random": 0, "anchor": 0, "departure": 0}
+        by = {"disagreement": 0, "random": 0, "anchor": 0, "seam_question": 0}
         for r in rendered:
             by[r.pair.chosen_by] += 1
         row.metrics = {**row.metrics, "proposal": {
             "n_candidates": len(proposal.candidates), "n_duplicates_dropped": proposal.n_duplicates_dropped,
             "n_comparisons": len(comparisons), "n_by_disagreement": by["disagreement"], "n_random": by["random"],
-            "n_anchor": by["anchor"], "n_departure": by["departure"],
+            "n_anchor": by["anchor"], "n_seam_questions": by["seam_question"], "pair_selection": p.pair_selection,
         }}
         row.status = Status.DONE
         row.is_running = False

@@ -62,8 +62,8 @@ def _research_page(request: HttpRequest, *, refusal: str = "", status_code: int 
     return render(request, "rlhf/research.html", {
         "cycles": Cycle.objects.select_related("reward_model_version", "policy_version")[:30],
         "running": Cycle.objects.filter(is_running=True).first(),
-        # (name, default, the value typed in a refused start) per field of the start form
-        "parameters": [(name, default, given.get(name, ""))
+        # (name, default, the value typed in a refused start, its allowed values or ()) per field of the start form
+        "parameters": [(name, default, given.get(name, ""), CycleParameters.CHOICES.get(name, ()))
                        for name, default in CycleParameters.defaults().to_json().items()],
         "parameters_given": bool(given),
         "preflight": cycle_preflight(),
@@ -286,7 +286,9 @@ def _parameters_serializer() -> type[serializers.Serializer]:
     for field in dataclass_fields(CycleParameters):
         low, high = _BOUNDS.get(field.name, (None, None))
         default = getattr(defaults, field.name)
-        if isinstance(default, bool):
+        if field.name in CycleParameters.CHOICES:
+            declared[field.name] = serializers.ChoiceField(choices=CycleParameters.CHOICES[field.name], required=False)
+        elif isinstance(default, bool):
             declared[field.name] = serializers.BooleanField(required=False)
         elif isinstance(default, int):
             declared[field.name] = serializers.IntegerField(required=False, min_value=low, max_value=high)

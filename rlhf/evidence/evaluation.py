@@ -59,7 +59,7 @@ from editing.env import EnvConfig, Excerpt, TrackArrays
 from editing.render import render_edit
 from rlhf.cycle.policy_services import policy_artifact_path, policy_load, track_arrays
 from rlhf.cycle.reward_services import policy_reward, training_device
-from rlhf.cycle.seam_services import seam_data_build, seam_model_load
+from rlhf.cycle.seam_services import seam_data_build, seam_model_fit, seam_model_load
 from rlhf.cycle.state import Status, cycle_create
 from rlhf.cycle.steps import cycle_run
 from rlhf.evidence.listeners import Listener, ListenerError, clip_build, default_listener, listener_score
@@ -69,7 +69,7 @@ from rlhf.learning.configs import BEST_OF_N, SeamTrainingConfig
 from rlhf.learning.policy import best_of_n_actions, load_policy, sample_actions, save_policy, train_policy
 from rlhf.learning.proposal import choose_excerpts
 from rlhf.learning.seam_model import (
-    Passage, SeamModel, departures, edit_seam_sum, heuristic_plan, learned_plan, track_feature_scale, train_seam_model,
+    Passage, SeamModel, departures, edit_seam_sum, heuristic_plan, learned_plan, track_feature_scale,
 )
 
 ARMS = ("heuristic", "heuristic_best_of_n", "learned_planner", "policy", "policy_best_of_n", "dense_only", "bar_cut",
@@ -409,11 +409,12 @@ def _scored(listener: Listener, tracks: Sequence[EvalTrack], excerpts: Sequence[
 
 
 def selection_of(comparison) -> str:
-    """How a comparison was chosen: ``baseline`` (no reward model picked it), ``departure`` (a single
-    departure from the learned plan) or ``uncertainty`` (the reward model's disagreement)."""
+    """How a comparison was chosen: ``baseline`` (no reward model picked it), ``departure`` (a seam question,
+    ``rlhf.learning.proposal.seam_question_pairs``: one of its edits the learned planner's plan or a single
+    departure, ``planner:...``) or ``uncertainty`` (the reward model's disagreement)."""
     if not comparison.reward_model_version:
         return "baseline"
-    if comparison.edit_a.source.endswith(":departure") or comparison.edit_b.source.endswith(":departure"):
+    if comparison.edit_a.source.startswith("planner:") or comparison.edit_b.source.startswith("planner:"):
         return "departure"
     return "uncertainty"
 
@@ -431,7 +432,7 @@ def _judgements_by_selection() -> dict[str, list[int]]:
 
 def _curve(*, listener: Listener, held_out: Sequence[EvalTrack], excerpts: Sequence[Excerpt],
            passages: Sequence[Passage], heuristic: Sequence[Edit], known: dict, config: SeamTrainingConfig,
-           say: Callable[[str], None]) -> list[dict[str, Any]]:
+           choose_k: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """The learned planner retrained on the first J judgements (per selection strategy), scored on the held-out excerpts."""
     points = []
     for selection, ids in _judgements_by_selection().items():
@@ -440,7 +441,8 @@ def _curve(*, listener: Listener, held_out: Sequence[EvalTrack], excerpts: Seque
             if n == 0:
                 continue
             data = seam_data_build(judgement_ids=ids[:n])
-            model = train_seam_model(data.pairs, config) if data.pairs.n_pairs else SeamModel.untrained(config)
+            model = (seam_model_fit(data, config, choose_k=choose_k)[0] if data.pairs.n_pairs
+                     else SeamModel.untrained(config))
             edits = [p.edit(learned_plan(p, model)) for p in passages]
             points.append({"selection": selection, "judgements": n, "arm": "learned_planner",
                            "scores": _scored(listener, held_out, excerpts, edits, known),
@@ -527,8 +529,8 @@ def seed_run(
         edits["heuristic_best_of_n"] = [
             _choose(reward, held_out[ex.track_index], [p.edit(a) for a in heuristic_candidates(p, BEST_OF)])
             for ex, p in zip(excerpts, passages)]
-        edits["learned_planner"] = [p.edit(learned_plan(p, seam, pessimism=parameters.seam_pessimism))
-                                    for p in passages]
+        # The k the cycle's seam model carries: chosen on the training tracks, or the cycle's seam_pessimism.
+        edits["learned_planner"] = [p.edit(learned_plan(p, seam)) for p in passages]
         scores = {arm: _scored(listener, held_out, excerpts, edits[arm], known) for arm in ARMS}
         keys = {arm: [_short(e) for e in edits[arm]] for arm in ARMS}
         # Heuristic against each challenger, the pairs that matter: who ranks them as the listener does?
@@ -572,7 +574,8 @@ def seed_run(
             + ", ".join(f"{a} {np.mean(s):.2f}" for a, s in scores.items()))
     curve = _curve(listener=listener, held_out=held_out, excerpts=excerpts, passages=passages,
                    heuristic=fixed["heuristic"], known=known,
-                   config=SeamTrainingConfig(seed=parameters.seed, pessimism=parameters.seam_pessimism), say=say)
+                   config=SeamTrainingConfig(seed=parameters.seed, pessimism=parameters.seam_pessimism),
+                   choose_k=parameters.seam_pessimism_auto, say=say)
     return {"seed": seed, "train_tracks": [p.name for p in train_files],
             "held_out_tracks": [t.arrays.name for t in held_out],
             "excerpts": [{"track": held_out[e.track_index].arrays.name, "start": int(e.start),

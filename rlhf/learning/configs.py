@@ -110,3 +110,12 @@ class SeamTrainingConfig:
     min_beta: float = 0.25    # the heuristic's cost always counts: residual = w . phi / beta stays bounded
     max_lapse: float = 0.4    # share of answers given without listening (fitted; see rlhf.learning.seam_model)
     seed: int = 0
+
+
+# How the cycle chooses seam questions (``rlhf.learning.seam_model.seam_questions``; the cycle parameter
+# ``pair_selection``).  The default is the selection that reached the heuristic-beating threshold with
+# the fewest judgements in ``bench/bench_learned_planner.py --curve`` on the real corpus (texture
+# listener: 0.618 [0.56, 0.68] after 200 judgements; departures 0.55 and random 0.58 after 800; every
+# selection level on the default listener): the README's "Which questions teach fastest".
+QUESTION_SELECTIONS = ("random", "disagreement", "departures")
+DEFAULT_QUESTION_SELECTION = "disagreement"

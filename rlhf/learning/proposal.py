@@ -12,9 +12,9 @@ stores as Edit and Comparison rows.
 3. :func:`choose_pairs` pairs edits of the same excerpt. A share ``random_share`` of the
    pairs is drawn uniformly at random from all pairs FIRST, so that share is an unbiased
    sample for evaluation; the rest are the pairs the ensemble disagrees on most.
-4. :func:`departure_pairs` asks the questions that teach the learned planner: on other
-   excerpts, its plan against one single departure from it (one decision changed, the rest
-   re-planned exactly), the departure the seam model's members disagree on most.
+4. :func:`seam_question_pairs` asks the questions that teach the learned planner: on other
+   excerpts, two of the heuristic's plan, the learned plan and their single departures (one
+   decision changed, the rest re-planned exactly), chosen by the cycle's ``pair_selection``.
 
 Uncertainty of a pair (a, b): the standard deviation across ensemble members of the reward
 difference ``r_a - r_b`` (members that agree on the order and margin give 0). The predicted
@@ -36,7 +36,8 @@ from editing.baselines import BAR_CUT, HEURISTIC, RANDOM, baseline_actions
 from editing.edit import Edit, apply_actions
 from editing.env import EnvConfig, Excerpt, TrackArrays, sample_excerpt
 from rlhf.learning.policy import sample_actions
-from rlhf.learning.seam_model import Passage, SeamModel, departures, learned_plan, track_feature_scale
+from rlhf.learning.configs import DEFAULT_QUESTION_SELECTION
+from rlhf.learning.seam_model import Passage, SeamModel, seam_questions, track_feature_scale
 
 SOURCES = ("policy", "previous_policy", RANDOM, BAR_CUT, HEURISTIC, "learned", "departure")
 
@@ -126,10 +127,10 @@ class ProposedPair:
         The ensemble's P(a preferred over b).
     uncertainty : float
         Std across members of ``r_a - r_b``.
-    chosen_by : {"disagreement", "random", "anchor", "departure"}
+    chosen_by : {"disagreement", "random", "anchor", "seam_question"}
         "anchor": the new policy against a baseline or the previous policy on the same excerpt,
         asked every cycle so that human scores of each version against fixed references fill in;
-        "departure": the learned planner's plan against a single departure from it.
+        "seam_question": a question for the seam model (:func:`seam_question_pairs`).
     """
 
     a: Candidate
@@ -349,14 +350,17 @@ def anchor_pairs(candidates: Sequence[Candidate], member_rewards: np.ndarray, *,
     return out
 
 
-def departure_pairs(tracks: Sequence[TrackArrays], excerpts: Sequence[Excerpt], *, model: SeamModel,
-                    reward: MemberRewards) -> list[ProposedPair]:
-    """Per excerpt, the learned planner's plan (``"learned"``) against its most disputed single departure (``"departure"``).
+def seam_question_pairs(tracks: Sequence[TrackArrays], excerpts: Sequence[Excerpt], *, model: SeamModel,
+                        reward: MemberRewards, selection: str = DEFAULT_QUESTION_SELECTION,
+                        rng: np.random.Generator | None = None) -> list[ProposedPair]:
+    """Per excerpt, one seam question chosen by ``selection`` (``rlhf.learning.seam_model.seam_questions``).
 
-    Excerpts with nothing to decide or no departure are skipped.  The pair's predicted
-    preference and uncertainty are the reward-model ensemble's, as for every comparison; its
-    priority is 1 (asked first): these are the pairs that isolate one decision.
+    Its edits are the heuristic's plan (``"heuristic"``), the learned planner's (``"learned"``) or a
+    single departure from either (``"departure"``).  Excerpts with nothing to decide are skipped.
+    The pair's predicted preference and uncertainty are the reward-model ensemble's, as for every
+    comparison; its priority is 1 (asked first): these are the pairs that teach the learned planner.
     """
+    rng = rng if rng is not None else np.random.default_rng(0)
     scaled: dict[int, np.ndarray] = {}
     pairs: list[ProposedPair] = []
     for excerpt in excerpts:
@@ -366,15 +370,11 @@ def departure_pairs(tracks: Sequence[TrackArrays], excerpts: Sequence[Excerpt], 
         bars = track.bar_positions[excerpt.start:excerpt.start + excerpt.n_beats]
         passage = Passage(context=track.dense, scaled=scaled[excerpt.track_index], start=excerpt.start,
                           bar_positions=bars, target_beats=excerpt.target_beats)
-        plan = learned_plan(passage, model)
-        found = departures(passage, model, plan)
-        if not found:
-            continue
-        a = Candidate(excerpt=excerpt, actions=tuple(plan), edit=passage.edit(plan), source="learned")
-        b = Candidate(excerpt=excerpt, actions=tuple(found[0].actions), edit=passage.edit(found[0].actions),
-                      source="departure")
-        rewards = np.asarray(reward.member_rewards([(track, a.edit), (track, b.edit)]))
-        uncertainty, p_a = pair_statistics(rewards, np.array([0]), np.array([1]))
-        pairs.append(ProposedPair(a=a, b=b, priority=1.0, predicted_preference=float(p_a[0]),
-                                  uncertainty=float(uncertainty[0]), chosen_by="departure"))
+        for question in seam_questions(selection, passage, model, rng, 1):
+            a, b = (Candidate(excerpt=excerpt, actions=side.actions, edit=passage.edit(side.actions),
+                              source=side.source) for side in (question.a, question.b))
+            rewards = np.asarray(reward.member_rewards([(track, a.edit), (track, b.edit)]))
+            uncertainty, p_a = pair_statistics(rewards, np.array([0]), np.array([1]))
+            pairs.append(ProposedPair(a=a, b=b, priority=1.0, predicted_preference=float(p_a[0]),
+                                      uncertainty=float(uncertainty[0]), chosen_by="seam_question"))
     return pairs

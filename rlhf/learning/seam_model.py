@@ -49,7 +49,7 @@ from editing.baselines import edit_cost, retarget_heuristic, seam_cost
 from editing.dense import DenseContext
 from editing.edit import Edit, EditBuilder, apply_actions
 from editing.planner import RetargetPlanner, alternatives, plan_actions
-from rlhf.learning.configs import SEAM_FEATURE_VERSION, SeamTrainingConfig
+from rlhf.learning.configs import QUESTION_SELECTIONS, SEAM_FEATURE_VERSION, SeamTrainingConfig
 
 CHECKPOINT_FORMAT = "seam-model-v1"
 BEATS_PER_PHRASE = 16
@@ -501,3 +501,162 @@ def departures(passage: Passage, model: SeamModel, plan: Sequence[int], *, max_e
         members = model.member_residuals((passage.seam_sum(actions) - phi_plan)[None, :])[:, 0]
         found[key] = Departure(actions=actions, step=step, extra_cost=extra, disagreement=float(members.std()))
     return sorted(found.values(), key=lambda d: (-d.disagreement, d.extra_cost))
+
+
+# --------------------------------------------------------------------------- questions that teach it
+
+# Cheapest single departures (by the heuristic's own cost) of each plan that join the question pool.
+POOL_DEPARTURES = 6
+POOL_MAX_EXTRA_COST = 6.0
+
+
+@dataclass(frozen=True)
+class PoolEdit:
+    """One edit a seam question may ask about: its actions and what made it
+    (``"heuristic"``, ``"learned"`` or ``"departure"``)."""
+
+    actions: tuple[int, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """Two edits of one passage to compare, and the seam ensemble's spread of their cost difference."""
+
+    a: PoolEdit
+    b: PoolEdit
+    disagreement: float
+
+
+def question_pool(passage: Passage, model: SeamModel) -> list[PoolEdit]:
+    """The edits a seam judgement can tell apart on one passage: the heuristic's plan, the learned plan
+    and each plan's :data:`POOL_DEPARTURES` cheapest single departures, each edit once (first source wins)."""
+    heuristic = heuristic_plan(passage)
+    learned = learned_plan(passage, model)
+    listed = [PoolEdit(tuple(heuristic), "heuristic"), PoolEdit(tuple(learned), "learned")]
+    untrained = SeamModel.untrained(model.config)
+    for plan in (heuristic, learned):
+        listed += [PoolEdit(tuple(d.actions), "departure")
+                   for d in departures(passage, untrained, plan, max_extra_cost=POOL_MAX_EXTRA_COST)[:POOL_DEPARTURES]]
+    unique: dict[tuple[int, ...], PoolEdit] = {}
+    for item in listed:
+        unique.setdefault(tuple(passage.edit(item.actions).track_beats().tolist()), item)
+    return list(unique.values())
+
+
+def seam_questions(selection: str, passage: Passage, model: SeamModel, rng: np.random.Generator, k: int = 1
+                   ) -> list[Question]:
+    """Up to ``k`` questions about ``passage``, chosen by ``selection`` (one of :data:`QUESTION_SELECTIONS`):
+
+    ``random``        two edits of :func:`question_pool` drawn uniformly;
+    ``disagreement``  the pool's pairs whose cost difference the seam ensemble's members disagree on most;
+    ``departures``    the learned plan against its most disputed single departures.
+
+    Every question pairs two different edits; a passage with nothing to decide gives none.
+    """
+    if selection not in QUESTION_SELECTIONS:
+        raise SeamModelError(f"question selection {selection!r} is unknown (known: {', '.join(QUESTION_SELECTIONS)})")
+    if selection == "departures":
+        plan = learned_plan(passage, model)
+        return [Question(PoolEdit(tuple(plan), "learned"), PoolEdit(tuple(d.actions), "departure"), d.disagreement)
+                for d in departures(passage, model, plan)[:k]]
+    pool = question_pool(passage, model)
+    pairs = [(i, j) for i in range(len(pool)) for j in range(i + 1, len(pool))]
+    if not pairs:
+        return []
+    phi = np.array([passage.seam_sum(p.actions) for p in pool])
+    spread = np.array([model.member_residuals((phi[i] - phi[j])[None, :])[:, 0].std() for i, j in pairs])
+    if selection == "random":
+        rows = rng.choice(len(pairs), size=min(k, len(pairs)), replace=False)
+    else:
+        rows = np.argsort(-spread + 1e-9 * rng.random(len(pairs)))[:k]
+    return [Question(pool[pairs[r][0]], pool[pairs[r][1]], float(spread[r])) for r in rows]
+
+
+# --------------------------------------------------------------------------- choosing k on training tracks
+
+PESSIMISM_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class PessimismChoice:
+    """``k`` chosen by :func:`choose_pessimism`, and the evidence for it (all on training tracks).
+
+    ``gain[k]``: mean over validation passages of P(the learned plan preferred over the heuristic's)
+    - 0.5, under a referee fitted on the validation tracks' own judgements only (0 where the plan is
+    the heuristic's); ``departs[k]``: validation passages on which the plan departs.
+    """
+
+    k: float
+    gain: dict[float, float]
+    departs: dict[float, int]
+    n_passages: int
+    n_folds: int
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"k": self.k, "gain": {str(k): round(v, 5) for k, v in self.gain.items()},
+                "departs": {str(k): v for k, v in self.departs.items()}, "n_passages": self.n_passages,
+                "n_folds": self.n_folds, "reason": self.reason}
+
+
+def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[int, Sequence[Passage]],
+                     config: SeamTrainingConfig = SeamTrainingConfig(), *, grid: Sequence[float] = PESSIMISM_GRID,
+                     n_folds: int = 3, max_passages_per_fold: int = 60) -> PessimismChoice:
+    """Choose the learned planner's ``k`` by cross-validation over the judged (training) tracks.
+
+    The judged tracks are cut into ``n_folds`` folds.  For each fold, a model fitted on the other
+    folds' judgements plans that fold's judged passages with every ``k`` of ``grid``, and a referee
+    fitted on that fold's own judgements only says how likely a listener prefers each plan to the
+    heuristic's.  ``k`` is the value of the best mean gain; ties (such as no departure anywhere) go
+    to the larger ``k``, the more cautious.  Tracks outside ``row_tracks`` are never read: held-out
+    tracks stay held out.
+
+    Parameters
+    ----------
+    pairs : SeamPairs
+        The training judgements.
+    row_tracks : np.ndarray [shape=(pairs.n_pairs,)], int
+        The track of each row.
+    passages : dict
+        Track (as in ``row_tracks``) -> its judged passages (the planners' tasks the judgements were about).
+    config : SeamTrainingConfig
+        How every fold's models are fitted; its ``pessimism`` is the answer when there is too
+        little to choose with (fewer than two judged tracks).
+    """
+    tracks = np.unique(row_tracks)
+    if tracks.size < 2 or pairs.n_pairs == 0:
+        return PessimismChoice(float(config.pessimism), {}, {}, 0, 0,
+                               f"{tracks.size} judged track(s): k stays {config.pessimism:g} (2 needed to choose)")
+    rng = np.random.default_rng(config.seed)
+    folds = np.array_split(rng.permutation(tracks), min(n_folds, tracks.size))
+    gains: dict[float, list[float]] = {float(k): [] for k in grid}
+    departs = {float(k): 0 for k in grid}
+    for fold in folds:
+        val = np.isin(row_tracks, fold)
+        fitted = train_seam_model(pairs.subset(np.flatnonzero(~val)), config)
+        referee = train_seam_model(pairs.subset(np.flatnonzero(val)), config)
+        tasks = [p for t in fold for p in passages.get(int(t), ())]
+        if len(tasks) > max_passages_per_fold:
+            tasks = [tasks[i] for i in np.sort(rng.choice(len(tasks), max_passages_per_fold, replace=False))]
+        for passage in tasks:
+            base = heuristic_plan(passage)
+            if not base:
+                continue
+            phi_h, cost_h = passage.seam_sum(base), passage.heuristic_cost(base)
+            for k in gains:
+                plan = base if fitted.is_zero else learned_plan(passage, fitted, pessimism=k)
+                if plan == base:
+                    gains[k].append(0.0)
+                    continue
+                departs[k] += 1
+                versus = SeamPairs(passage.seam_sum(plan)[None, :], phi_h[None, :],
+                                   np.array([passage.heuristic_cost(plan)]), np.array([cost_h]),
+                                   np.array([0.5]), np.ones(1), np.zeros(1, dtype=np.int64))
+                gains[k].append(float(preference_probability(referee, versus)[0]) - 0.5)
+    n = len(next(iter(gains.values())))
+    mean = {k: float(np.mean(v)) if v else 0.0 for k, v in gains.items()}
+    best = max(mean, key=lambda k: (round(mean[k], 6), k))
+    return PessimismChoice(best, mean, departs, n, len(folds),
+                           f"k {best:g}: gain {mean[best]:+.4f} over {n} validation passages of {tracks.size} "
+                           f"training tracks in {len(folds)} folds")

@@ -17,6 +17,8 @@ from rlhf.cycle.steps import cycle_run, cycle_step_run
 from rlhf.evidence.evaluation import simulated_loop
 from rlhf.models import Cycle, PolicyVersion, RewardModelVersion
 from rlhf.evidence.simulate import annotators_simulate
+from rlhf.cycle.seam_services import seam_model_load
+from rlhf.learning.seam_model import PESSIMISM_GRID
 from rlhf.versions import seam_model_active
 from tests.rlhf.cycle_data import TINY, artifact_files, partial_files, small_studio
 
@@ -44,6 +46,9 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert set(first.metrics) == {"reward_model", "policy", "proposal"}
     seam1 = first.seam_model_version
     assert seam1 is not None and seam1.is_active and seam1.n_judgements == rm1.n_judgements
+    # Its k was chosen on the judged tracks (seam_pessimism_auto, the default) and the version plans with it.
+    assert seam1.metrics["pessimism"]["k"] in PESSIMISM_GRID and seam1.metrics["pessimism"]["reason"].startswith("k ")
+    assert seam_model_load(seam1).config.pessimism == seam1.metrics["pessimism"]["k"] == seam1.hyperparameters["pessimism"]
     assert first.metrics["reward_model"]["accuracy"] is not None
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # TRAINING_DEVICE unset: CUDA when present
     assert first.metrics["reward_model"]["device"].split(":")[0] == expected_device
@@ -55,11 +60,13 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     sources = {e.source for c in proposed for e in (c.edit_a, c.edit_b)}
     assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut",
                                                      "baseline:heuristic", seam1.source, f"{seam1.source}:departure"}
-    # Questions that isolate one decision: the learned plan against a single departure from it.
-    assert 0 < first.metrics["proposal"]["n_departure"] <= TINY.departure_pairs
-    departure_pairs = [c for c in proposed if f"{seam1.source}:departure" in (c.edit_a.source, c.edit_b.source)]
-    assert len(departure_pairs) == first.metrics["proposal"]["n_departure"]
-    assert all(c.edit_a.excerpt_start_beat == c.edit_b.excerpt_start_beat for c in departure_pairs)
+    # Seam questions (the default pair_selection): two of the heuristic's plan, the learned plan and their
+    # single departures, at least one of them made by the seam model, on one excerpt.
+    assert first.metrics["proposal"]["pair_selection"] == TINY.pair_selection == "disagreement"
+    assert 0 < first.metrics["proposal"]["n_seam_questions"] <= TINY.departure_pairs
+    questions = [c for c in proposed if {c.edit_a.source, c.edit_b.source} & {seam1.source, f"{seam1.source}:departure"}]
+    assert len(questions) == first.metrics["proposal"]["n_seam_questions"]
+    assert all(c.edit_a.excerpt_start_beat == c.edit_b.excerpt_start_beat for c in questions)
 
     # A redelivered step of a finished cycle does nothing.
     assert cycle_step_run(cycle_id=first.pk, step="train_policy") is False

@@ -42,9 +42,32 @@ def test_the_largest_allowed_values_are_accepted():
         CycleParameters.from_json({"ppo_timesteps": 1_000_001})
 
 
-def test_every_integer_and_float_parameter_has_bounds():
-    numeric = {name for name, value in CycleParameters().to_json().items() if not isinstance(value, bool)}
-    assert numeric == set(CycleParameters.BOUNDS)
+def test_every_integer_and_float_parameter_has_bounds_and_every_text_one_its_choices():
+    values = CycleParameters().to_json().items()
+    assert {name for name, value in values if isinstance(value, (int, float)) and not isinstance(value, bool)} == set(
+        CycleParameters.BOUNDS)
+    assert {name for name, value in values if isinstance(value, str)} == set(CycleParameters.CHOICES)
+
+
+@pytest.mark.parametrize("value", ["loudest", 3, ["random"], ""])
+def test_a_pair_selection_outside_its_choices_is_refused_by_the_api_and_the_page(researcher, value):
+    r = researcher.post(CYCLES, {"pair_selection": value}, content_type="application/json")
+    assert r.status_code == 400 and "pair_selection" in r.json()["detail"], r.content
+    if isinstance(value, str) and value:
+        page = researcher.post(reverse("rlhf:cycle-start"), {"pair_selection": value})
+        assert page.status_code == 400 and b"pair_selection must be one of random, disagreement, departures" in page.content
+    assert not Cycle.objects.exists()
+
+
+def test_each_pair_selection_is_accepted_and_the_page_offers_exactly_those(researcher):
+    for choice in ("random", "disagreement", "departures"):
+        assert CycleParameters.from_json({"pair_selection": choice}).pair_selection == choice
+    assert CycleParameters().pair_selection == "disagreement"
+    page = researcher.get(reverse("rlhf:home")).content.decode()
+    select = page[page.index('<select id="p-pair_selection"'):]
+    select = select[:select.index("</select>")]
+    assert select.count("<option") == 4 and "default (disagreement)" in select
+    assert all(f'value="{choice}"' in select for choice in ("random", "disagreement", "departures"))
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"ppo_timesteps"', "3", "null"])
@@ -83,3 +106,16 @@ def test_a_cycle_with_default_parameters_trains_the_policy_with_the_policy_defau
     from rlhf.learning.configs import PolicyConfig
 
     assert CycleParameters().policy_config(seed=PolicyConfig.seed, device=PolicyConfig.device) == PolicyConfig()
+
+
+def test_run_cycle_takes_the_text_and_on_off_parameters_from_its_command_line():
+    from rlhf.management.commands.run_cycle import Command, parameters_from_options
+
+    parser = Command().create_parser("manage.py", "run_cycle")
+    p = parameters_from_options(vars(parser.parse_args(["--pair-selection", "random", "--no-seam-pessimism-auto"])))
+    assert (p.pair_selection, p.seam_pessimism_auto) == ("random", False)
+    assert parameters_from_options(vars(parser.parse_args([]))).seam_pessimism_auto is True
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="invalid choice: 'loudest'"):
+        parser.parse_args(["--pair-selection", "loudest"])

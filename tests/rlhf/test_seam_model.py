@@ -17,7 +17,7 @@ from editing.demo import DEMO_SPECS, write_demo_corpus
 from editing.dense import dense_context
 from editing.edit import reachable_target
 from editing.planner import PlannerError, RetargetPlanner
-from rlhf.learning.configs import SeamTrainingConfig
+from rlhf.learning.configs import QUESTION_SELECTIONS, SeamTrainingConfig
 from rlhf.learning.reward_data import confidence_target
 from rlhf.learning.seam_model import (
     FEATURE_NAMES,
@@ -29,6 +29,10 @@ from rlhf.learning.seam_model import (
     SeamPairs,
     departures,
     heuristic_plan,
+    PESSIMISM_GRID,
+    choose_pessimism,
+    question_pool,
+    seam_questions,
     learned_plan,
     seam_features,
     track_feature_scale,
@@ -190,3 +194,104 @@ def test_answers_given_without_listening_do_not_make_every_seam_cheaper(tmp_path
     assert 0.05 < float(np.mean(model.members_lapse)) < 0.3
     model.save(tmp_path / "seam.json")
     assert np.allclose(SeamModel.load(tmp_path / "seam.json").members_lapse, model.members_lapse)
+
+
+def _key(passage: Passage, actions) -> tuple[int, ...]:
+    return tuple(passage.edit(actions).track_beats().tolist())
+
+
+@pytest.mark.parametrize("selection", QUESTION_SELECTIONS)
+def test_every_selection_asks_about_two_different_edits_of_the_pool(tracks, selection):
+    rng = np.random.default_rng(4)
+    model = SeamModel(np.random.default_rng(5).normal(0, 0.05, (6, N_SEAM_FEATURES)), np.ones(6))
+    asked = 0
+    for passage in passages(tracks[1], rng, 6):
+        pool = {_key(passage, p.actions): p.source for p in question_pool(passage, model)}
+        assert pool[_key(passage, heuristic_plan(passage))] == "heuristic"
+        questions = seam_questions(selection, passage, model, rng, 3)
+        if len(pool) == 1:  # one edit meets the target: nothing to ask
+            assert questions == []
+            continue
+        assert 1 <= len(questions) <= 3
+        for q in questions:
+            assert _key(passage, q.a.actions) != _key(passage, q.b.actions)
+            assert {q.a.source, q.b.source} <= {"heuristic", "learned", "departure"}
+            assert "departure" in (q.a.source, q.b.source) or "learned" in (q.a.source, q.b.source)
+            if selection != "departures":
+                assert _key(passage, q.a.actions) in pool and _key(passage, q.b.actions) in pool
+            else:
+                assert q.a.actions == tuple(learned_plan(passage, model))
+        asked += len(questions)
+        if selection == "disagreement":  # the most disputed pairs of the pool, most disputed first
+            spreads = [q.disagreement for q in questions]
+            assert spreads == sorted(spreads, reverse=True) and spreads[0] > 0
+    assert asked > 0
+    with pytest.raises(SeamModelError, match="unknown"):
+        seam_questions("loudest", passages(tracks[1], rng, 1)[0], model, rng)
+
+
+@pytest.mark.slow
+def test_questions_the_ensemble_disputes_teach_the_planner_to_beat_the_heuristic_on_unseen_tracks(tracks):
+    """The cycle's default selection: pairs of the pool the seam ensemble disagrees on most."""
+    rng = np.random.default_rng(7)
+    train_tracks, held_out = tracks[:4], tracks[4:]
+    train_passages = [p for t in train_tracks for p in passages(t, rng, 12)]
+    model = SeamModel.untrained()
+    rows = []
+    for round_ in range(3):
+        for group, passage in enumerate(train_passages):
+            for q in seam_questions("disagreement", passage, model, rng, 3):
+                rows.append((passage.seam_sum(q.a.actions), passage.seam_sum(q.b.actions),
+                             passage.heuristic_cost(q.a.actions), passage.heuristic_cost(q.b.actions),
+                             judge(rng, passage, q.a.actions, q.b.actions), group))
+        model = train_seam_model(pairs_of(rows), SeamTrainingConfig(n_members=6, seed=round_))
+    assert len(rows) <= 1000
+    test_passages = [p for t in held_out for p in passages(t, np.random.default_rng(11), 15)]
+    diffs = np.array([listener_cost(p, heuristic_plan(p)) - listener_cost(p, learned_plan(p, model))
+                      for p in test_passages])
+    wins = 1.0 / (1.0 + np.exp(-diffs))
+    assert wins.mean() >= 0.6, (wins.mean(), len(rows))
+    assert np.mean(diffs < -1e-9) <= 0.1
+
+
+def _asked(tracks, rng, answer, n_per_track=6):
+    """Departure questions on the first four demo tracks, answered by ``answer(passage, a, b)``."""
+    rows, row_tracks, by_track = [], [], {}
+    model = SeamModel.untrained()
+    for t, track in enumerate(tracks[:4]):
+        for passage in passages(track, rng, n_per_track):
+            by_track.setdefault(t, []).append(passage)
+            plan = heuristic_plan(passage)
+            for d in departures(passage, model, plan)[:3]:
+                rows.append((passage.seam_sum(plan), passage.seam_sum(d.actions), passage.heuristic_cost(plan),
+                             passage.heuristic_cost(d.actions), answer(passage, plan, d.actions), len(row_tracks)))
+                row_tracks.append(t)
+    return pairs_of(rows), np.array(row_tracks), by_track
+
+
+def test_k_is_chosen_on_training_tracks_cautious_when_answers_say_nothing(tracks):
+    rng = np.random.default_rng(21)
+    noise = np.random.default_rng(22)
+    pairs, row_tracks, by_track = _asked(tracks, rng, lambda *_: float(noise.integers(0, 2)), n_per_track=4)
+    # Only the tracks named in the rows are read: a track nobody judged (held out) is never planned.
+    poisoned = {**by_track, 99: [None]}
+    choice = choose_pessimism(pairs, row_tracks, poisoned, SeamTrainingConfig(n_members=3))
+    assert choice.k in PESSIMISM_GRID and choice.n_folds == 3 and choice.n_passages > 0
+    assert set(choice.gain) == set(PESSIMISM_GRID)
+    # Coin-flip answers: the chosen k departs on no more validation passages than any smaller k does.
+    assert all(choice.departs[choice.k] <= choice.departs[k] for k in PESSIMISM_GRID if k < choice.k)
+    assert choice.gain[choice.k] >= max(choice.gain.values()) - 1e-6
+
+
+def test_k_stays_the_configured_one_with_fewer_than_two_judged_tracks(tracks):
+    pairs, row_tracks, by_track = _asked(tracks[:1], np.random.default_rng(3), lambda *_: 1.0, n_per_track=2)
+    choice = choose_pessimism(pairs, row_tracks, by_track, SeamTrainingConfig(pessimism=2.0))
+    assert choice.k == 2.0 and "2 needed" in choice.reason
+
+
+@pytest.mark.slow
+def test_k_chosen_on_training_folds_departs_where_a_consistent_listener_agrees(tracks):
+    rng = np.random.default_rng(31)
+    pairs, row_tracks, by_track = _asked(tracks, rng, lambda p, a, b: judge(rng, p, a, b), n_per_track=12)
+    choice = choose_pessimism(pairs, row_tracks, by_track, SeamTrainingConfig(n_members=6))
+    assert choice.gain[choice.k] > 0 and choice.departs[choice.k] > 0, choice

@@ -1,6 +1,8 @@
 """manage.py run_cycle: run one retrain cycle in this process, with a progress bar (or queue it for the workers)."""
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -16,7 +18,11 @@ def add_parameter_arguments(parser) -> None:
     for name, value in defaults.to_json().items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parser.add_argument(flag, dest=name, action="store_true", default=None)
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"default: {'on' if value else 'off'}")
+        elif name in CycleParameters.CHOICES:
+            parser.add_argument(flag, dest=name, choices=CycleParameters.CHOICES[name], default=None,
+                                help=f"default: {value}")
         else:
             parser.add_argument(flag, dest=name, type=type(value), default=None,
                                 help=f"default: the CYCLE_* setting or {value}")
