@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -324,12 +324,26 @@ def queue_length(*, annotator) -> int:
 
 
 @dataclass(frozen=True)
+class ServedAudio:
+    """The file a side is served as: its format (``?format=`` of the audio URL), duration and timeline.
+
+    ``render`` holds the timeline of that very file (``beat_starts_seconds``, ``track_beats``,
+    ``seam_seconds``): the native render's for Opus and FLAC copies, the edit's own for the legacy MP3.
+    """
+
+    format: str
+    duration_seconds: float
+    render: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ShownSide:
     """One side of the page: the edit, the choice value that picks it, and its beat map for the playhead."""
 
     edit_id: int
     choice: str  # "a" or "b": the comparison's edit this side plays
-    duration_seconds: float
+    audio_format: str  # the ?format= of its audio URL: "opus", "flac" or "mp3"
+    duration_seconds: float  # of the file served
     min_listen_seconds: float  # min(setting, the whole edit once): see min_listen_seconds()
     beat_starts_seconds: list[float]
     track_beats: list[int]
@@ -360,10 +374,11 @@ def min_listen_seconds(duration_seconds: float) -> float:
     return round(max(0.0, min(setting, float(duration_seconds) - FULL_LISTEN_SLACK_SECONDS)), 3)
 
 
-def _shown_side(edit, choice: str) -> ShownSide:
-    render = edit.render or {}
+def _shown_side(edit, choice: str, served: ServedAudio) -> ShownSide:
+    render = served.render
     return ShownSide(
-        edit_id=edit.pk, choice=choice, duration_seconds=float(edit.duration_seconds),
+        edit_id=edit.pk, choice=choice, audio_format=served.format, duration_seconds=float(served.duration_seconds),
+        # What the server requires (annotations.listening.listening_check): of the edit, not of the file.
         min_listen_seconds=min_listen_seconds(edit.duration_seconds),
         beat_starts_seconds=[float(t) for t in render.get("beat_starts_seconds", [])],
         track_beats=[int(b) for b in render.get("track_beats", [])],
@@ -371,10 +386,15 @@ def _shown_side(edit, choice: str) -> ShownSide:
     )
 
 
-def shown_comparison(assignment: Assignment) -> ShownComparison:
-    """Selector: the assignment's comparison laid out left/right as this annotator sees it."""
+def shown_comparison(assignment: Assignment, *, served: Mapping[int, ServedAudio]) -> ShownComparison:
+    """Selector: the assignment's comparison laid out left/right as this annotator sees it.
+
+    ``served`` maps each edit's id to the file the page will fetch for it
+    (``annotations.listening.listening_shown`` makes them): durations and beat maps are that file's.
+    """
     comparison = assignment.comparison
-    a, b = _shown_side(comparison.edit_a, "a"), _shown_side(comparison.edit_b, "b")
+    a = _shown_side(comparison.edit_a, "a", served[comparison.edit_a_id])
+    b = _shown_side(comparison.edit_b, "b", served[comparison.edit_b_id])
     left, right = (a, b) if assignment.left_is_a else (b, a)
     region = None
     if left.track_beats and right.track_beats:
@@ -397,5 +417,5 @@ def shown_comparison(assignment: Assignment) -> ShownComparison:
 
 __all__ = [
     "KINDS", "assignment_ahead", "assignment_current", "assignment_next", "min_listen_seconds", "available_comparisons", "open_assignments",
-    "queue_length", "shown_comparison",
+    "queue_length", "ServedAudio", "shown_comparison",
 ]

@@ -107,6 +107,49 @@ class Passage(models.Model):
         return f"{self.track}: beats {self.excerpt_start_beat}+{self.n_source_beats}"
 
 
+class ListeningCopy(models.Model):
+    """What annotators hear of an edit or of a passage in one format, encoded from the native render.
+
+    The native render (``editing.render.render_native``: the source's rate and channels, with the
+    track's lead-in/ring-out where the edit keeps them) encoded as ``format``; ``render`` holds the
+    timeline of THIS file (``beat_starts_seconds``, ``track_beats``, ``seam_seconds``), which the
+    page's playhead mapping uses.  Made on first request by ``annotations.services``
+    (``edit_listening_copy_ensure`` / ``passage_listening_copy_ensure``); exactly one of ``edit``
+    and ``passage`` is set.
+    """
+
+    class Format(models.TextChoices):
+        OPUS = "opus", "Opus (Ogg), 48 kHz"
+        FLAC = "flac", "FLAC, lossless at the source's rate"
+
+    edit = models.ForeignKey("Edit", on_delete=models.CASCADE, null=True, blank=True, related_name="listening_copies")
+    passage = models.ForeignKey(Passage, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="listening_copies")
+    format = models.CharField(max_length=8, choices=Format.choices)
+    audio = models.FileField(upload_to="listening/", max_length=500)
+    sample_rate = models.PositiveIntegerField(help_text="Hz of the encoded file (48000 for Opus)")
+    source_sample_rate = models.PositiveIntegerField(help_text="Hz of the track's source (and the native render)")
+    channels = models.PositiveSmallIntegerField(help_text="as the source: 1 or 2")
+    duration_seconds = models.FloatField()
+    render = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["edit", "format"], condition=models.Q(edit__isnull=False),
+                                    name="one_listening_copy_per_edit_format"),
+            models.UniqueConstraint(fields=["passage", "format"], condition=models.Q(passage__isnull=False),
+                                    name="one_listening_copy_per_passage_format"),
+            models.CheckConstraint(condition=models.Q(edit__isnull=False, passage__isnull=True)
+                                   | models.Q(edit__isnull=True, passage__isnull=False),
+                                   name="listening_copy_of_edit_or_passage"),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"edit {self.edit_id}" if self.edit_id else f"passage {self.passage_id}"
+        return f"{owner} as {self.format} ({self.sample_rate} Hz, {self.channels} ch)"
+
+
 class Comparison(models.Model):
     """Two edits of the same track, to be judged by several annotators."""
 
@@ -249,6 +292,9 @@ class ListeningRecord(models.Model):
     first_byte = models.PositiveBigIntegerField(help_text="offset of the first byte served")
     n_bytes = models.PositiveBigIntegerField(help_text="bytes streamed from first_byte on")
     file_bytes = models.PositiveBigIntegerField(help_text="size of the whole audio file")
+    file_seconds = models.FloatField(null=True, blank=True,
+                                     help_text="duration of the file served, seconds (empty: the edit's own "
+                                               "rendering, whose duration the edit gives)")
     started_at = models.DateTimeField(help_text="when the request arrived")
     finished_at = models.DateTimeField(help_text="when the last byte was handed over (or the client went away)")
 

@@ -25,9 +25,11 @@ from editing import audio as audio_lib
 from editing.demo import read_beats
 from editing.edit import Edit as EditValue
 from editing.edit import EditError, apply_actions, unedited, validate_edit
+from editing.listening import FORMATS as LISTENING_FORMATS
+from editing.listening import encode_listening
 
 from .errors import AnnotationError
-from .models import Comparison, Edit, Passage, Track
+from .models import Comparison, Edit, ListeningCopy, Passage, Track
 
 logger = logging.getLogger(__name__)
 
@@ -176,10 +178,10 @@ def track_sound_edges(track: Track, analysis: audio_lib.TrackAnalysis | None = N
                                           name=track.original_name or track.title)
 
 
-# The annotation page streams this rendition: a 20 s edit is about 25 kB of MP3 against 0.9 MB of WAV,
-# so the next pair arrives in a fraction of a second on a slow line.  MP3 because libsndfile writes it at
-# any sample rate the edits are rendered at (Opus would need resampling to 48 kHz first) and every
-# browser decodes it.
+# The legacy listening rendition (``ANNOTATION_AUDIO_FORMAT = "mp3"``): the edit's analysis-rate mono
+# rendering as MP3, about 25 kB for a 20 s edit.  It hides exactly the seam artefacts (a click, a smeared
+# transient, a jumping stereo image) annotators are asked to hear, so the default is now a copy of the
+# native render (``LISTENING_FORMATS``, ``edit_listening_copy_ensure``).
 LISTENING_FORMAT = "MP3"
 LISTENING_SUBTYPE = "MPEG_LAYER_III"
 LISTENING_SUFFIX = ".mp3"
@@ -433,6 +435,108 @@ def edit_native_write(*, edit: Edit, out: str | os.PathLike | IO[bytes], contain
         audio, sample_rate = sf.read(fh, dtype="float32" if native["subtype"] != "DOUBLE" else "float64")
     sf.write(out, audio, sample_rate, format=container,
              subtype=audio_lib.delivery_subtype(native["source_subtype"], container))
+
+
+def listening_format() -> str:
+    """The format annotators hear: ``settings.ANNOTATION_AUDIO_FORMAT`` ("opus", "flac" or the legacy "mp3")."""
+    return settings.ANNOTATION_AUDIO_FORMAT
+
+
+def _listening_copy_store(*, fmt: str, audio: np.ndarray, sample_rate: int, source_subtype: str,
+                          timeline: dict[str, Any], name: str, owner: dict[str, Any]) -> ListeningCopy:
+    """Encode ``audio`` (the native render) as ``fmt``, store it as ``name`` and record it for ``owner``.
+
+    ``owner`` is ``{"edit": edit}`` or ``{"passage": passage}``.  The row is unique per owner and
+    format: a request that loses the race to another removes its file and returns the winner's row.
+    """
+    saved = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / f"listening{LISTENING_FORMATS[fmt].suffix}"
+            encoded = encode_listening(local, audio, sample_rate, fmt,
+                                       flac_subtype=audio_lib.delivery_subtype(source_subtype, "FLAC"))
+            with open(local, "rb") as fh:
+                saved = default_storage.save(name, File(fh))
+        with transaction.atomic():
+            return ListeningCopy.objects.create(
+                format=fmt, audio=saved, sample_rate=encoded.sample_rate, source_sample_rate=sample_rate,
+                channels=encoded.channels, duration_seconds=round(encoded.duration_seconds, 5),
+                render=timeline, **owner)
+    except IntegrityError:
+        default_storage.delete(saved)
+        return ListeningCopy.objects.get(format=fmt, **owner)
+    except BaseException:
+        if saved:
+            default_storage.delete(saved)
+        raise
+
+
+def edit_listening_copy_ensure(*, edit: Edit, fmt: str | None = None) -> ListeningCopy:
+    """The copy of ``edit`` annotators hear as ``fmt`` (default ``listening_format()``), encoded if not yet.
+
+    Encoded from the edit's native render (``edit_native_ensure``, made first if missing): the
+    source's sample rate (48 kHz for Opus, see ``editing.listening``) and channels, and the native
+    timeline, which includes the track's lead-in and ring-out where the edit keeps them.
+
+    Raises
+    ------
+    editing.audio.AudioError : the source cannot be rendered at its own fidelity.
+    """
+    fmt = fmt or listening_format()
+    if fmt not in LISTENING_FORMATS:
+        raise ValueError(f"listening copy of edit {edit.pk}: {fmt!r} is not one of {sorted(LISTENING_FORMATS)}")
+    existing = ListeningCopy.objects.filter(edit=edit, format=fmt).first()
+    if existing is not None:
+        return existing
+    native = edit_native_ensure(edit=edit)
+    with default_storage.open(native["audio"], "rb") as fh:
+        audio, sample_rate = sf.read(fh, dtype="float32")
+    timeline = {key: native[key] for key in ("beat_starts_seconds", "track_beats", "seam_seconds")}
+    return _listening_copy_store(
+        fmt=fmt, audio=audio, sample_rate=sample_rate, source_subtype=native["source_subtype"], timeline=timeline,
+        name=str(Path(edit.audio.name).with_suffix("")) + "-listening" + LISTENING_FORMATS[fmt].suffix,
+        owner={"edit": edit})
+
+
+def passage_listening_copy_ensure(*, comparison: Comparison, fmt: str | None = None) -> ListeningCopy:
+    """The unedited passage of ``comparison``'s edits as annotators hear it in ``fmt``, encoded if not yet.
+
+    Rendered from the track's source like the edits' copies (``editing.render.render_native`` of the
+    edit that keeps every beat): the same rate, channels, loudness normalisation and encoder, and a
+    timeline of the same form, so the page maps the playhead between A, B and the original.
+
+    Raises
+    ------
+    editing.edit.EditError : the passage does not fit the track's beats.
+    editing.audio.AudioError : the source cannot be rendered at its own fidelity.
+    """
+    fmt = fmt or listening_format()
+    edit = comparison.edit_a
+    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
+                                               excerpt_start_beat=edit.excerpt_start_beat,
+                                               n_source_beats=edit.n_source_beats)
+    existing = ListeningCopy.objects.filter(passage=passage, format=fmt).first()
+    if existing is not None:
+        return existing
+    from editing.render import render_native  # scipy.signal: see edit_create
+
+    track = comparison.track
+    analysis = track_load_analysis(track)
+    start, n = passage.excerpt_start_beat, passage.n_source_beats
+    if start + n > analysis.n_beats:
+        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
+                        f"{analysis.n_beats} beats")
+    value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
+    source = track_load_native(track)
+    result = render_native(source.samples, source.sample_rate, analysis.beat_samples, analysis.sample_rate, value)
+    timeline = {"beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
+                "track_beats": [int(b) for b in result.track_beats],
+                "seam_seconds": [round(float(t), 5) for t in result.seam_seconds]}
+    return _listening_copy_store(
+        fmt=fmt, audio=result.audio, sample_rate=result.sample_rate, source_subtype=source.subtype,
+        timeline=timeline,
+        name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}-native{LISTENING_FORMATS[fmt].suffix}"),
+        owner={"passage": passage})
 
 
 def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority: float = 0.0,

@@ -105,8 +105,16 @@ def make_edit(track: Track | None = None, track_beats=None, *, source: str = "ba
         actions=[0] * n_source, entries={"track_beats": beats}, actions_key=key, audio=name,
         duration_seconds=starts[-1],
         render={"sample_rate": SAMPLE_RATE, "beat_starts_seconds": starts, "track_beats": beats,
-                "seam_seconds": seams},
+                "seam_seconds": seams, "native": _native(name, starts, beats, seams)},
     )
+
+
+def _native(name: str, starts: list[float], beats: list[int], seams: list[float]) -> dict:
+    """The tone WAV doubles as the edit's native render (``annotations.services.edit_native_ensure``'s
+    description), so listening copies are encoded from it without a source to render."""
+    return {"audio": name, "sample_rate": SAMPLE_RATE, "channels": 1, "source_subtype": "PCM_16",
+            "subtype": "PCM_16", "duration_seconds": starts[-1], "lead_in_seconds": 0.0, "ring_out_seconds": 0.0,
+            "beat_starts_seconds": starts, "track_beats": beats, "seam_seconds": seams}
 
 
 def make_comparison(*, edit_a: Edit | None = None, edit_b: Edit | None = None, track: Track | None = None,
