@@ -26,7 +26,8 @@ from editing.demo import read_beats
 from editing.edit import Edit as EditValue
 from editing.edit import EditError, apply_actions, unedited, validate_edit
 from editing.listening import FORMATS as LISTENING_FORMATS
-from editing.listening import encode_listening
+from editing.listening import MP3 as LEGACY_MP3
+from editing.listening import encode_listening, write_legacy_mp3
 
 from .errors import AnnotationError
 from .models import Comparison, Edit, ListeningCopy, Passage, Track
@@ -182,16 +183,7 @@ def track_sound_edges(track: Track, analysis: audio_lib.TrackAnalysis | None = N
 # rendering as MP3, about 25 kB for a 20 s edit.  It hides exactly the seam artefacts (a click, a smeared
 # transient, a jumping stereo image) annotators are asked to hear, so the default is now a copy of the
 # native render (``LISTENING_FORMATS``, ``edit_listening_copy_ensure``).
-LISTENING_FORMAT = "MP3"
-LISTENING_SUBTYPE = "MPEG_LAYER_III"
-LISTENING_SUFFIX = ".mp3"
-LISTENING_COMPRESSION_LEVEL = 0.3  # libsndfile's 0 (best quality, largest) .. 1 (smallest)
-
-
-def _write_listening_copy(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write ``audio`` (float, shape (n_samples,) or (n_samples, channels)) at ``sample_rate`` Hz as MP3."""
-    sf.write(path, audio, sample_rate, format=LISTENING_FORMAT, subtype=LISTENING_SUBTYPE,
-             compression_level=LISTENING_COMPRESSION_LEVEL)
+LISTENING_SUFFIX = LEGACY_MP3.suffix
 
 
 def _listening_name(wav_name: str) -> str:
@@ -209,7 +201,7 @@ def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
     with edit.audio.open("rb") as fh:
         audio, sample_rate = sf.read(fh, dtype="float32", always_2d=False)
     _derived_file_store(
-        write=lambda local: _write_listening_copy(local, audio, sample_rate), suffix=LISTENING_SUFFIX,
+        write=lambda local: write_legacy_mp3(local, audio, sample_rate), suffix=LISTENING_SUFFIX,
         name=_listening_name(edit.audio.name),
         record=lambda saved: bool(Edit.objects.filter(pk=edit.pk, listening_audio="").update(listening_audio=saved)))
     edit.refresh_from_db(fields=["listening_audio"])
@@ -287,7 +279,7 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
             with open(wav, "rb") as fh:
                 saved = default_storage.save(name, File(fh))
             compressed = Path(tmp) / f"edit{LISTENING_SUFFIX}"
-            _write_listening_copy(compressed, result.audio, result.sample_rate)
+            write_legacy_mp3(compressed, result.audio, result.sample_rate)
             with open(compressed, "rb") as fh:
                 listening = default_storage.save(_listening_name(saved), File(fh))
         with transaction.atomic():
@@ -354,7 +346,7 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
     result = render_edit(track_load_audio(track), analysis.sample_rate, analysis.beat_samples, value)
     _derived_file_store(
-        write=lambda local: _write_listening_copy(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
+        write=lambda local: write_legacy_mp3(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
         name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}{LISTENING_SUFFIX}"),
         record=lambda saved: bool(Passage.objects.filter(pk=passage.pk, listening_audio="").update(
             listening_audio=saved, duration_seconds=result.duration_seconds,

@@ -38,8 +38,11 @@ class ListeningFormat:
     content_type: str
 
 
+MP3 = ListeningFormat(name="mp3", container="MP3", suffix=".mp3", content_type="audio/mpeg")
+MP3_COMPRESSION_LEVEL = 0.3  # libsndfile's 0 (best quality, largest) .. 1 (smallest): about 60 kbit/s mono
 OPUS = ListeningFormat(name="opus", container="OGG", suffix=".opus", content_type="audio/ogg; codecs=opus")
 FLAC = ListeningFormat(name="flac", container="FLAC", suffix=".flac", content_type="audio/flac")
+# The copies of the native render; MP3 is the legacy copy of the analysis-rate mono rendering.
 FORMATS: dict[str, ListeningFormat] = {f.name: f for f in (OPUS, FLAC)}
 
 
@@ -98,3 +101,13 @@ def encode_listening(path: str | os.PathLike[str], audio: np.ndarray, sample_rat
              compression_level=opus_compression_level(channels))
     return EncodedListening(sample_rate=OPUS_SAMPLE_RATE, channels=channels,
                             duration_seconds=frames.shape[0] / OPUS_SAMPLE_RATE)
+
+
+def write_legacy_mp3(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> None:
+    """Write ``audio`` (float, shape (n_samples,) or (n_samples, channels)) at ``sample_rate`` Hz as MP3.
+
+    The legacy listening copy (``ANNOTATION_AUDIO_FORMAT = "mp3"``): libsndfile writes MP3 at any
+    rate the analysis renders at; at about 60 kbit/s it hides the seam artefacts annotators judge.
+    """
+    sf.write(path, audio, sample_rate, format=MP3.container, subtype="MPEG_LAYER_III",
+             compression_level=MP3_COMPRESSION_LEVEL)
