@@ -29,7 +29,7 @@ from .assignment import ServedAudio, ShownComparison, min_listen_seconds, open_a
 from .errors import ComparisonNotFound, InvalidJudgement, NotListenedEnough
 from .models import Assignment, Comparison, Edit, ListeningRecord
 from .services import (
-    edit_listening_copy_ensure,
+    edit_native_ensure,
     listening_format,
     passage_listening_copy_ensure,
     passage_listening_ensure,
@@ -104,19 +104,25 @@ def listening_original(*, user, comparison_id: int) -> Original:
 
 
 def served_audio_ensure(*, edit: Edit) -> ServedAudio:
-    """The file of ``edit`` that annotators are served in the site's format, encoded first if missing."""
+    """The file of ``edit`` that annotators are served in the site's format: its duration and timeline.
+
+    An Opus or FLAC copy is the native render encoded without a shift or a change of length
+    (``editing.listening``), so its timeline is the native render's (made first if missing); the
+    copy itself is encoded by the audio view on first fetch, so this answer never waits for an encoder.
+    """
     fmt = listening_format()
     if fmt == LEGACY_FORMAT:
         return ServedAudio(format=fmt, duration_seconds=float(edit.duration_seconds), render=edit.render or {})
-    copy = edit_listening_copy_ensure(edit=edit, fmt=fmt)
-    return ServedAudio(format=fmt, duration_seconds=float(copy.duration_seconds), render=copy.render)
+    native = edit_native_ensure(edit=edit)
+    return ServedAudio(format=fmt, duration_seconds=float(native["duration_seconds"]),
+                       render={key: native[key] for key in ("beat_starts_seconds", "track_beats", "seam_seconds")})
 
 
 def listening_shown(assignment: Assignment) -> ShownComparison:
-    """What the page shows for ``assignment``, its edits' listening copies made first where missing.
+    """What the page shows for ``assignment``, its edits' native renders made first where missing.
 
-    Called for the upcoming comparison too (``?ahead=1``), so the copies of the next pair are
-    encoded while the current one is being judged and the next pair starts without waiting.
+    Called for the upcoming comparison too (``?ahead=1``), whose audio the page then fetches (and the
+    audio view encodes) while the current one is being judged, so the next pair starts without waiting.
     """
     comparison = assignment.comparison
     served = {edit.pk: served_audio_ensure(edit=edit) for edit in (comparison.edit_a, comparison.edit_b)}
