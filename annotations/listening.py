@@ -140,8 +140,9 @@ def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, 
     """Record that ``n_bytes`` of edit ``edit_id``'s audio, from ``first_byte`` on, were served to ``annotator``.
 
     One record per unfinished assignment of the annotator whose comparison
-    shows this edit (usually one); nothing is recorded for anyone else (a
-    researcher listening, a completed comparison replayed).
+    shows this edit (usually one), per side it is shown on (both for a hidden
+    reference); nothing is recorded for anyone else (a researcher listening, a
+    completed comparison replayed).
 
     Parameters
     ----------
@@ -160,13 +161,13 @@ def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, 
     assignments = Assignment.objects.filter(
         Q(comparison__edit_a_id=edit_id) | Q(comparison__edit_b_id=edit_id),
         annotator=annotator, completed_at__isnull=True, skipped_reason="",
-    ).values_list("pk", "comparison__edit_a_id")
+    ).values_list("pk", "comparison__edit_a_id", "comparison__edit_b_id")
+    # A hidden reference shows the same edit on both sides: its audio is both sides' audio.
     records = [
-        ListeningRecord(assignment_id=pk, side="a" if edit_a_id == edit_id else "b", first_byte=first_byte,
-                        n_bytes=n_bytes, file_bytes=file_bytes, file_seconds=file_seconds,
-                        started_at=started_at or now,
-                        finished_at=finished_at or now)
-        for pk, edit_a_id in assignments
+        ListeningRecord(assignment_id=pk, side=side, first_byte=first_byte, n_bytes=n_bytes, file_bytes=file_bytes,
+                        file_seconds=file_seconds, started_at=started_at or now, finished_at=finished_at or now)
+        for pk, edit_a_id, edit_b_id in assignments
+        for side, shown in (("a", edit_a_id), ("b", edit_b_id)) if shown == edit_id
     ]
     return ListeningRecord.objects.bulk_create(records)
 
@@ -277,7 +278,7 @@ def listening_record_in_full(*, annotator, assignment: Assignment) -> list[Liste
     """
     comparison = assignment.comparison
     records: list[ListeningRecord] = []
-    for edit in (comparison.edit_a, comparison.edit_b):
+    for edit in {comparison.edit_a_id: comparison.edit_a, comparison.edit_b_id: comparison.edit_b}.values():
         size = edit.audio.size
         records += listening_record(annotator=annotator, edit_id=edit.pk, first_byte=0, n_bytes=size,
                                     file_bytes=size)

@@ -165,6 +165,10 @@ class Comparison(models.Model):
     required_judgements = models.PositiveSmallIntegerField(default=3)
     is_gold = models.BooleanField(default=False, help_text="has a known answer; used to check annotators")
     gold_answer = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
+    is_hidden_reference = models.BooleanField(
+        default=False,
+        help_text="both sides play the same edit (a hidden reference, as in MUSHRA): gold whose right answer is "
+                  "a tie or a low confidence; measures annotator reliability, never trains")
     repeat_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats",
         help_text="a repeated comparison with sides swapped, to measure self-consistency",
@@ -178,7 +182,12 @@ class Comparison(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")), name="comparison_two_edits"),
+            models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")) | Q(is_hidden_reference=True),
+                                   name="comparison_two_edits"),
+            # A hidden reference is gold (kept out of training and out of the regular queue) with no A/B answer.
+            models.CheckConstraint(condition=Q(is_hidden_reference=False)
+                                   | Q(edit_a=models.F("edit_b"), is_gold=True, gold_answer=""),
+                                   name="hidden_reference_is_gold_of_one_edit"),
         ]
         indexes = [
             # The assignment queue in its order, holding only comparisons still short of judgements:

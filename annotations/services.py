@@ -537,7 +537,8 @@ def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority:
                       gold_answer: str = "", repeat_of: Comparison | None = None) -> Comparison:
     """Pair two edits of the same passage, made for the same target, for judgement."""
     if edit_a.pk == edit_b.pk or edit_a.actions_key == edit_b.actions_key:
-        raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself")
+        raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself (a hidden reference can: "
+                              f"hidden_reference_create)")
     if edit_a.track_id != edit_b.track_id:
         raise ComparisonError(
             f"edits {edit_a.pk} and {edit_b.pk} belong to different tracks ({edit_a.track} / {edit_b.track})"
@@ -560,6 +561,21 @@ def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority:
     )
 
 
+def hidden_reference_create(*, edit: Edit, proposed_by: str, priority: float = 0.0,
+                            required_judgements: int | None = None) -> Comparison:
+    """A hidden reference: ``edit`` against itself, shown as any comparison (MUSHRA's hidden reference).
+
+    Both sides play the same audio, so the right answer is a tie or a low confidence; the
+    judgements measure each annotator's reliability (``annotations.quality``).  It is gold
+    without an A/B answer, so everything that keeps gold out of training keeps it out too.
+    """
+    asked = {} if required_judgements is None else {"required_judgements": required_judgements}
+    return Comparison.objects.create(
+        track=edit.track, edit_a=edit, edit_b=edit, proposed_by=proposed_by, priority=priority, is_gold=True,
+        is_hidden_reference=True, **asked,
+    )
+
+
 
 def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
     while beat > 0 and bar_positions[beat] != 0:
@@ -568,14 +584,16 @@ def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
 
 
 def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, proposed_by: str = "baselines",
-                                excerpt_beats: int | None = None, with_gold: bool = True) -> list[Comparison]:
+                                excerpt_beats: int | None = None, with_gold: bool = True,
+                                with_hidden_reference: bool = False) -> list[Comparison]:
     """Propose comparisons between baseline retargets of passages of ``track`` (no policy needed).
 
     For each passage (spread evenly over the track, starting on a downbeat) the target
     alternates between shortening to 0.75x and lengthening to 1.5x; the retargeting
     heuristic is compared with the bar-aligned cut and with random actions.  With
     ``with_gold``, a gold comparison of the heuristic against a deliberately broken edit,
-    whose known answer checks the annotators.
+    whose known answer checks the annotators.  With ``with_hidden_reference``, the heuristic's edit
+    against itself (``hidden_reference_create``), whose right answer is a tie.
     """
     from editing.baselines import BASELINE_EDIT_SOURCES, BAR_CUT, BROKEN, HEURISTIC, RANDOM, baseline_actions
     from editing.dense import dense_context
@@ -610,4 +628,6 @@ def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, pro
             if broken.pk != heuristic.pk:
                 created.append(comparison_create(edit_a=broken, edit_b=heuristic, proposed_by=proposed_by,
                                                   is_gold=True, gold_answer="b"))
+        if with_hidden_reference:
+            created.append(hidden_reference_create(edit=heuristic, proposed_by=proposed_by))
     return created

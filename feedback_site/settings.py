@@ -245,10 +245,13 @@ MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
 MAX_URL_CHARS = int(os.environ.get("MAX_URL_CHARS", "4096"))
 # The largest upload (one request, all its files), refused from its Content-Length before it is read.
 MAX_UPLOAD_BYTES = int(float(os.environ.get("MAX_UPLOAD_MB", "200")) * 1_000_000)
-# Annotation: share of assignments drawn from gold and from sides-swapped repeats,
+# Annotation: share of assignments drawn from gold, from sides-swapped repeats and from hidden references,
 # how long an assignment holds its slot, and how long each side must be heard.
 ANNOTATION_GOLD_RATE = float(os.environ.get("ANNOTATION_GOLD_RATE", "0.1"))
 ANNOTATION_REPEAT_RATE = float(os.environ.get("ANNOTATION_REPEAT_RATE", "0.05"))
+# Hidden references (MUSHRA's): both sides play the same edit, so a tie or a low confidence is the right
+# answer; they measure each annotator's reliability on the quality page and never train.
+ANNOTATION_HIDDEN_REFERENCE_RATE = float(os.environ.get("ANNOTATION_HIDDEN_REFERENCE_RATE", "0"))
 ANNOTATION_ASSIGNMENT_MINUTES = float(os.environ.get("ANNOTATION_ASSIGNMENT_MINUTES", "30"))
 ANNOTATION_MIN_LISTEN_SECONDS = float(os.environ.get("ANNOTATION_MIN_LISTEN_SECONDS", "5"))
 # What annotators hear: "opus" (default: the native render resampled to 48 kHz, the source's channels,
