@@ -81,7 +81,9 @@ class Edit(models.Model):
 class Passage(models.Model):
     """The unedited source passage that the edits of a comparison were cut from, as annotators hear it.
 
-    One per (track, start beat, length); made on first request by
+    One per (track, start beat, length); its audio in the site's listening format is a
+    ``ListeningCopy`` of its native render (``passage_listening_copy_ensure``); the fields
+    below are the legacy MP3 rendering, made on first request by
     ``annotations.services.passage_listening_ensure``, through the same render as
     the edits (an edit that keeps every beat), so it has their loudness and its
     beat map.  ``render`` holds that map: ``beat_starts_seconds`` (n_source_beats

@@ -322,8 +322,10 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     is rendered from the track's audio through ``editing.render.render_edit``,
     as the edit that keeps every beat (``editing.edit.unedited``), so it gets
     the edits' loudness normalisation and a beat map of the same form, then
-    stored as MP3 like their listening copies and recorded only if no other
-    request recorded one meanwhile (the loser's file is removed).
+    stored as MP3 like their legacy listening copies (``ANNOTATION_AUDIO_FORMAT
+    = "mp3"``; the other formats use ``passage_listening_copy_ensure``) and
+    recorded only if no other request recorded one meanwhile (the loser's file
+    is removed).
 
     Raises
     ------
@@ -366,8 +368,9 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
     The native rendering is what a retarget delivers: rendered from the track's source at its own
     sample rate and channels, opening with the track's lead-in when the edit opens with its first
     beat and closing with its ring-out when it closes with its last (``editing.render.render_native``),
-    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  The edit's
-    own rendering (analysis rate, mono) stays what annotators hear.
+    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  Annotators
+    hear it too, encoded as Opus or FLAC (``edit_listening_copy_ensure``); the edit's own rendering
+    (analysis rate, mono) is what the reward features read and the legacy MP3 copy is made from.
 
     Returns
     -------
