@@ -121,3 +121,15 @@ def test_two_requests_racing_for_a_copy_leave_one_row_and_one_file(comparison, m
     assert second.pk == first.pk and ListeningCopy.objects.filter(edit=edit).count() == 1
     assert [p.name for p in storage_root.rglob("*-listening*.flac")
             if p.name.startswith(services.Path(edit.audio.name).stem)] == [services.Path(first.audio.name).name]
+
+
+def test_the_legacy_mp3_setting_serves_the_analysis_rate_copy_with_its_own_beat_map(comparison, settings, tmp_path):
+    settings.ANNOTATION_AUDIO_FORMAT = "mp3"
+    client, shown = shown_for(make_user("ears"))
+    side = shown["left"]
+    served = fetch(client, side["audio_url"], tmp_path / "left.mp3")
+    edit = comparison.edit_a if side["choice"] == "a" else comparison.edit_b
+    assert side["audio_format"] == "mp3" and served["content_type"] == "audio/mpeg"
+    assert (served["info"].samplerate, served["info"].channels) == (22_050, 1)
+    assert side["beat_starts_seconds"] == pytest.approx(edit.render["beat_starts_seconds"])
+    assert not ListeningCopy.objects.exists()
