@@ -12,9 +12,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .roles import IsAnnotator, IsAnnotatorOrResearcher
-from .assignment import assignment_ahead, assignment_next, shown_comparison
+from .assignment import assignment_ahead, assignment_next
 from .judgements import assignment_skip, judgement_submit, judgements_visible, progress_get
-from .listening import listening_original
+from .listening import listening_original, listening_shown
 from .serializers import (
     JudgementFilterSerializer,
     JudgementInputSerializer,
@@ -46,8 +46,8 @@ class NextComparisonView(APIView):
         if assignment is not None and query.validated_data["ahead"]:
             upcoming = assignment_ahead(annotator=request.user, current=assignment)
         payload = {
-            "comparison": shown_comparison(assignment) if assignment is not None else None,
-            "upcoming": shown_comparison(upcoming) if upcoming is not None else None,
+            "comparison": listening_shown(assignment) if assignment is not None else None,
+            "upcoming": listening_shown(upcoming) if upcoming is not None else None,
             "progress": progress_get(annotator=request.user),
         }
         return Response(NextComparisonSerializer(payload).data)

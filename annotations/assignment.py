@@ -20,10 +20,11 @@ Rules
   one track's pairs back to back happens only when no other track has open
   work.  A deferred comparison comes first the next time, so priority order
   slips by at most one place.
-- Gold comparisons and sides-swapped repeats are mixed in at the rates
-  ``settings.ANNOTATION_GOLD_RATE`` and ``ANNOTATION_REPEAT_RATE``.  When the
-  drawn kind has nothing left, regular and gold work is tried, so nobody
-  idles while work remains.
+- Gold comparisons, sides-swapped repeats and hidden references (both sides
+  the same edit) are mixed in at the rates ``settings.ANNOTATION_GOLD_RATE``,
+  ``ANNOTATION_REPEAT_RATE`` and ``ANNOTATION_HIDDEN_REFERENCE_RATE``.  When the
+  drawn kind has nothing left, regular, gold and hidden-reference work is
+  tried, so nobody idles while work remains.
 - The side each edit is shown on is drawn per assignment and recorded in
   ``Assignment.left_is_a``; a repeat shows the edits on the sides opposite to
   the ones this annotator saw in the original.
@@ -33,7 +34,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -47,8 +48,8 @@ from editing.audio import BEATS_PER_BAR
 from .models import Assignment, Comparison, Judgement
 from .playhead import BeatMap, difference_region
 
-Kind = Literal["regular", "gold", "repeat"]
-KINDS: tuple[Kind, ...] = ("regular", "gold", "repeat")
+Kind = Literal["regular", "gold", "repeat", "reference"]
+KINDS: tuple[Kind, ...] = ("regular", "gold", "repeat", "reference")
 # A difference region covering this share of both edits is "the whole clip": the page offers no loop.
 LOOP_USEFUL_MAX_SHARE = 0.8
 # One full listen counts when the audio clock reached the end within this much (its tick granularity).
@@ -86,7 +87,7 @@ def _full_by_open_assignments(now: datetime) -> QuerySet[Comparison]:
 def available_comparisons(*, annotator, kind: Kind | None = None, now: datetime | None = None) -> QuerySet[Comparison]:
     """Comparisons ``annotator`` could be given now, best first (no locking: a hint, not a promise).
 
-    ``kind`` None means regular and gold together (what the queue shows);
+    ``kind`` None means regular and gold (hidden references included) together (what the queue shows);
     repeats are made on demand and never counted as waiting work.
 
     Only comparisons whose ``n_judgements`` is short of the quota are read (the
@@ -107,7 +108,9 @@ def available_comparisons(*, annotator, kind: Kind | None = None, now: datetime 
     elif kind == "regular":
         qs = qs.filter(is_gold=False, repeat_of__isnull=True)
     elif kind == "gold":
-        qs = qs.filter(is_gold=True, repeat_of__isnull=True)
+        qs = qs.filter(is_gold=True, is_hidden_reference=False, repeat_of__isnull=True)
+    elif kind == "reference":
+        qs = qs.filter(is_hidden_reference=True, repeat_of__isnull=True)
     else:
         qs = qs.filter(repeat_of__judgements__annotator=annotator)
     return qs.order_by("-priority", "created_at", "pk")
@@ -192,15 +195,19 @@ def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) 
 def _draw_kind(rng: random.Random) -> Kind:
     gold = float(settings.ANNOTATION_GOLD_RATE)
     repeat = float(settings.ANNOTATION_REPEAT_RATE)
-    if not (0.0 <= gold and 0.0 <= repeat and gold + repeat <= 1.0):
+    reference = float(settings.ANNOTATION_HIDDEN_REFERENCE_RATE)
+    if not (0.0 <= gold and 0.0 <= repeat and 0.0 <= reference and gold + repeat + reference <= 1.0):
         raise ValueError(
-            f"ANNOTATION_GOLD_RATE={gold} and ANNOTATION_REPEAT_RATE={repeat} must be >= 0 and sum to <= 1"
+            f"ANNOTATION_GOLD_RATE={gold}, ANNOTATION_REPEAT_RATE={repeat} and ANNOTATION_HIDDEN_REFERENCE_RATE="
+            f"{reference} must be >= 0 and sum to <= 1"
         )
     r = rng.random()
     if r < gold:
         return "gold"
     if r < gold + repeat:
         return "repeat"
+    if r < gold + repeat + reference:
+        return "reference"
     return "regular"
 
 
@@ -286,7 +293,7 @@ def _assign_new(*, annotator, rng: random.Random, now: datetime) -> Assignment |
     avoid_track_id = _last_track_id(annotator)
     # Repeats are made on demand, so they are never a fallback: that would
     # turn an empty queue into a stream of repeats.
-    for kind in (first,) + tuple(k for k in ("regular", "gold") if k != first):
+    for kind in (first,) + tuple(k for k in ("regular", "gold", "reference") if k != first):
         assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now, avoid_track_id=avoid_track_id)
         if assignment is not None:
             return assignment  # its comparison and edits came with the lock: no second read
@@ -324,12 +331,26 @@ def queue_length(*, annotator) -> int:
 
 
 @dataclass(frozen=True)
+class ServedAudio:
+    """The file a side is served as: its format (``?format=`` of the audio URL), duration and timeline.
+
+    ``render`` holds the timeline of that very file (``beat_starts_seconds``, ``track_beats``,
+    ``seam_seconds``): the native render's for Opus and FLAC copies, the edit's own for the legacy MP3.
+    """
+
+    format: str
+    duration_seconds: float
+    render: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ShownSide:
     """One side of the page: the edit, the choice value that picks it, and its beat map for the playhead."""
 
     edit_id: int
     choice: str  # "a" or "b": the comparison's edit this side plays
-    duration_seconds: float
+    audio_format: str  # the ?format= of its audio URL: "opus", "flac" or "mp3"
+    duration_seconds: float  # of the file served
     min_listen_seconds: float  # min(setting, the whole edit once): see min_listen_seconds()
     beat_starts_seconds: list[float]
     track_beats: list[int]
@@ -360,10 +381,11 @@ def min_listen_seconds(duration_seconds: float) -> float:
     return round(max(0.0, min(setting, float(duration_seconds) - FULL_LISTEN_SLACK_SECONDS)), 3)
 
 
-def _shown_side(edit, choice: str) -> ShownSide:
-    render = edit.render or {}
+def _shown_side(edit, choice: str, served: ServedAudio) -> ShownSide:
+    render = served.render
     return ShownSide(
-        edit_id=edit.pk, choice=choice, duration_seconds=float(edit.duration_seconds),
+        edit_id=edit.pk, choice=choice, audio_format=served.format, duration_seconds=float(served.duration_seconds),
+        # What the server requires (annotations.listening.listening_check): of the edit, not of the file.
         min_listen_seconds=min_listen_seconds(edit.duration_seconds),
         beat_starts_seconds=[float(t) for t in render.get("beat_starts_seconds", [])],
         track_beats=[int(b) for b in render.get("track_beats", [])],
@@ -371,10 +393,15 @@ def _shown_side(edit, choice: str) -> ShownSide:
     )
 
 
-def shown_comparison(assignment: Assignment) -> ShownComparison:
-    """Selector: the assignment's comparison laid out left/right as this annotator sees it."""
+def shown_comparison(assignment: Assignment, *, served: Mapping[int, ServedAudio]) -> ShownComparison:
+    """Selector: the assignment's comparison laid out left/right as this annotator sees it.
+
+    ``served`` maps each edit's id to the file the page will fetch for it
+    (``annotations.listening.listening_shown`` makes them): durations and beat maps are that file's.
+    """
     comparison = assignment.comparison
-    a, b = _shown_side(comparison.edit_a, "a"), _shown_side(comparison.edit_b, "b")
+    a = _shown_side(comparison.edit_a, "a", served[comparison.edit_a_id])
+    b = _shown_side(comparison.edit_b, "b", served[comparison.edit_b_id])
     left, right = (a, b) if assignment.left_is_a else (b, a)
     region = None
     if left.track_beats and right.track_beats:
@@ -397,5 +424,5 @@ def shown_comparison(assignment: Assignment) -> ShownComparison:
 
 __all__ = [
     "KINDS", "assignment_ahead", "assignment_current", "assignment_next", "min_listen_seconds", "available_comparisons", "open_assignments",
-    "queue_length", "shown_comparison",
+    "queue_length", "ServedAudio", "shown_comparison",
 ]

@@ -23,10 +23,21 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import roles
-from .assignment import min_listen_seconds, open_assignments
+from django.db.models.fields.files import FieldFile
+
+from .assignment import ServedAudio, ShownComparison, min_listen_seconds, open_assignments, shown_comparison
 from .errors import ComparisonNotFound, InvalidJudgement, NotListenedEnough
-from .models import Assignment, Comparison, ListeningRecord, Passage
-from .services import passage_listening_ensure
+from .models import Assignment, Comparison, Edit, ListeningRecord
+from .services import (
+    edit_native_ensure,
+    listening_format,
+    passage_listening_copy_ensure,
+    passage_listening_ensure,
+)
+
+# The one format served from the edit's own (analysis-rate, mono) rendering; the others are copies
+# of the native render (annotations.models.ListeningCopy).
+LEGACY_FORMAT = "mp3"
 
 # Float slack when comparing served seconds (computed from bytes) with the required seconds.
 _SECONDS_SLACK = 1e-6
@@ -61,7 +72,8 @@ class Original:
     """The original passage of a comparison as the page plays it: its audio and its beat map."""
 
     comparison_id: int
-    passage: Passage
+    audio: FieldFile  # the file served
+    audio_format: str  # "opus", "flac" or "mp3", as the edits' (settings.ANNOTATION_AUDIO_FORMAT)
     duration_seconds: float
     beat_starts_seconds: list[float]  # n_source_beats + 1 boundaries, seconds
     track_beats: list[int]  # the track beat of each, in order
@@ -79,10 +91,42 @@ def listening_original(*, user, comparison_id: int) -> Original:
                   if listening_allowed_comparison(user=user, comparison_id=comparison_id) else None)
     if comparison is None:
         raise ComparisonNotFound(f"comparison {comparison_id} does not exist or is not assigned to you")
-    passage = passage_listening_ensure(comparison=comparison)
-    return Original(comparison_id=comparison.pk, passage=passage, duration_seconds=float(passage.duration_seconds),
-                    beat_starts_seconds=[float(t) for t in passage.render["beat_starts_seconds"]],
-                    track_beats=[int(b) for b in passage.render["track_beats"]])
+    fmt = listening_format()
+    if fmt == LEGACY_FORMAT:
+        passage = passage_listening_ensure(comparison=comparison)
+        audio, duration, render = passage.listening_audio, passage.duration_seconds, passage.render
+    else:
+        copy = passage_listening_copy_ensure(comparison=comparison, fmt=fmt)
+        audio, duration, render = copy.audio, copy.duration_seconds, copy.render
+    return Original(comparison_id=comparison.pk, audio=audio, audio_format=fmt, duration_seconds=float(duration),
+                    beat_starts_seconds=[float(t) for t in render["beat_starts_seconds"]],
+                    track_beats=[int(b) for b in render["track_beats"]])
+
+
+def served_audio_ensure(*, edit: Edit) -> ServedAudio:
+    """The file of ``edit`` that annotators are served in the site's format: its duration and timeline.
+
+    An Opus or FLAC copy is the native render encoded without a shift or a change of length
+    (``editing.listening``), so its timeline is the native render's (made first if missing); the
+    copy itself is encoded by the audio view on first fetch, so this answer never waits for an encoder.
+    """
+    fmt = listening_format()
+    if fmt == LEGACY_FORMAT:
+        return ServedAudio(format=fmt, duration_seconds=float(edit.duration_seconds), render=edit.render or {})
+    native = edit_native_ensure(edit=edit)
+    return ServedAudio(format=fmt, duration_seconds=float(native["duration_seconds"]),
+                       render={key: native[key] for key in ("beat_starts_seconds", "track_beats", "seam_seconds")})
+
+
+def listening_shown(assignment: Assignment) -> ShownComparison:
+    """What the page shows for ``assignment``, its edits' native renders made first where missing.
+
+    Called for the upcoming comparison too (``?ahead=1``), whose audio the page then fetches (and the
+    audio view encodes) while the current one is being judged, so the next pair starts without waiting.
+    """
+    comparison = assignment.comparison
+    served = {edit.pk: served_audio_ensure(edit=edit) for edit in (comparison.edit_a, comparison.edit_b)}
+    return shown_comparison(assignment, served=served)
 
 
 def _check_span(what: str, first_byte: int, n_bytes: int, file_bytes: int) -> None:
@@ -91,19 +135,21 @@ def _check_span(what: str, first_byte: int, n_bytes: int, file_bytes: int) -> No
 
 
 def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, file_bytes: int,
-                     started_at: datetime | None = None,
+                     file_seconds: float | None = None, started_at: datetime | None = None,
                      finished_at: datetime | None = None) -> list[ListeningRecord]:
     """Record that ``n_bytes`` of edit ``edit_id``'s audio, from ``first_byte`` on, were served to ``annotator``.
 
     One record per unfinished assignment of the annotator whose comparison
-    shows this edit (usually one); nothing is recorded for anyone else (a
-    researcher listening, a completed comparison replayed).
+    shows this edit (usually one), per side it is shown on (both for a hidden
+    reference); nothing is recorded for anyone else (a researcher listening, a
+    completed comparison replayed).
 
     Parameters
     ----------
     first_byte : offset of the first byte served, bytes
     n_bytes : bytes actually handed over, from ``first_byte`` on
     file_bytes : size of the whole audio file, bytes
+    file_seconds : duration of the file served, seconds (None: the edit's own rendering, of the edit's duration)
     started_at, finished_at : when the request arrived and ended (default: now)
 
     Raises
@@ -115,18 +161,19 @@ def listening_record(*, annotator, edit_id: int, first_byte: int, n_bytes: int, 
     assignments = Assignment.objects.filter(
         Q(comparison__edit_a_id=edit_id) | Q(comparison__edit_b_id=edit_id),
         annotator=annotator, completed_at__isnull=True, skipped_reason="",
-    ).values_list("pk", "comparison__edit_a_id")
+    ).values_list("pk", "comparison__edit_a_id", "comparison__edit_b_id")
+    # A hidden reference shows the same edit on both sides: its audio is both sides' audio.
     records = [
-        ListeningRecord(assignment_id=pk, side="a" if edit_a_id == edit_id else "b", first_byte=first_byte,
-                        n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at or now,
-                        finished_at=finished_at or now)
-        for pk, edit_a_id in assignments
+        ListeningRecord(assignment_id=pk, side=side, first_byte=first_byte, n_bytes=n_bytes, file_bytes=file_bytes,
+                        file_seconds=file_seconds, started_at=started_at or now, finished_at=finished_at or now)
+        for pk, edit_a_id, edit_b_id in assignments
+        for side, shown in (("a", edit_a_id), ("b", edit_b_id)) if shown == edit_id
     ]
     return ListeningRecord.objects.bulk_create(records)
 
 
 def listening_record_original(*, annotator, comparison_id: int, first_byte: int, n_bytes: int, file_bytes: int,
-                              started_at: datetime | None = None,
+                              file_seconds: float | None = None, started_at: datetime | None = None,
                               finished_at: datetime | None = None) -> list[ListeningRecord]:
     """Record that ``n_bytes`` of comparison ``comparison_id``'s original passage were served to ``annotator``.
 
@@ -143,8 +190,8 @@ def listening_record_original(*, annotator, comparison_id: int, first_byte: int,
                                             completed_at__isnull=True, skipped_reason="").values_list("pk", flat=True)
     records = [
         ListeningRecord(assignment_id=pk, side=ListeningRecord.Side.ORIGINAL, first_byte=first_byte,
-                        n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at or now,
-                        finished_at=finished_at or now)
+                        n_bytes=n_bytes, file_bytes=file_bytes, file_seconds=file_seconds,
+                        started_at=started_at or now, finished_at=finished_at or now)
         for pk in assignments
     ]
     return ListeningRecord.objects.bulk_create(records)
@@ -174,22 +221,25 @@ class Heard:
 def listening_heard(*, assignment: Assignment, comparison: Comparison) -> Heard:
     """Selector: seconds of edit A and edit B served for ``assignment``, and whether any of the original was.
 
-    A side's seconds are the share of its file covered by the served byte
-    ranges times its duration: fetching the same bytes twice counts once.
+    A side's seconds are, per file served (the WAV, the legacy MP3, an Opus or FLAC copy), the share
+    of the file covered by the served byte ranges times the file's duration (``file_seconds``, or the
+    edit's own for its own rendering); fetching the same bytes twice counts once, and a side counts
+    the file heard most.
     """
-    spans: dict[str, list[tuple[int, int]]] = {"a": [], "b": [], "o": []}
-    sizes: dict[str, int] = {}
-    for side, first, n, size in ListeningRecord.objects.filter(assignment=assignment).values_list(
-            "side", "first_byte", "n_bytes", "file_bytes"):
-        spans[side].append((first, first + n))
-        sizes[side] = max(sizes.get(side, 0), size)
+    spans: dict[tuple[str, int, float | None], list[tuple[int, int]]] = {}
+    for side, first, n, size, seconds in ListeningRecord.objects.filter(assignment=assignment).values_list(
+            "side", "first_byte", "n_bytes", "file_bytes", "file_seconds"):
+        spans.setdefault((side, size, seconds), []).append((first, first + n))
     durations = {"a": comparison.edit_a.duration_seconds, "b": comparison.edit_b.duration_seconds}
-    seconds = {
-        side: (min(_covered_bytes(spans[side]), sizes[side]) / sizes[side] * float(durations[side])
-               if sizes.get(side) else 0.0)
-        for side in ("a", "b")
-    }
-    return Heard(seconds_a=seconds["a"], seconds_b=seconds["b"], original=_covered_bytes(spans["o"]) > 0)
+    heard = {"a": 0.0, "b": 0.0}
+    original = False
+    for (side, size, seconds), file_spans in spans.items():
+        if side == ListeningRecord.Side.ORIGINAL:
+            original = original or _covered_bytes(file_spans) > 0
+            continue
+        duration = float(durations[side] if seconds is None else seconds)
+        heard[side] = max(heard[side], min(_covered_bytes(file_spans), size) / size * duration)
+    return Heard(seconds_a=heard["a"], seconds_b=heard["b"], original=original)
 
 
 def listening_check(*, assignment: Assignment, comparison: Comparison, now: datetime) -> tuple[Heard, float]:
@@ -228,7 +278,7 @@ def listening_record_in_full(*, annotator, assignment: Assignment) -> list[Liste
     """
     comparison = assignment.comparison
     records: list[ListeningRecord] = []
-    for edit in (comparison.edit_a, comparison.edit_b):
+    for edit in {comparison.edit_a_id: comparison.edit_a, comparison.edit_b_id: comparison.edit_b}.values():
         size = edit.audio.size
         records += listening_record(annotator=annotator, edit_id=edit.pk, first_byte=0, n_bytes=size,
                                     file_bytes=size)

@@ -81,7 +81,9 @@ class Edit(models.Model):
 class Passage(models.Model):
     """The unedited source passage that the edits of a comparison were cut from, as annotators hear it.
 
-    One per (track, start beat, length); made on first request by
+    One per (track, start beat, length); its audio in the site's listening format is a
+    ``ListeningCopy`` of its native render (``passage_listening_copy_ensure``); the fields
+    below are the legacy MP3 rendering, made on first request by
     ``annotations.services.passage_listening_ensure``, through the same render as
     the edits (an edit that keeps every beat), so it has their loudness and its
     beat map.  ``render`` holds that map: ``beat_starts_seconds`` (n_source_beats
@@ -107,6 +109,49 @@ class Passage(models.Model):
         return f"{self.track}: beats {self.excerpt_start_beat}+{self.n_source_beats}"
 
 
+class ListeningCopy(models.Model):
+    """What annotators hear of an edit or of a passage in one format, encoded from the native render.
+
+    The native render (``editing.render.render_native``: the source's rate and channels, with the
+    track's lead-in/ring-out where the edit keeps them) encoded as ``format``; ``render`` holds the
+    timeline of THIS file (``beat_starts_seconds``, ``track_beats``, ``seam_seconds``), which the
+    page's playhead mapping uses.  Made on first request by ``annotations.services``
+    (``edit_listening_copy_ensure`` / ``passage_listening_copy_ensure``); exactly one of ``edit``
+    and ``passage`` is set.
+    """
+
+    class Format(models.TextChoices):
+        OPUS = "opus", "Opus (Ogg), 48 kHz"
+        FLAC = "flac", "FLAC, lossless at the source's rate"
+
+    edit = models.ForeignKey("Edit", on_delete=models.CASCADE, null=True, blank=True, related_name="listening_copies")
+    passage = models.ForeignKey(Passage, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="listening_copies")
+    format = models.CharField(max_length=8, choices=Format.choices)
+    audio = models.FileField(upload_to="listening/", max_length=500)
+    sample_rate = models.PositiveIntegerField(help_text="Hz of the encoded file (48000 for Opus)")
+    source_sample_rate = models.PositiveIntegerField(help_text="Hz of the track's source (and the native render)")
+    channels = models.PositiveSmallIntegerField(help_text="as the source: 1 or 2")
+    duration_seconds = models.FloatField()
+    render = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["edit", "format"], condition=models.Q(edit__isnull=False),
+                                    name="one_listening_copy_per_edit_format"),
+            models.UniqueConstraint(fields=["passage", "format"], condition=models.Q(passage__isnull=False),
+                                    name="one_listening_copy_per_passage_format"),
+            models.CheckConstraint(condition=models.Q(edit__isnull=False, passage__isnull=True)
+                                   | models.Q(edit__isnull=True, passage__isnull=False),
+                                   name="listening_copy_of_edit_or_passage"),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"edit {self.edit_id}" if self.edit_id else f"passage {self.passage_id}"
+        return f"{owner} as {self.format} ({self.sample_rate} Hz, {self.channels} ch)"
+
+
 class Comparison(models.Model):
     """Two edits of the same track, to be judged by several annotators."""
 
@@ -122,6 +167,10 @@ class Comparison(models.Model):
     required_judgements = models.PositiveSmallIntegerField(default=3)
     is_gold = models.BooleanField(default=False, help_text="has a known answer; used to check annotators")
     gold_answer = models.CharField(max_length=1, blank=True, choices=[("a", "A"), ("b", "B")])
+    is_hidden_reference = models.BooleanField(
+        default=False,
+        help_text="both sides play the same edit (a hidden reference, as in MUSHRA): gold whose right answer is "
+                  "a tie or a low confidence; measures annotator reliability, never trains")
     repeat_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats",
         help_text="a repeated comparison with sides swapped, to measure self-consistency",
@@ -135,7 +184,12 @@ class Comparison(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")), name="comparison_two_edits"),
+            models.CheckConstraint(condition=~Q(edit_a=models.F("edit_b")) | Q(is_hidden_reference=True),
+                                   name="comparison_two_edits"),
+            # A hidden reference is gold (kept out of training and out of the regular queue) with no A/B answer.
+            models.CheckConstraint(condition=Q(is_hidden_reference=False)
+                                   | Q(edit_a=models.F("edit_b"), is_gold=True, gold_answer=""),
+                                   name="hidden_reference_is_gold_of_one_edit"),
         ]
         indexes = [
             # The assignment queue in its order, holding only comparisons still short of judgements:
@@ -249,6 +303,9 @@ class ListeningRecord(models.Model):
     first_byte = models.PositiveBigIntegerField(help_text="offset of the first byte served")
     n_bytes = models.PositiveBigIntegerField(help_text="bytes streamed from first_byte on")
     file_bytes = models.PositiveBigIntegerField(help_text="size of the whole audio file")
+    file_seconds = models.FloatField(null=True, blank=True,
+                                     help_text="duration of the file served, seconds (empty: the edit's own "
+                                               "rendering, whose duration the edit gives)")
     started_at = models.DateTimeField(help_text="when the request arrived")
     finished_at = models.DateTimeField(help_text="when the last byte was handed over (or the client went away)")
 

@@ -10,6 +10,14 @@ gold accuracy
     Share of an annotator's judgements on gold comparisons whose choice equals
     ``gold_answer``.  A tie on a gold comparison counts as wrong: gold items
     have a known, clearly audible answer.
+hidden-reference reliability
+    A hidden reference (``is_hidden_reference``) plays the same edit on both
+    sides, as MUSHRA's hidden reference: the share of an annotator's
+    judgements on them that are a tie or given with confidence at most
+    ``HIDDEN_REFERENCE_MAX_CONFIDENCE`` (hearing no difference, or not being
+    sure of one).  Hidden references count in no other figure: not in gold
+    accuracy (they have no A/B answer), the left share, agreement, cycles or
+    source scores.
 self-consistency
     A repeated comparison (``repeat_of`` set) shows the same two edits with
     A and B swapped.  For every annotator who judged both the original and the
@@ -58,6 +66,8 @@ ALPHA_LEVEL = "ordinal"
 # Ordinal coding for alpha: a tie lies between preferring A and preferring B.
 ALPHA_VALUES = (CHOICE_A, CHOICE_TIE, CHOICE_B)
 Z_95 = 1.959963984540054
+# On a hidden reference, a preference given with at most this confidence (of 1-5) is a right answer too.
+HIDDEN_REFERENCE_MAX_CONFIDENCE = 2
 
 
 class QualityError(AnnotationError, ValueError):
@@ -84,6 +94,8 @@ class JudgementRow:
     is_gold: bool = False
     gold_answer: str = ""  # "a" or "b" on gold comparisons
     repeat_of_id: int | None = None
+    is_hidden_reference: bool = False  # both sides the same edit (gold without an A/B answer)
+    confidence: int | None = None  # 1..5; needed on hidden references
 
     def preferred_edit_id(self) -> int | None:
         """The id of the edit this judgement preferred; None for a tie."""
@@ -109,6 +121,8 @@ class AnnotatorQuality:
     n_sided: int  # non-tie judgements, the base of left_share
     left_share: float | None
     median_decision_seconds: float | None
+    n_hidden_references: int = 0
+    hidden_reference_reliability: float | None = None
 
     @property
     def left_bias(self) -> float | None:
@@ -146,7 +160,7 @@ def gold_accuracy_by_annotator(rows: Iterable[JudgementRow]) -> dict[int, tuple[
     """
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
-        if not row.is_gold:
+        if not row.is_gold or row.is_hidden_reference:
             continue
         if row.gold_answer not in (CHOICE_A, CHOICE_B):
             raise QualityError(f"gold comparison {row.comparison_id}: gold_answer {row.gold_answer!r} is not 'a' or 'b'")
@@ -181,9 +195,30 @@ def consistency_pairs(rows: Sequence[JudgementRow]) -> dict[int, tuple[int, int]
     return {annotator: (c[0], c[1]) for annotator, c in counts.items()}
 
 
+def hidden_reference_by_annotator(rows: Iterable[JudgementRow]) -> dict[int, tuple[int, int]]:
+    """Right and total hidden-reference judgements per annotator (right: a tie, or confidence <= 2).
+
+    Returns
+    -------
+    dict annotator_id -> (n_right, n_hidden_references); annotators without any are absent.
+    """
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        if not row.is_hidden_reference:
+            continue
+        if row.confidence is None:
+            raise QualityError(f"hidden reference {row.comparison_id}: the judgement's confidence is needed")
+        entry = counts[row.annotator_id]
+        entry[0] += row.choice == CHOICE_TIE or row.confidence <= HIDDEN_REFERENCE_MAX_CONFIDENCE
+        entry[1] += 1
+    return {annotator: (c[0], c[1]) for annotator, c in counts.items()}
+
+
 def annotator_quality(rows: Sequence[JudgementRow]) -> tuple[AnnotatorQuality, ...]:
-    """Per-annotator gold accuracy, self-consistency, left share and median decision time, by annotator id."""
+    """Per-annotator gold accuracy, hidden-reference reliability, self-consistency, left share and median
+    decision time, by annotator id."""
     gold = gold_accuracy_by_annotator(rows)
+    references = hidden_reference_by_annotator(rows)
     pairs = consistency_pairs(rows)
     by_annotator: dict[int, list[JudgementRow]] = defaultdict(list)
     for row in rows:
@@ -191,9 +226,11 @@ def annotator_quality(rows: Sequence[JudgementRow]) -> tuple[AnnotatorQuality, .
     result = []
     for annotator_id in sorted(by_annotator):
         own = by_annotator[annotator_id]
-        sided = [r for r in own if r.choice != CHOICE_TIE]
+        # On a hidden reference both sides are the same edit: no side was preferred.
+        sided = [r for r in own if r.choice != CHOICE_TIE and not r.is_hidden_reference]
         n_left = sum(r.preferred_edit_id() == r.left_edit_id for r in sided)
         n_correct, n_gold = gold.get(annotator_id, (0, 0))
+        n_right, n_references = references.get(annotator_id, (0, 0))
         n_consistent, n_pairs = pairs.get(annotator_id, (0, 0))
         result.append(
             AnnotatorQuality(
@@ -206,6 +243,8 @@ def annotator_quality(rows: Sequence[JudgementRow]) -> tuple[AnnotatorQuality, .
                 n_sided=len(sided),
                 left_share=n_left / len(sided) if sided else None,
                 median_decision_seconds=statistics.median(r.decision_seconds for r in own),
+                n_hidden_references=n_references,
+                hidden_reference_reliability=n_right / n_references if n_references else None,
             )
         )
     return tuple(result)
@@ -397,9 +436,11 @@ def source_scores(rows: Iterable[JudgementRow], *, ridge: float = 1e-3) -> tuple
 
 def quality_report(rows: Sequence[JudgementRow]) -> QualityReport:
     """Everything the quality page shows, from one list of judgements."""
+    # Hidden references measure annotators only (see the module's definitions).
+    compared = [r for r in rows if not r.is_hidden_reference]
     counts = choice_value_counts(
-        np.fromiter((r.comparison_id for r in rows), dtype=np.int64, count=len(rows)),
-        np.fromiter((choice_code(r.choice) for r in rows), dtype=np.int64, count=len(rows)),
+        np.fromiter((r.comparison_id for r in compared), dtype=np.int64, count=len(compared)),
+        np.fromiter((choice_code(r.choice) for r in compared), dtype=np.int64, count=len(compared)),
     )
     alpha, n_pairable = agreement_alpha(counts)
     return QualityReport(
@@ -407,6 +448,6 @@ def quality_report(rows: Sequence[JudgementRow]) -> QualityReport:
         alpha=alpha,
         alpha_level=ALPHA_LEVEL,
         n_units_pairable=n_pairable,
-        n_cycles=count_preference_cycles(rows),
-        sources=source_scores(rows),
+        n_cycles=count_preference_cycles(compared),
+        sources=source_scores(compared),
     )

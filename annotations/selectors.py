@@ -216,13 +216,16 @@ def judgement_rows_for_quality(queryset: QuerySet[Judgement] | None = None) -> l
         "annotator_id", "comparison_id", "comparison__track_id", "comparison__edit_a_id", "comparison__edit_b_id",
         "comparison__edit_a__source", "comparison__edit_b__source", "choice", "left_edit_id", "decision_seconds",
         "comparison__is_gold", "comparison__gold_answer", "comparison__repeat_of_id",
+        "comparison__is_hidden_reference", "confidence",
     )
     return [
         quality.JudgementRow(
             annotator_id=a, comparison_id=c, track_id=t, edit_a_id=ea, edit_b_id=eb, source_a=sa, source_b=sb,
             choice=ch, left_edit_id=left, decision_seconds=sec, is_gold=gold, gold_answer=answer, repeat_of_id=rep,
+            is_hidden_reference=hidden, confidence=confidence,
         )
-        for a, c, t, ea, eb, sa, sb, ch, left, sec, gold, answer, rep in values.iterator(chunk_size=5000)
+        for a, c, t, ea, eb, sa, sb, ch, left, sec, gold, answer, rep, hidden, confidence
+        in values.iterator(chunk_size=5000)
     ]
 
 

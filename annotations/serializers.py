@@ -28,7 +28,10 @@ class ProgressSerializer(serializers.Serializer):
 class ShownSideSerializer(serializers.Serializer):
     edit_id = serializers.IntegerField()
     choice = serializers.CharField(help_text="the `choice` value that picks this side: 'a' or 'b'")
-    audio_url = serializers.SerializerMethodField(help_text="the compressed listening copy (MP3)")
+    audio_url = serializers.SerializerMethodField(
+        help_text="what annotators hear (settings.ANNOTATION_AUDIO_FORMAT): Opus at 48 kHz or FLAC at the "
+                  "source's rate, the source's channels (the legacy MP3: analysis rate, mono)")
+    audio_format = serializers.CharField(help_text="'opus', 'flac' or 'mp3'")
     wav_url = serializers.SerializerMethodField(help_text="the rendered WAV, for download")
     duration_seconds = serializers.FloatField()
     min_listen_seconds = serializers.FloatField(
@@ -40,7 +43,7 @@ class ShownSideSerializer(serializers.Serializer):
     seam_seconds = serializers.ListField(child=serializers.FloatField())
 
     def get_audio_url(self, side) -> str:
-        return reverse("annotations:audio", args=[side.edit_id]) + "?format=mp3"
+        return reverse("annotations:audio", args=[side.edit_id]) + f"?format={side.audio_format}"
 
     def get_wav_url(self, side) -> str:
         return reverse("annotations:audio", args=[side.edit_id])
@@ -63,7 +66,9 @@ class OriginalSerializer(serializers.Serializer):
 
     comparison = serializers.IntegerField(source="comparison_id")
     audio_url = serializers.SerializerMethodField(
-        help_text="the passage as MP3; fetching it is recorded, and the judgement says so (original_heard)")
+        help_text="the passage, encoded as the edits are; fetching it is recorded, and the judgement says so "
+                  "(original_heard)")
+    audio_format = serializers.CharField(help_text="'opus', 'flac' or 'mp3', as the edits'")
     duration_seconds = serializers.FloatField()
     beat_starts_seconds = serializers.ListField(child=serializers.FloatField(),
                                                 help_text="beat boundaries, seconds (n_source_beats + 1)")

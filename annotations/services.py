@@ -25,9 +25,12 @@ from editing import audio as audio_lib
 from editing.demo import read_beats
 from editing.edit import Edit as EditValue
 from editing.edit import EditError, apply_actions, unedited, validate_edit
+from editing.listening import FORMATS as LISTENING_FORMATS
+from editing.listening import MP3 as LEGACY_MP3
+from editing.listening import encode_listening, write_legacy_mp3
 
 from .errors import AnnotationError
-from .models import Comparison, Edit, Passage, Track
+from .models import Comparison, Edit, ListeningCopy, Passage, Track
 
 logger = logging.getLogger(__name__)
 
@@ -176,20 +179,11 @@ def track_sound_edges(track: Track, analysis: audio_lib.TrackAnalysis | None = N
                                           name=track.original_name or track.title)
 
 
-# The annotation page streams this rendition: a 20 s edit is about 25 kB of MP3 against 0.9 MB of WAV,
-# so the next pair arrives in a fraction of a second on a slow line.  MP3 because libsndfile writes it at
-# any sample rate the edits are rendered at (Opus would need resampling to 48 kHz first) and every
-# browser decodes it.
-LISTENING_FORMAT = "MP3"
-LISTENING_SUBTYPE = "MPEG_LAYER_III"
-LISTENING_SUFFIX = ".mp3"
-LISTENING_COMPRESSION_LEVEL = 0.3  # libsndfile's 0 (best quality, largest) .. 1 (smallest)
-
-
-def _write_listening_copy(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write ``audio`` (float, shape (n_samples,) or (n_samples, channels)) at ``sample_rate`` Hz as MP3."""
-    sf.write(path, audio, sample_rate, format=LISTENING_FORMAT, subtype=LISTENING_SUBTYPE,
-             compression_level=LISTENING_COMPRESSION_LEVEL)
+# The legacy listening rendition (``ANNOTATION_AUDIO_FORMAT = "mp3"``): the edit's analysis-rate mono
+# rendering as MP3, about 25 kB for a 20 s edit.  It hides exactly the seam artefacts (a click, a smeared
+# transient, a jumping stereo image) annotators are asked to hear, so the default is now a copy of the
+# native render (``LISTENING_FORMATS``, ``edit_listening_copy_ensure``).
+LISTENING_SUFFIX = LEGACY_MP3.suffix
 
 
 def _listening_name(wav_name: str) -> str:
@@ -207,7 +201,7 @@ def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
     with edit.audio.open("rb") as fh:
         audio, sample_rate = sf.read(fh, dtype="float32", always_2d=False)
     _derived_file_store(
-        write=lambda local: _write_listening_copy(local, audio, sample_rate), suffix=LISTENING_SUFFIX,
+        write=lambda local: write_legacy_mp3(local, audio, sample_rate), suffix=LISTENING_SUFFIX,
         name=_listening_name(edit.audio.name),
         record=lambda saved: bool(Edit.objects.filter(pk=edit.pk, listening_audio="").update(listening_audio=saved)))
     edit.refresh_from_db(fields=["listening_audio"])
@@ -285,7 +279,7 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
             with open(wav, "rb") as fh:
                 saved = default_storage.save(name, File(fh))
             compressed = Path(tmp) / f"edit{LISTENING_SUFFIX}"
-            _write_listening_copy(compressed, result.audio, result.sample_rate)
+            write_legacy_mp3(compressed, result.audio, result.sample_rate)
             with open(compressed, "rb") as fh:
                 listening = default_storage.save(_listening_name(saved), File(fh))
         with transaction.atomic():
@@ -328,8 +322,10 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     is rendered from the track's audio through ``editing.render.render_edit``,
     as the edit that keeps every beat (``editing.edit.unedited``), so it gets
     the edits' loudness normalisation and a beat map of the same form, then
-    stored as MP3 like their listening copies and recorded only if no other
-    request recorded one meanwhile (the loser's file is removed).
+    stored as MP3 like their legacy listening copies (``ANNOTATION_AUDIO_FORMAT
+    = "mp3"``; the other formats use ``passage_listening_copy_ensure``) and
+    recorded only if no other request recorded one meanwhile (the loser's file
+    is removed).
 
     Raises
     ------
@@ -352,7 +348,7 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
     result = render_edit(track_load_audio(track), analysis.sample_rate, analysis.beat_samples, value)
     _derived_file_store(
-        write=lambda local: _write_listening_copy(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
+        write=lambda local: write_legacy_mp3(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
         name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}{LISTENING_SUFFIX}"),
         record=lambda saved: bool(Passage.objects.filter(pk=passage.pk, listening_audio="").update(
             listening_audio=saved, duration_seconds=result.duration_seconds,
@@ -372,8 +368,9 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
     The native rendering is what a retarget delivers: rendered from the track's source at its own
     sample rate and channels, opening with the track's lead-in when the edit opens with its first
     beat and closing with its ring-out when it closes with its last (``editing.render.render_native``),
-    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  The edit's
-    own rendering (analysis rate, mono) stays what annotators hear.
+    stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  Annotators
+    hear it too, encoded as Opus or FLAC (``edit_listening_copy_ensure``); the edit's own rendering
+    (analysis rate, mono) is what the reward features read and the legacy MP3 copy is made from.
 
     Returns
     -------
@@ -435,13 +432,116 @@ def edit_native_write(*, edit: Edit, out: str | os.PathLike | IO[bytes], contain
              subtype=audio_lib.delivery_subtype(native["source_subtype"], container))
 
 
+def listening_format() -> str:
+    """The format annotators hear: ``settings.ANNOTATION_AUDIO_FORMAT`` ("opus", "flac" or the legacy "mp3")."""
+    return settings.ANNOTATION_AUDIO_FORMAT
+
+
+def _listening_copy_store(*, fmt: str, audio: np.ndarray, sample_rate: int, source_subtype: str,
+                          timeline: dict[str, Any], name: str, owner: dict[str, Any]) -> ListeningCopy:
+    """Encode ``audio`` (the native render) as ``fmt``, store it as ``name`` and record it for ``owner``.
+
+    ``owner`` is ``{"edit": edit}`` or ``{"passage": passage}``.  The row is unique per owner and
+    format: a request that loses the race to another removes its file and returns the winner's row.
+    """
+    saved = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / f"listening{LISTENING_FORMATS[fmt].suffix}"
+            encoded = encode_listening(local, audio, sample_rate, fmt,
+                                       flac_subtype=audio_lib.delivery_subtype(source_subtype, "FLAC"))
+            with open(local, "rb") as fh:
+                saved = default_storage.save(name, File(fh))
+        with transaction.atomic():
+            return ListeningCopy.objects.create(
+                format=fmt, audio=saved, sample_rate=encoded.sample_rate, source_sample_rate=sample_rate,
+                channels=encoded.channels, duration_seconds=round(encoded.duration_seconds, 5),
+                render=timeline, **owner)
+    except IntegrityError:
+        default_storage.delete(saved)
+        return ListeningCopy.objects.get(format=fmt, **owner)
+    except BaseException:
+        if saved:
+            default_storage.delete(saved)
+        raise
+
+
+def edit_listening_copy_ensure(*, edit: Edit, fmt: str | None = None) -> ListeningCopy:
+    """The copy of ``edit`` annotators hear as ``fmt`` (default ``listening_format()``), encoded if not yet.
+
+    Encoded from the edit's native render (``edit_native_ensure``, made first if missing): the
+    source's sample rate (48 kHz for Opus, see ``editing.listening``) and channels, and the native
+    timeline, which includes the track's lead-in and ring-out where the edit keeps them.
+
+    Raises
+    ------
+    editing.audio.AudioError : the source cannot be rendered at its own fidelity.
+    """
+    fmt = fmt or listening_format()
+    if fmt not in LISTENING_FORMATS:
+        raise ValueError(f"listening copy of edit {edit.pk}: {fmt!r} is not one of {sorted(LISTENING_FORMATS)}")
+    existing = ListeningCopy.objects.filter(edit=edit, format=fmt).first()
+    if existing is not None:
+        return existing
+    native = edit_native_ensure(edit=edit)
+    with default_storage.open(native["audio"], "rb") as fh:
+        audio, sample_rate = sf.read(fh, dtype="float32")
+    timeline = {key: native[key] for key in ("beat_starts_seconds", "track_beats", "seam_seconds")}
+    return _listening_copy_store(
+        fmt=fmt, audio=audio, sample_rate=sample_rate, source_subtype=native["source_subtype"], timeline=timeline,
+        name=str(Path(edit.audio.name).with_suffix("")) + "-listening" + LISTENING_FORMATS[fmt].suffix,
+        owner={"edit": edit})
+
+
+def passage_listening_copy_ensure(*, comparison: Comparison, fmt: str | None = None) -> ListeningCopy:
+    """The unedited passage of ``comparison``'s edits as annotators hear it in ``fmt``, encoded if not yet.
+
+    Rendered from the track's source like the edits' copies (``editing.render.render_native`` of the
+    edit that keeps every beat): the same rate, channels, loudness normalisation and encoder, and a
+    timeline of the same form, so the page maps the playhead between A, B and the original.
+
+    Raises
+    ------
+    editing.edit.EditError : the passage does not fit the track's beats.
+    editing.audio.AudioError : the source cannot be rendered at its own fidelity.
+    """
+    fmt = fmt or listening_format()
+    edit = comparison.edit_a
+    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
+                                               excerpt_start_beat=edit.excerpt_start_beat,
+                                               n_source_beats=edit.n_source_beats)
+    existing = ListeningCopy.objects.filter(passage=passage, format=fmt).first()
+    if existing is not None:
+        return existing
+    from editing.render import render_native  # scipy.signal: see edit_create
+
+    track = comparison.track
+    analysis = track_load_analysis(track)
+    start, n = passage.excerpt_start_beat, passage.n_source_beats
+    if start + n > analysis.n_beats:
+        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
+                        f"{analysis.n_beats} beats")
+    value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
+    source = track_load_native(track)
+    result = render_native(source.samples, source.sample_rate, analysis.beat_samples, analysis.sample_rate, value)
+    timeline = {"beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
+                "track_beats": [int(b) for b in result.track_beats],
+                "seam_seconds": [round(float(t), 5) for t in result.seam_seconds]}
+    return _listening_copy_store(
+        fmt=fmt, audio=result.audio, sample_rate=result.sample_rate, source_subtype=source.subtype,
+        timeline=timeline,
+        name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}-native{LISTENING_FORMATS[fmt].suffix}"),
+        owner={"passage": passage})
+
+
 def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority: float = 0.0,
                       predicted_preference: float | None = None, reward_model_version: str = "",
                       required_judgements: int | None = None, is_gold: bool = False,
                       gold_answer: str = "", repeat_of: Comparison | None = None) -> Comparison:
     """Pair two edits of the same passage, made for the same target, for judgement."""
     if edit_a.pk == edit_b.pk or edit_a.actions_key == edit_b.actions_key:
-        raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself")
+        raise ComparisonError(f"edit {edit_a.pk} cannot be compared with itself (a hidden reference can: "
+                              f"hidden_reference_create)")
     if edit_a.track_id != edit_b.track_id:
         raise ComparisonError(
             f"edits {edit_a.pk} and {edit_b.pk} belong to different tracks ({edit_a.track} / {edit_b.track})"
@@ -464,6 +564,21 @@ def comparison_create(*, edit_a: Edit, edit_b: Edit, proposed_by: str, priority:
     )
 
 
+def hidden_reference_create(*, edit: Edit, proposed_by: str, priority: float = 0.0,
+                            required_judgements: int | None = None) -> Comparison:
+    """A hidden reference: ``edit`` against itself, shown as any comparison (MUSHRA's hidden reference).
+
+    Both sides play the same audio, so the right answer is a tie or a low confidence; the
+    judgements measure each annotator's reliability (``annotations.quality``).  It is gold
+    without an A/B answer, so everything that keeps gold out of training keeps it out too.
+    """
+    asked = {} if required_judgements is None else {"required_judgements": required_judgements}
+    return Comparison.objects.create(
+        track=edit.track, edit_a=edit, edit_b=edit, proposed_by=proposed_by, priority=priority, is_gold=True,
+        is_hidden_reference=True, **asked,
+    )
+
+
 
 def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
     while beat > 0 and bar_positions[beat] != 0:
@@ -472,14 +587,16 @@ def _downbeat_at_or_before(bar_positions: np.ndarray, beat: int) -> int:
 
 
 def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, proposed_by: str = "baselines",
-                                excerpt_beats: int | None = None, with_gold: bool = True) -> list[Comparison]:
+                                excerpt_beats: int | None = None, with_gold: bool = True,
+                                with_hidden_reference: bool = False) -> list[Comparison]:
     """Propose comparisons between baseline retargets of passages of ``track`` (no policy needed).
 
     For each passage (spread evenly over the track, starting on a downbeat) the target
     alternates between shortening to 0.75x and lengthening to 1.5x; the retargeting
     heuristic is compared with the bar-aligned cut and with random actions.  With
     ``with_gold``, a gold comparison of the heuristic against a deliberately broken edit,
-    whose known answer checks the annotators.
+    whose known answer checks the annotators.  With ``with_hidden_reference``, the heuristic's edit
+    against itself (``hidden_reference_create``), whose right answer is a tie.
     """
     from editing.baselines import BASELINE_EDIT_SOURCES, BAR_CUT, BROKEN, HEURISTIC, RANDOM, baseline_actions
     from editing.dense import dense_context
@@ -514,4 +631,6 @@ def baseline_comparisons_create(*, track: Track, n_excerpts: int, seed: int, pro
             if broken.pk != heuristic.pk:
                 created.append(comparison_create(edit_a=broken, edit_b=heuristic, proposed_by=proposed_by,
                                                   is_gold=True, gold_answer="b"))
+        if with_hidden_reference:
+            created.append(hidden_reference_create(edit=heuristic, proposed_by=proposed_by))
     return created

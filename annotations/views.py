@@ -23,13 +23,20 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from . import roles
-from .listening import listening_allowed_edit, listening_original, listening_record, listening_record_original
+from .listening import (
+    LEGACY_FORMAT,
+    listening_allowed_edit,
+    listening_original,
+    listening_record,
+    listening_record_original,
+)
 from .models import Assignment, Edit
-from .services import edit_listening_audio_ensure
+from .services import LISTENING_FORMATS, edit_listening_audio_ensure, edit_listening_copy_ensure
 
 CHUNK_BYTES = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
+               ".opus": "audio/ogg; codecs=opus"}
 
 # Keys, in one place for the page's legend (the script's table in static/js/annotate.js matches it).
 # Playback (1 / 2, O) and answers (A / B / T) never share a key; confidence is Shift + its number.
@@ -122,7 +129,6 @@ def _stream(fh, start: int, length: int, on_done: Callable[[int], None]):
             on_done(sent)
 
 
-LISTENING = "mp3"  # ?format= value for the compressed listening copy; anything else gets the WAV
 
 
 def _serve(request: HttpRequest, stored: File, served: Callable[[int, int, int, datetime], None]) -> HttpResponse:
@@ -162,10 +168,12 @@ def _serve(request: HttpRequest, stored: File, served: Callable[[int, int, int, 
 def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
     """Stream an edit's audio, honouring a single ``Range: bytes=`` request (206; 416 past the end).
 
-    ``?format=mp3`` serves the compressed listening copy (the annotation page's
-    choice), made on first request for edits stored before copies existed;
-    without it, the rendered WAV.  Anyone not allowed to hear the edit gets
-    404, so ids reveal nothing.
+    ``?format=opus`` or ``?format=flac`` serves the listening copy encoded from the
+    edit's native render (the source's rate -- 48 kHz for Opus -- and channels),
+    ``?format=mp3`` the legacy analysis-rate mono copy; each is made on first
+    request.  The page asks for ``settings.ANNOTATION_AUDIO_FORMAT``.  Without a
+    format, the rendered WAV.  Anyone not allowed to hear the edit gets 404, so
+    ids reveal nothing.
 
     The bytes streamed to an annotator are recorded against their open
     assignment of the edit's comparison: that is what a judgement's listening
@@ -176,21 +184,25 @@ def audio(request: HttpRequest, edit_id: int) -> HttpResponse:
     edit = Edit.objects.filter(pk=edit_id).only("audio", "listening_audio").first()
     if edit is None or not edit.audio:
         raise Http404("no such audio")
-    stored = edit.audio
-    if request.GET.get("format") == LISTENING:
+    fmt = request.GET.get("format")
+    stored, file_seconds = edit.audio, None
+    if fmt == LEGACY_FORMAT:
         stored = edit_listening_audio_ensure(edit=edit).listening_audio
+    elif fmt in LISTENING_FORMATS:
+        copy = edit_listening_copy_ensure(edit=edit, fmt=fmt)
+        stored, file_seconds = copy.audio, copy.duration_seconds
 
     def served(first_byte: int, n_bytes: int, file_bytes: int, started_at: datetime) -> None:
         # What left the server, written after streaming: the judgement rule reads it (annotations.listening).
         listening_record(annotator=request.user, edit_id=edit_id, first_byte=first_byte, n_bytes=n_bytes,
-                         file_bytes=file_bytes, started_at=started_at)
+                         file_bytes=file_bytes, file_seconds=file_seconds, started_at=started_at)
 
     return _serve(request, stored, served)
 
 
 @require_GET
 def original_audio(request: HttpRequest, comparison_id: int) -> HttpResponse:
-    """Stream the unedited source passage of a comparison (MP3, as the edits' listening copies), with Range support.
+    """Stream the unedited source passage of a comparison (encoded as the edits' listening copies), with Range support.
 
     Made on first request (``annotations.listening.listening_original``).  Only those
     who may hear the comparison get it, anyone else 404; the comparison names the
@@ -205,6 +217,7 @@ def original_audio(request: HttpRequest, comparison_id: int) -> HttpResponse:
 
     def served(first_byte: int, n_bytes: int, file_bytes: int, started_at: datetime) -> None:
         listening_record_original(annotator=request.user, comparison_id=comparison_id, first_byte=first_byte,
-                                  n_bytes=n_bytes, file_bytes=file_bytes, started_at=started_at)
+                                  n_bytes=n_bytes, file_bytes=file_bytes, file_seconds=original.duration_seconds,
+                                  started_at=started_at)
 
-    return _serve(request, original.passage.listening_audio, served)
+    return _serve(request, original.audio, served)

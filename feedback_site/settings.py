@@ -245,12 +245,22 @@ MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
 MAX_URL_CHARS = int(os.environ.get("MAX_URL_CHARS", "4096"))
 # The largest upload (one request, all its files), refused from its Content-Length before it is read.
 MAX_UPLOAD_BYTES = int(float(os.environ.get("MAX_UPLOAD_MB", "200")) * 1_000_000)
-# Annotation: share of assignments drawn from gold and from sides-swapped repeats,
+# Annotation: share of assignments drawn from gold, from sides-swapped repeats and from hidden references,
 # how long an assignment holds its slot, and how long each side must be heard.
 ANNOTATION_GOLD_RATE = float(os.environ.get("ANNOTATION_GOLD_RATE", "0.1"))
 ANNOTATION_REPEAT_RATE = float(os.environ.get("ANNOTATION_REPEAT_RATE", "0.05"))
+# Hidden references (MUSHRA's): both sides play the same edit, so a tie or a low confidence is the right
+# answer; they measure each annotator's reliability on the quality page and never train.
+ANNOTATION_HIDDEN_REFERENCE_RATE = float(os.environ.get("ANNOTATION_HIDDEN_REFERENCE_RATE", "0"))
 ANNOTATION_ASSIGNMENT_MINUTES = float(os.environ.get("ANNOTATION_ASSIGNMENT_MINUTES", "30"))
 ANNOTATION_MIN_LISTEN_SECONDS = float(os.environ.get("ANNOTATION_MIN_LISTEN_SECONDS", "5"))
+# What annotators hear: "opus" (default: the native render resampled to 48 kHz, the source's channels,
+# about 80 kbit/s per channel), "flac" (lossless at the source's own rate and channels, for critical
+# listening) or "mp3" (legacy: the analysis-rate mono rendering at about 60 kbit/s, which hides the
+# seam artefacts annotators are asked to hear).  See annotations.services.LISTENING_FORMATS.
+ANNOTATION_AUDIO_FORMAT = os.environ.get("ANNOTATION_AUDIO_FORMAT", "opus").strip().lower()
+if ANNOTATION_AUDIO_FORMAT not in ("opus", "flac", "mp3"):
+    raise ImproperlyConfigured(f"ANNOTATION_AUDIO_FORMAT must be 'opus', 'flac' or 'mp3', not {ANNOTATION_AUDIO_FORMAT!r}")
 
 # Where training workers run torch: "" = CUDA when the worker's machine has a GPU, else CPU;
 # "cpu" or "cuda" forces one ("cuda" on a machine without a GPU fails the cycle step with that reason).

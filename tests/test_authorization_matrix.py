@@ -16,6 +16,7 @@ import re
 
 import pytest
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -24,7 +25,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from annotations.models import ExportJob, Passage, TrackUpload
+from annotations.models import ExportJob, ListeningCopy, Passage, TrackUpload
 from editing.spaces import spaces_spec
 from rlhf.models import Cycle, PolicyVersion, RetargetJob, RewardModelVersion, SeamModelVersion
 from tests.annotations.factories import make_comparison, make_judgement, make_user
@@ -172,14 +173,17 @@ def world(storage_root):
     cycle = Cycle.objects.create(is_running=False, status=Cycle.Status.DONE)
     # A finished retarget whose result has its delivered (native) file: the download serves it as it is.
     delivered = comparison.edit_a
-    delivered.render = {**delivered.render, "native": {"audio": delivered.audio.name, "subtype": "PCM_16",
-                                                        "source_subtype": "PCM_16"}}
+    delivered.render = {**delivered.render, "native": {**delivered.render["native"], "audio": delivered.audio.name,
+                                                        "subtype": "PCM_16", "source_subtype": "PCM_16"}}
     delivered.save(update_fields=["render"])
     # The comparison's original passage, already rendered (this track has no audio to render it from).
     edit = comparison.edit_a
-    Passage.objects.create(track=comparison.track, excerpt_start_beat=edit.excerpt_start_beat,
-                           n_source_beats=edit.n_source_beats, listening_audio=edit.audio.name,
-                           duration_seconds=edit.duration_seconds, render=edit.render)
+    passage = Passage.objects.create(track=comparison.track, excerpt_start_beat=edit.excerpt_start_beat,
+                                     n_source_beats=edit.n_source_beats, listening_audio=edit.audio.name,
+                                     duration_seconds=edit.duration_seconds, render=edit.render)
+    ListeningCopy.objects.create(passage=passage, format=settings.ANNOTATION_AUDIO_FORMAT, audio=edit.audio.name,
+                                 sample_rate=8000, source_sample_rate=8000, channels=1,
+                                 duration_seconds=edit.duration_seconds, render=edit.render)
     retarget = RetargetJob.objects.create(
         requested_by=researcher, track=comparison.track, target_seconds=10.0, status=RetargetJob.Status.DONE,
         methods=["heuristic"], results=[{"method": "heuristic", "edit_id": comparison.edit_a_id}])

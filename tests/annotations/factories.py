@@ -65,32 +65,47 @@ def tone_wav(track_beats, *, seconds_per_beat: float, sample_rate: int = SAMPLE_
     return buf.getvalue()
 
 
-def make_track_with_audio(*, n_beats: int = 32, seconds_per_beat: float = 0.25) -> Track:
+def make_track_with_audio(*, n_beats: int = 32, seconds_per_beat: float = 0.25, source_sample_rate: int = ANALYSIS_SR,
+                          channels: int = 1, lead_in_seconds: float = 0.0) -> Track:
     """A track with stored audio (one tone per beat, as ``tone_wav``) and an analysis whose beat grid is exact.
 
+    The source is WAV at ``source_sample_rate`` with ``channels`` (a stereo source's right channel an
+    octave below its left), opening with ``lead_in_seconds`` of soft noise before its first beat.
     Features are zeros: enough to render passages of it, not to train on it.
     """
     track = make_track(n_beats=n_beats, tempo_bpm=60.0 / seconds_per_beat)
     samples_per_beat = int(round(seconds_per_beat * ANALYSIS_SR))
-    audio = default_storage.save(f"tracks/audio/{track.content_hash}.wav", ContentFile(
-        tone_wav(range(n_beats), seconds_per_beat=seconds_per_beat, sample_rate=ANALYSIS_SR)))
+    lead_in = int(round(lead_in_seconds * ANALYSIS_SR))
+    left, _ = sf.read(io.BytesIO(tone_wav(range(n_beats), seconds_per_beat=seconds_per_beat,
+                                          sample_rate=source_sample_rate)), dtype="float32")
+    right, _ = sf.read(io.BytesIO(tone_wav(range(-12, n_beats - 12), seconds_per_beat=seconds_per_beat,
+                                           sample_rate=source_sample_rate)), dtype="float32")
+    samples = np.stack([left, right], axis=1)[:, :channels]
+    noise = np.random.default_rng(0).standard_normal((int(round(lead_in_seconds * source_sample_rate)), channels))
+    samples = np.concatenate([(0.05 * noise).astype(np.float32), samples])
     buf = io.BytesIO()
-    np.savez(buf, beat_samples=np.arange(n_beats + 1, dtype=np.int64) * samples_per_beat,
+    sf.write(buf, samples, source_sample_rate, format="WAV", subtype="PCM_16")
+    audio = default_storage.save(f"tracks/audio/{track.content_hash}.wav", ContentFile(buf.getvalue()))
+    buf = io.BytesIO()
+    np.savez(buf, beat_samples=lead_in + np.arange(n_beats + 1, dtype=np.int64) * samples_per_beat,
              bar_positions=(np.arange(n_beats) % BEATS_PER_BAR).astype(np.int8),
              features=np.zeros((n_beats, N_AUDIO_FEATURES), np.float32), tempo_bpm=np.float64(track.tempo_bpm),
-             duration_seconds=np.float64(track.duration_seconds), sample_rate=np.int64(ANALYSIS_SR),
-             feature_version=np.str_(FEATURE_VERSION))
+             duration_seconds=np.float64(track.duration_seconds + lead_in_seconds),
+             sample_rate=np.int64(ANALYSIS_SR), feature_version=np.str_(FEATURE_VERSION))
     analysis = default_storage.save(f"tracks/analysis/{track.content_hash}.npz", ContentFile(buf.getvalue()))
-    Track.objects.filter(pk=track.pk).update(audio=audio, analysis=analysis, sample_rate=ANALYSIS_SR)
+    Track.objects.filter(pk=track.pk).update(audio=audio, analysis=analysis, sample_rate=ANALYSIS_SR,
+                                             source_sample_rate=source_sample_rate)
     track.refresh_from_db()
     return track
 
 
 def make_edit(track: Track | None = None, track_beats=None, *, source: str = "baseline:test",
-              seconds_per_beat: float = 0.25, excerpt_start: int = 0) -> Edit:
+              seconds_per_beat: float = 0.25, excerpt_start: int = 0, native: bool = True) -> Edit:
     """An edit that plays ``track_beats`` (absolute track beat per output beat), with real audio and beat map.
 
-    Seams are placed wherever the next output beat is not the next track beat.
+    Seams are placed wherever the next output beat is not the next track beat.  With ``native``, its
+    tone WAV stands for its native render too; without, the native render is made from the track's
+    source when first needed (a track of ``make_track_with_audio``).
     """
     track = track or make_track()
     beats = [int(b) for b in (track_beats if track_beats is not None else range(excerpt_start, excerpt_start + 16))]
@@ -105,8 +120,16 @@ def make_edit(track: Track | None = None, track_beats=None, *, source: str = "ba
         actions=[0] * n_source, entries={"track_beats": beats}, actions_key=key, audio=name,
         duration_seconds=starts[-1],
         render={"sample_rate": SAMPLE_RATE, "beat_starts_seconds": starts, "track_beats": beats,
-                "seam_seconds": seams},
+                "seam_seconds": seams, **({"native": _native(name, starts, beats, seams)} if native else {})},
     )
+
+
+def _native(name: str, starts: list[float], beats: list[int], seams: list[float]) -> dict:
+    """The tone WAV doubles as the edit's native render (``annotations.services.edit_native_ensure``'s
+    description), so listening copies are encoded from it without a source to render."""
+    return {"audio": name, "sample_rate": SAMPLE_RATE, "channels": 1, "source_subtype": "PCM_16",
+            "subtype": "PCM_16", "duration_seconds": starts[-1], "lead_in_seconds": 0.0, "ring_out_seconds": 0.0,
+            "beat_starts_seconds": starts, "track_beats": beats, "seam_seconds": seams}
 
 
 def make_comparison(*, edit_a: Edit | None = None, edit_b: Edit | None = None, track: Track | None = None,

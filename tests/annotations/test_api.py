@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from annotations.models import Assignment, Judgement
@@ -49,7 +50,8 @@ def test_next_gives_both_sides_with_beat_maps_audio_and_progress(client, annotat
     assert {shown["left"]["edit_id"], shown["right"]["edit_id"]} == {comparison.edit_a_id, comparison.edit_b_id}
     assert {shown["left"]["choice"], shown["right"]["choice"]} == {"a", "b"}
     left = shown["left"]
-    assert left["audio_url"] == reverse("annotations:audio", args=[left["edit_id"]]) + "?format=mp3"
+    assert left["audio_format"] == settings.ANNOTATION_AUDIO_FORMAT == "opus"
+    assert left["audio_url"] == reverse("annotations:audio", args=[left["edit_id"]]) + "?format=opus"
     assert left["wav_url"] == reverse("annotations:audio", args=[left["edit_id"]])
     assert len(left["beat_starts_seconds"]) == len(left["track_beats"]) + 1
     assert shown["min_listen_seconds"] == 2.0

@@ -2,8 +2,6 @@
 rendered once at the edits' loudness, and recorded with the judgement by the server (never required)."""
 from __future__ import annotations
 
-import io
-
 import pytest
 import soundfile as sf
 from rest_framework.test import APIClient
@@ -63,7 +61,8 @@ def judge(client, shown: dict):
                        format="json")
 
 
-def test_the_assigned_annotator_gets_the_passage_with_its_beat_map_at_the_edits_loudness(comparison, storage_root):
+def test_the_assigned_annotator_gets_the_passage_with_its_beat_map_at_the_edits_loudness(comparison, storage_root,
+                                                                                       tmp_path):
     annotator = make_user("ears")
     client = client_of(annotator)
     assert client.get(NEXT).json()["comparison"]["id"] == comparison.pk
@@ -78,15 +77,19 @@ def test_the_assigned_annotator_gets_the_passage_with_its_beat_map_at_the_edits_
     assert len(starts) == 17 and starts[0] == 0.0 and starts[-1] == pytest.approx(4.0, abs=0.01)
     assert body["duration_seconds"] == pytest.approx(starts[-1], abs=1e-3)
     audio = client.get(body["audio_url"])
-    assert audio["Content-Type"] == "audio/mpeg" and "no-store" in audio["Cache-Control"]
-    samples, rate = sf.read(io.BytesIO(read(audio)), dtype="float32")
+    assert body["audio_format"] == "opus"
+    assert audio["Content-Type"] == "audio/ogg; codecs=opus" and "no-store" in audio["Cache-Control"]
+    served = tmp_path / "original.opus"  # libsndfile reads Ogg Opus from a file, not from memory
+    served.write_bytes(read(audio))
+    samples, rate = sf.read(served, dtype="float32")
+    assert rate == 48_000 and samples.ndim == 1  # the source's channels (mono), resampled for Opus
     assert abs(len(samples) / rate - body["duration_seconds"]) < 0.1
     # Through the edits' render: normalised as their listening copies are (the tones are far quieter raw).
     assert integrated_loudness(samples, rate) == pytest.approx(TARGET_LUFS, abs=1.5)
     # Rendered once, kept as a derived file, served again from storage.
     read(client.get(body["audio_url"], HTTP_RANGE="bytes=0-99"))
     assert Passage.objects.count() == 1
-    assert [p.name for p in (storage_root / "passages").rglob("*.mp3")] == ["8-16.mp3"]
+    assert [p.name for p in (storage_root / "passages").rglob("*.opus")] == ["8-16-native.opus"]
 
 
 def test_nobody_else_gets_it_and_ids_reveal_nothing(comparison):

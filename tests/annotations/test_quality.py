@@ -238,3 +238,50 @@ def test_quality_page_counts_skips_per_preset_reason(client):
     counts = dict(re.findall(r'<td>([^<]+)</td><td data-skip-reason="\w*">(\d+)</td>', text))
     assert counts == {"Broken audio": "2", "They sound identical": "1", "Cannot decide": "0", "Other": "1",
                       "Free text (before presets)": "1"}
+
+
+def test_hidden_references_count_a_tie_or_a_low_confidence_as_heard_and_nothing_else():
+    def reference(annotator, comparison, choice, confidence):
+        return JudgementRow(annotator_id=annotator, comparison_id=comparison, track_id=1, edit_a_id=9, edit_b_id=9,
+                            source_a="s", source_b="s", choice=choice, left_edit_id=9, decision_seconds=10.0,
+                            is_gold=True, is_hidden_reference=True, confidence=confidence)
+
+    rows = [
+        reference(1, 200, "tie", 5),  # heard as the same
+        reference(1, 201, "a", 2),  # a guess: fine
+        reference(1, 202, "b", 4),  # a confident difference that is not there
+        row(1, 100, 1, 2, "a", gold="a"),
+        row(1, 101, 3, 4, "a", left=3),
+        reference(2, 200, "a", 5),
+        row(2, 100, 1, 2, "a", gold="a"),
+    ]
+    q = by_id(quality.annotator_quality(rows))
+    assert (q[1].hidden_reference_reliability, q[1].n_hidden_references) == (pytest.approx(2 / 3), 3)
+    assert (q[2].hidden_reference_reliability, q[2].n_hidden_references) == (0.0, 1)
+    # Gold without an A/B answer: not in gold accuracy, nor in the left share (no side was preferred).
+    assert (q[1].gold_accuracy, q[1].n_gold) == (1.0, 1)
+    assert (q[1].left_share, q[1].n_sided) == (1.0, 2)
+    # Nor in agreement: comparison 200 alone is judged twice, and it is a hidden reference.
+    report = quality.quality_report(rows)
+    assert report.n_units_pairable == 1 and report.n_cycles == 0
+    with pytest.raises(quality.QualityError, match="confidence"):
+        quality.annotator_quality([reference(1, 200, "tie", None)])
+
+
+@pytest.mark.django_db
+def test_the_quality_page_shows_each_annotators_hidden_reference_reliability(client, judged):
+    from annotations.services import hidden_reference_create
+    from tests.annotations.factories import PASSWORD, make_judgement, make_user
+
+    alice, bob = judged
+    edit = alice.judgements.first().comparison.edit_a
+    same = hidden_reference_create(edit=edit, proposed_by="test")
+    make_judgement(alice, same, choice="tie", confidence=4)
+    make_judgement(bob, same, choice="a", confidence=5)
+    make_user("rita", role="researcher")
+    client.login(username="rita", password=PASSWORD)
+    text = client.get("/annotate/quality/").content.decode()
+    rows = {name: row for row in text.split("<tr") for name in ("alice", "bob") if f"<td>{name}</td>" in row}
+    assert 'data-figure="hidden-reference">1.00 (1)' in rows["alice"]
+    assert 'data-figure="hidden-reference">0.00 (1)' in rows["bob"]
+    assert "1.00 (1)" in rows["alice"]  # gold accuracy unchanged by the hidden reference

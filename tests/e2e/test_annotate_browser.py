@@ -1,7 +1,7 @@
 """The annotation page in real Chromium (Debian's package, driven by Playwright).
 
-Each test plays real audio (small generated edits, served as the page's MP3
-listening copies) and checks what an annotator notices: what the keys do on
+Each test plays real audio (small generated edits, served as the page's
+listening copies: Opus by default) and checks what an annotator notices: what the keys do on
 focused controls, when Submit is accepted, how the waveforms are drawn, how
 fast the next comparison is there on a slow line, the first-visit rubric and
 practice, the optional Original (the unedited passage) and the page on a phone.
@@ -60,7 +60,7 @@ def log_in(page, live_server, user) -> None:
 
 
 def wait_shown(page, comparison) -> None:
-    # The first pair's MP3 copies are encoded on first request: generous on a loaded 2-core box.
+    # The first pair's listening copies are encoded on first request: generous on a loaded 2-core box.
     wait_until(page, f"{ROOT}.dataset.comparison === '{comparison.pk}' && {ROOT}.dataset.ready === 'true'",
                timeout=90_000)
 
@@ -374,6 +374,44 @@ def test_waveforms_share_one_time_axis_with_widths_in_proportion(live_server, br
     no_errors(page)
 
 
+@pytest.mark.parametrize("audio_format, content_type, sample_rate", [
+    ("opus", "audio/ogg; codecs=opus", 48_000),  # libsndfile's Opus encoder takes 48 kHz: resampled
+    ("flac", "audio/flac", 44_100),  # lossless at the source's rate
+])
+@pytest.mark.django_db(transaction=True)
+def test_the_network_log_shows_the_audio_as_opus_or_flac_with_the_sources_channels(
+        live_server, browser, settings, tmp_path, audio_format, content_type, sample_rate):
+    import soundfile as sf
+
+    from annotations.services import baseline_comparisons_create
+
+    settings.ANNOTATION_AUDIO_FORMAT = audio_format
+    annotator = make_user("critical")
+    track = make_track_with_audio(n_beats=32, source_sample_rate=44_100, channels=2, lead_in_seconds=0.3)
+    comparison = baseline_comparisons_create(track=track, n_excerpts=1, seed=0, excerpt_beats=16, with_gold=False)[0]
+    page = open_page(browser, onboarded=annotator.username)
+    audio = []
+    page.on("response", lambda response: audio.append(response) if "/annotate/audio/" in response.url else None)
+    log_in(page, live_server, annotator)
+    wait_shown(page, comparison)
+    page.keyboard.press("1")
+    wait_heard(page, "Left", 1.05)
+    page.keyboard.press("2")
+    wait_heard(page, "Right", 1.05)
+    page.keyboard.press("Space")
+
+    assert sorted(int(r.url.split("/annotate/audio/")[1].split("/")[0]) for r in audio) == sorted(
+        [comparison.edit_a_id, comparison.edit_b_id])
+    for k, response in enumerate(audio):
+        assert response.url.endswith(f"?format={audio_format}") and response.status == 200
+        assert response.headers["content-type"] == content_type
+        served = tmp_path / f"{k}.{audio_format}"
+        served.write_bytes(response.body())
+        info = sf.info(served)
+        assert (info.samplerate, info.channels) == (sample_rate, 2), info  # the source is 44.1 kHz stereo
+    no_errors(page)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_next_comparison_is_playable_soon_after_submit_on_a_10_mbit_line(live_server, browser, capsys):
     annotator = make_user("remote")
@@ -412,7 +450,7 @@ def test_next_comparison_is_playable_soon_after_submit_on_a_10_mbit_line(live_se
     last = pairs[-1]
     cold = page.evaluate("""async (ids) => {
         const c = new OfflineAudioContext(1, 1, 8000), out = {};
-        for (const [name, query] of [["wav", ""], ["mp3", "?format=mp3"]]) {
+        for (const [name, query] of [["wav", ""], ["mp3", "?format=mp3"], ["opus", "?format=opus"]]) {
           const t0 = performance.now();
           await Promise.all(ids.map(async (id) => c.decodeAudioData(
             await (await fetch(`/annotate/audio/${id}/${query}`, {cache: "no-store"})).arrayBuffer())));
@@ -424,7 +462,8 @@ def test_next_comparison_is_playable_soon_after_submit_on_a_10_mbit_line(live_se
         print(f"\nnext comparison playable after submit, 10 Mbit/s + 20 ms latency (CDP throttling): "
               f"{', '.join(f'{ms} ms (saving took {save} ms)' for ms, save in figures)} "
               f"(target <= {NEXT_PAIR_TARGET_MS} ms); without fetching ahead, fetching and decoding a 2 x 20 s "
-              f"pair alone takes {cold['wav']} ms as WAV (8 kHz), {cold['mp3']} ms as MP3")
+              f"pair alone takes {cold['wav']} ms as WAV (8 kHz), {cold['mp3']} ms as MP3, "
+              f"{cold['opus']} ms as Opus (48 kHz)")
     assert max(ms for ms, _ in figures) < 5 * NEXT_PAIR_TARGET_MS  # a sanity bound, not the target: shared CI cores are noisy
     assert Judgement.objects.count() == 2
     no_errors(page)

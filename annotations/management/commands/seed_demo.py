@@ -23,8 +23,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--excerpts", type=int, default=5, help="excerpts per track (default %(default)s)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--hidden-references", action="store_true",
+                            help="also a hidden reference per excerpt (the heuristic's edit against itself)")
 
-    def handle(self, *args, excerpts, seed, **options):
+    def handle(self, *args, excerpts, seed, hidden_references, **options):
         User = get_user_model()
         for username, password, roles, staff in DEMO_USERS:
             user, _ = User.objects.get_or_create(username=username)
@@ -37,7 +39,8 @@ class Command(BaseCommand):
         total = 0
         for track in tqdm(list(tracks), desc="propose", unit="track", disable=options["verbosity"] == 0):
             total += len(baseline_comparisons_create(track=track, n_excerpts=excerpts, seed=seed + track.pk,
-                                                     proposed_by="demo"))
+                                                     proposed_by="demo",
+                                                     with_hidden_reference=hidden_references))
         self.stdout.write(f"{total} comparisons proposed")
         self.stdout.write("Demo logins (local use only):")
         for username, password, roles, _ in DEMO_USERS:
