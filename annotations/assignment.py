@@ -150,7 +150,7 @@ def _left_is_a(comparison: Comparison, annotator, rng: random.Random) -> bool:
     return rng.random() < 0.5
 
 
-def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) -> Assignment | None:
+def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime, shown: bool) -> Assignment | None:
     """Lock one comparison and take a slot if it still has one; None when it is full, seen or locked.
 
     Everything the decision reads is read AFTER the row lock, in statements
@@ -188,7 +188,7 @@ def _claim(comparison_id: int, *, annotator, rng: random.Random, now: datetime) 
         minutes = float(settings.ANNOTATION_ASSIGNMENT_MINUTES)
         return Assignment.objects.create(
             annotator=annotator, comparison=comparison, left_is_a=_left_is_a(comparison, annotator, rng),
-            expires_at=now + timedelta(minutes=minutes),
+            expires_at=now + timedelta(minutes=minutes), shown_at=now if shown else None,
         )
 
 
@@ -246,7 +246,7 @@ def _candidate_ids(kind: Kind, *, annotator, now: datetime, avoid_track_id: int 
 
 
 def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime,
-              avoid_track_id: int | None) -> Assignment | None:
+              avoid_track_id: int | None, shown: bool) -> Assignment | None:
     if kind == "repeat" and not available_comparisons(annotator=annotator, kind="repeat", now=now).exists():
         original = _repeat_source(annotator)
         if original is None:
@@ -257,7 +257,7 @@ def _try_kind(kind: Kind, *, annotator, rng: random.Random, now: datetime,
         if not ids:
             return None
         for comparison_id in ids:
-            assignment = _claim(comparison_id, annotator=annotator, rng=rng, now=now)
+            assignment = _claim(comparison_id, annotator=annotator, rng=rng, now=now, shown=shown)
             if assignment is not None:
                 return assignment
         # Every candidate filled up under us; the next query sees fresher counts.
@@ -283,18 +283,34 @@ def assignment_next(*, annotator, rng: random.Random | None = None) -> Assignmen
     rng = rng or random.SystemRandom()
     now = timezone.now()
     current = assignment_current(annotator=annotator, now=now)
-    if current is not None:
-        return current
-    return _assign_new(annotator=annotator, rng=rng, now=now)
+    if current is None:
+        return _assign_new(annotator=annotator, rng=rng, now=now, shown=True)
+    if current.shown_at is None:
+        _mark_shown(current, now=now)
+    return current
 
 
-def _assign_new(*, annotator, rng: random.Random, now: datetime) -> Assignment | None:
+def _mark_shown(assignment: Assignment, *, now: datetime) -> None:
+    """Start ``assignment``'s listening clock: it is the one shown now (the first time only).
+
+    A pair given ahead was assigned, and its audio maybe fetched, while another
+    was judged; its clock starts here, not at the prefetch.  The conditional
+    update keeps the first time when two tabs ask at once.
+    """
+    if Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=now):
+        assignment.shown_at = now
+    else:
+        assignment.refresh_from_db(fields=["shown_at"])
+
+
+def _assign_new(*, annotator, rng: random.Random, now: datetime, shown: bool) -> Assignment | None:
     first = _draw_kind(rng)
     avoid_track_id = _last_track_id(annotator)
     # Repeats are made on demand, so they are never a fallback: that would
     # turn an empty queue into a stream of repeats.
     for kind in (first,) + tuple(k for k in ("regular", "gold", "reference") if k != first):
-        assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now, avoid_track_id=avoid_track_id)
+        assignment = _try_kind(kind, annotator=annotator, rng=rng, now=now, avoid_track_id=avoid_track_id,
+                               shown=shown)
         if assignment is not None:
             return assignment  # its comparison and edits came with the lock: no second read
     return None
@@ -306,7 +322,8 @@ def assignment_ahead(*, annotator, current: Assignment, rng: random.Random | Non
     The annotator's second open assignment when there is one (a reload asks
     again), else a newly claimed one: it holds its slot like any assignment,
     and ``assignment_next`` hands it out once ``current`` is judged or skipped.
-    None when nothing else is left.
+    Its ``shown_at`` stays empty until then, so prefetching its audio does not
+    start its listening clock.  None when nothing else is left.
     """
     rng = rng or random.SystemRandom()
     now = timezone.now()
@@ -317,7 +334,7 @@ def assignment_ahead(*, annotator, current: Assignment, rng: random.Random | Non
     )
     if waiting is not None:
         return waiting
-    return _assign_new(annotator=annotator, rng=rng, now=now)
+    return _assign_new(annotator=annotator, rng=rng, now=now, shown=False)
 
 
 def queue_length(*, annotator) -> int:

@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
@@ -68,6 +68,15 @@ def _file_responses(formats) -> dict:
     return {(200, export.CONTENT_TYPES[fmt]): OpenApiResponse(OpenApiTypes.BINARY) for fmt in formats}
 
 
+# The query parameters the stream and its card read: every export filter (ExportFilters.FIELDS, their one home),
+# as text (lists comma-separated or repeated), the two bounds as dates.
+_FILTER_PARAMETERS = [
+    OpenApiParameter(name, OpenApiTypes.DATE if name in ("date_from", "date_to") else OpenApiTypes.STR,
+                     description=f"export filter {name} (see ExportFilters)")
+    for name in ExportFilters.FIELDS
+]
+
+
 def _query_filters(request: Request) -> ExportFilters:
     params = {key: request.query_params.getlist(key) for key in request.query_params if key != "format"}
     return ExportFilters.parse(params)
@@ -115,6 +124,8 @@ class ExportStreamView(APIView):
     content_negotiation_class = FormatIsTheExportFormat
 
     @extend_schema(responses=_file_responses(export.STREAMABLE_FORMATS),
+                   parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=export.STREAMABLE_FORMATS),
+                               *_FILTER_PARAMETERS],
                    summary="Stream the filtered preference dataset as JSONL or CSV")
     def get(self, request: Request) -> StreamingHttpResponse:
         fmt = export.check_format(request.query_params.get("format", "jsonl"), streamed=True)
@@ -135,6 +146,7 @@ class ExportStreamCardView(APIView):
     permission_classes = [roles.IsAdmin]
     content_negotiation_class = FormatIsTheExportFormat
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="The dataset card of a streamed export")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=_FILTER_PARAMETERS,
+                   summary="The dataset card of a streamed export")
     def get(self, request: Request) -> Response:
         return Response(export.export_card(filters=_query_filters(request)))

@@ -9,7 +9,8 @@ out-of-memory kill, a lost machine):
   a dead process stops beating.
 * :func:`job_scratch` is the job's own folder for its partial files, named after the job
   (``STORAGE_ROOT/tmp/jobs/<kind>-<id>/``), so whichever process recovers the job can remove
-  what the dead one left.
+  what the dead one left.  A file the job stores before the row that refers to it commits (an
+  edit's audio) is noted there first (:func:`job_storing`), so recovery can remove it too.
 * :func:`jobs_recover` ends every running job whose heartbeat is older than
   ``JOB_STALE_AFTER_SECONDS``: each kind says how (an upload, an export and a retarget job
   fail with the reason and can be started again; a cycle re-dispatches its step), then its
@@ -23,6 +24,7 @@ Each app registers its kinds (:func:`job_kind_register`, from its ``AppConfig.re
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 from contextlib import contextmanager
@@ -48,7 +50,8 @@ class JobKind:
     ``running``: the statuses of a job a worker has taken and not finished (a queued job waits
     in the broker, not in a dead worker, and is left alone).  ``end(row, reason)`` records the
     end of a stale job on its row (called with the row locked, inside a transaction); ``cleanup(row)``
-    removes partial files kept outside the job's scratch folder (called after the commit).
+    removes partial files kept outside the job's scratch folder (called after the commit, before the
+    scratch folder is removed: it may read the job's notes, :func:`job_stored_names`).
     ``taken``: a further condition on the rows that count as taken by a worker.
     """
 
@@ -142,6 +145,30 @@ def job_scratch_path(kind: str, pk: int) -> Path:
     return Path(settings.STORAGE_ROOT) / "tmp" / SCRATCH_DIR_NAME / f"{kind}-{pk}"
 
 
+STORING_NOTES_NAME = "storing.txt"
+
+
+def job_storing(scratch: Path | None, name: str) -> None:
+    """Note in ``scratch`` (a job's scratch folder) that a file is being stored as ``name``; call before storing it.
+
+    A job killed between storing a file and committing the row that refers to it leaves a file
+    nothing refers to; its kind's ``cleanup`` reads these notes (:func:`job_stored_names`) and
+    removes those no row took.  Nothing is noted without a scratch folder (work outside a job).
+    """
+    if scratch is None:
+        return
+    with open(scratch / STORING_NOTES_NAME, "a", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the file it names is
+
+
+def job_stored_names(kind: str, pk: int) -> list[str]:
+    """The storage names job ``kind`` ``pk`` noted with :func:`job_storing`, in order (none once its scratch is gone)."""
+    path = job_scratch_path(kind, pk) / STORING_NOTES_NAME
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
 @contextmanager
 def job_scratch(kind: str, pk: int) -> Iterator[Path]:
     """A fresh scratch folder for the job's partial files, removed on exit (and by recovery if the process dies)."""
@@ -180,9 +207,9 @@ def _recover_row(kind: JobKind, pk: int, cutoff) -> RecoveredJob | None:
             return None
         reason = stale_reason(row.heartbeat_at or row.created_at)
         kind.end(row, reason)
-    shutil.rmtree(job_scratch_path(kind.name, pk), ignore_errors=True)
     if kind.cleanup is not None:
         kind.cleanup(row)
+    shutil.rmtree(job_scratch_path(kind.name, pk), ignore_errors=True)
     logger.warning("%s %s recovered: %s", kind.name, pk, reason)
     return RecoveredJob(kind=kind.name, pk=pk, reason=reason)
 

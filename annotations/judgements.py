@@ -92,7 +92,8 @@ def judgement_submit(*, annotator, comparison_id: int, choice: str, confidence: 
     ComparisonNotFound : 404
     JudgementConflict, AssignmentClosed : 409
     NotListenedEnough : 409 -- the server has not served both sides for the minimum
-        listen, or less than that has passed since the assignment was given
+        listen, or less than that has passed since the comparison was shown (not since
+        it was fetched ahead)
 
     The judgement also records whether the server served the comparison's
     original passage to this annotator (``original_heard``); it is never required.

@@ -6,7 +6,11 @@ service for the audio they read.  ``listening_heard`` turns those records into
 seconds of each side, and ``listening_check`` is the rule a judgement must
 pass: both sides served for the minimum listen (``settings.
 ANNOTATION_MIN_LISTEN_SECONDS``, or the whole clip when it is shorter), and at
-least that much wall time since the assignment was given.
+least that much wall time since the comparison was shown (``Assignment.
+shown_at``).  A pair given ahead with ``?ahead=1`` may have its audio fetched
+while another is judged: those bytes count as served, but its clock starts only
+when ``assignment_next`` shows it, so a prefetch buys no listening time.  The
+seconds the client reports are stored next to these and never trusted.
 
 The unedited original passage (``Passage``) is recorded the same way, as side
 ``"o"`` of the assignment, by ``listening_record_original``; hearing it is
@@ -247,11 +251,17 @@ def listening_check(*, assignment: Assignment, comparison: Comparison, now: date
 
     Raises
     ------
-    NotListenedEnough : 409 -- a side was served less than its minimum listen, or
-        less wall time than that has passed since the comparison was assigned.
+    NotListenedEnough : 409 -- the comparison was only prefetched, never shown; a
+        side was served less than its minimum listen; or less wall time than that
+        has passed since the comparison was shown.
     """
+    if assignment.shown_at is None:
+        raise NotListenedEnough(
+            f"comparison {comparison.pk} has not been shown yet (only fetched ahead); "
+            f"its listening time starts when it is shown"
+        )
     heard = listening_heard(assignment=assignment, comparison=comparison)
-    wall_seconds = max(0.0, (now - assignment.created_at).total_seconds())
+    wall_seconds = max(0.0, (now - assignment.shown_at).total_seconds())
     required = {"A": min_listen_seconds(comparison.edit_a.duration_seconds),
                 "B": min_listen_seconds(comparison.edit_b.duration_seconds)}
     for label, served in (("A", heard.seconds_a), ("B", heard.seconds_b)):
@@ -263,8 +273,8 @@ def listening_check(*, assignment: Assignment, comparison: Comparison, now: date
     least = max(required.values())
     if wall_seconds + _SECONDS_SLACK < least:
         raise NotListenedEnough(
-            f"comparison {comparison.pk} was assigned {wall_seconds:.1f} s ago; "
-            f"judging needs at least {least:g} s of listening"
+            f"comparison {comparison.pk} was shown {wall_seconds:.1f} s ago; "
+            f"judging needs at least {least:g} s of listening since then"
         )
     return heard, wall_seconds
 
@@ -286,9 +296,14 @@ def listening_record_in_full(*, annotator, assignment: Assignment) -> list[Liste
 
 
 def listening_wait_seconds(*, assignment: Assignment, now: datetime | None = None) -> float:
-    """Selector: wall seconds still to pass before ``assignment`` may be judged (0 when it may be now)."""
+    """Selector: wall seconds still to pass before ``assignment`` may be judged (0 when it may be now).
+
+    The whole minimum listen while it is not shown yet (its clock has not started).
+    """
     comparison = assignment.comparison
     least = max(min_listen_seconds(comparison.edit_a.duration_seconds),
                 min_listen_seconds(comparison.edit_b.duration_seconds))
-    elapsed = ((now or timezone.now()) - assignment.created_at).total_seconds()
+    if assignment.shown_at is None:
+        return least
+    elapsed = ((now or timezone.now()) - assignment.shown_at).total_seconds()
     return max(0.0, least - elapsed)

@@ -250,7 +250,9 @@ class Assignment(models.Model):
     """A comparison handed to one annotator, with the side each edit is shown on.
 
     An open assignment holds one of the comparison's judgement slots until it is
-    completed, skipped or expires.
+    completed, skipped or expires.  One given ahead (``assignment_ahead``) holds
+    its slot at once but is shown, and starts its listening clock, only when
+    ``assignment_next`` hands it out.
     """
 
     class SkipReason(models.TextChoices):
@@ -263,6 +265,10 @@ class Assignment(models.Model):
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="assignments")
     left_is_a = models.BooleanField(help_text="True when edit A is shown on the left")
     created_at = models.DateTimeField(auto_now_add=True)
+    shown_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="when it was first handed out as the comparison to judge now (empty while only prefetched "
+                  "with ?ahead=1); its listening clock starts here")
     expires_at = models.DateTimeField(db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     skipped_reason = models.CharField(max_length=200, blank=True,

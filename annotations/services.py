@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from editing import audio as audio_lib
 from editing.demo import read_beats
@@ -30,6 +31,7 @@ from editing.listening import MP3 as LEGACY_MP3
 from editing.listening import encode_listening, write_legacy_mp3
 
 from .errors import AnnotationError
+from .jobs import job_storing
 from .models import Comparison, Edit, ListeningCopy, Passage, Track
 
 logger = logging.getLogger(__name__)
@@ -209,19 +211,20 @@ def edit_listening_audio_ensure(*, edit: Edit) -> Edit:
 
 
 def _derived_file_store(*, write: Callable[[Path], None], suffix: str, name: str,
-                        record: Callable[[str], bool]) -> None:
+                        record: Callable[[str], bool], scratch: Path | None = None) -> None:
     """Store a file derived from an edit or a passage (``write`` makes it locally) as ``name``, then ``record`` it.
 
     ``record(saved_name)`` returns False when another process recorded its own copy first; the
-    loser's file is then removed, and so is a file whose recording failed.
+    loser's file is then removed, and so is a file whose recording failed.  ``scratch``: the
+    running job's scratch folder, which holds the local file and notes the stored one
+    (``annotations.jobs.job_storing``), so a job killed in between leaves nothing behind.
     """
     saved = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             local = Path(tmp) / f"derived{suffix}"
             write(local)
-            with open(local, "rb") as fh:
-                saved = default_storage.save(name, File(fh))
+            saved = _store_noted(name, local, scratch)
         won = record(saved)
     except BaseException:
         if saved:
@@ -231,9 +234,32 @@ def _derived_file_store(*, write: Callable[[Path], None], suffix: str, name: str
         default_storage.delete(saved)
 
 
+def _store_noted(name: str, local: Path, scratch: Path | None) -> str:
+    """Store the local file ``local`` as ``name`` (or a free variant, which is returned), noted in ``scratch`` first."""
+    job_storing(scratch, name)
+    with open(local, "rb") as fh:
+        saved = default_storage.save(name, File(fh))
+    if saved != name:
+        job_storing(scratch, saved)
+    return saved
+
+
+def edit_files_unreferenced_remove(names: list[str]) -> list[str]:
+    """Remove the stored files among ``names`` that no edit refers to (its audio, listening copy or native
+    rendering): what a job killed between storing an edit's files and committing its row left.  Returns them."""
+    removed = []
+    for name in dict.fromkeys(names):
+        if Edit.objects.filter(Q(audio=name) | Q(listening_audio=name) | Q(render__native__audio=name)).exists():
+            continue
+        if default_storage.exists(name):
+            default_storage.delete(name)
+            removed.append(name)
+    return removed
+
+
 def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_source_beats: int, source: str,
                 target_beats: int, analysis: audio_lib.TrackAnalysis | None = None,
-                y: np.ndarray | None = None) -> Edit:
+                y: np.ndarray | None = None, scratch: Path | None = None) -> Edit:
     """Build, render and store a retarget edit of a passage of ``track``; an identical edit is reused.
 
     Parameters
@@ -244,6 +270,8 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
     source : what made the edit, e.g. ``"policy:v3"`` or ``"baseline:random"``
     target_beats : the exact output length, in beats
     analysis, y : the track's analysis and audio when the caller already has them (saves loading)
+    scratch : the running job's scratch folder (``annotations.jobs.job_scratch``): the local files are
+        written there and the stored ones noted first, so recovery can remove what a killed job stored
 
     Raises
     ------
@@ -273,15 +301,13 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
     name = _storage_path("edits", f"track{track.pk}", f"{key[:32]}.wav")
     saved = listening = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             wav = Path(tmp) / "edit.wav"
             write_audio(wav, result.audio, result.sample_rate)
-            with open(wav, "rb") as fh:
-                saved = default_storage.save(name, File(fh))
+            saved = _store_noted(name, wav, scratch)
             compressed = Path(tmp) / f"edit{LISTENING_SUFFIX}"
             write_legacy_mp3(compressed, result.audio, result.sample_rate)
-            with open(compressed, "rb") as fh:
-                listening = default_storage.save(_listening_name(saved), File(fh))
+            listening = _store_noted(_listening_name(saved), compressed, scratch)
         with transaction.atomic():
             row = Edit.objects.create(
                 track=track,
@@ -362,7 +388,8 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
 NATIVE_SUFFIX = "-native.wav"
 
 
-def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None = None) -> dict[str, Any]:
+def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None = None,
+                       scratch: Path | None = None) -> dict[str, Any]:
     """Give ``edit`` its native rendering if it has none, and return its description (``edit.render["native"]``).
 
     The native rendering is what a retarget delivers: rendered from the track's source at its own
@@ -371,6 +398,7 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
     stored as WAV in the source's sample format (``editing.audio.delivery_subtype``).  Annotators
     hear it too, encoded as Opus or FLAC (``edit_listening_copy_ensure``); the edit's own rendering
     (analysis rate, mono) is what the reward features read and the legacy MP3 copy is made from.
+    ``scratch``: as for ``edit_create``.
 
     Returns
     -------
@@ -414,7 +442,7 @@ def edit_native_ensure(*, edit: Edit, analysis: audio_lib.TrackAnalysis | None =
 
     _derived_file_store(write=lambda local: write_audio(local, result.audio, result.sample_rate, subtype=subtype),
                         suffix=".wav", name=str(Path(edit.audio.name).with_suffix("")) + NATIVE_SUFFIX,
-                        record=record)
+                        record=record, scratch=scratch)
     edit.refresh_from_db(fields=["render"])
     return edit.render["native"]
 

@@ -116,6 +116,7 @@ def celery_worker_process(transactional_db, settings, storage_root):
     import subprocess
     import sys
     import time
+    from urllib.parse import urlsplit
 
     from django.db import connection
 
@@ -123,7 +124,10 @@ def celery_worker_process(transactional_db, settings, storage_root):
 
     if not connection.vendor == "postgresql":
         pytest.skip("the worker test needs PostgreSQL (DATABASE_URL=postgres://...)")
-    broker = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/7"
+    # The broker is flushed: TEST_REDIS_URL's own database, never database 0 (7 instead), which may be in use.
+    redis_url = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    db = redis_url.path.strip("/") or "0"
+    broker = redis_url._replace(path=f"/{db if db != '0' else 7}").geturl()
     old = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
     app.conf.update(task_always_eager=False, broker_url=broker)
     _reset_broker_connections(app)

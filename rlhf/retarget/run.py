@@ -6,11 +6,12 @@ and in ``manage.py retarget``.  Requests are checked by ``rlhf.retarget.services
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from annotations.jobs import job_run
+from annotations.jobs import job_run, job_scratch
 from annotations.models import Edit, Track
 from annotations.services import edit_create, edit_native_ensure, track_load_analysis
 from annotations.uploads import track_upload_run
@@ -27,7 +28,7 @@ from rlhf.learning.policy import best_of_n_actions, sample_actions
 from rlhf.learning.seam_model import Passage, learned_plan, track_feature_scale
 from rlhf.models import RetargetJob
 from rlhf.retarget.services import (
-    RETARGET_RUNNING, Method, RetargetConflict, RetargetServiceError, job_finish, job_update, retarget_methods_check,
+    RETARGET_JOB, RETARGET_RUNNING, Method, RetargetConflict, RetargetServiceError, job_finish, job_update, retarget_methods_check,
     retarget_plan,
 )
 from rlhf.versions import SeamServiceError, policy_active, reward_model_active, seam_model_active
@@ -60,11 +61,12 @@ class RetargetOutcome:
 
 
 def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int = 0,
-                 analysis: TrackAnalysis | None = None) -> RetargetOutcome:
+                 analysis: TrackAnalysis | None = None, scratch: Path | None = None) -> RetargetOutcome:
     """Make, render and store the edit of ``plan`` by ``method``.
 
     ``analysis``: the track's analysis when the caller has it (the env's arrays, the bars and
-    the render all read it); loaded here otherwise.
+    the render all read it); loaded here otherwise.  ``scratch``: the job's scratch folder, where
+    the render's local files go and its stored files are noted (``annotations.services.edit_create``).
     """
     analysis = analysis if analysis is not None else track_load_analysis(track)
     arrays = TrackArrays(name=track.title, features=analysis.features, beat_samples=analysis.beat_samples,
@@ -97,8 +99,8 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
         else:
             actions = _policy_actions(version, arrays, plan, method, rng)
     edit = edit_create(track=track, actions=actions, excerpt_start=plan.start_beat, n_source_beats=plan.n_beats,
-                       target_beats=plan.target_beats, source=source, analysis=analysis)
-    native = edit_native_ensure(edit=edit, analysis=analysis)
+                       target_beats=plan.target_beats, source=source, analysis=analysis, scratch=scratch)
+    native = edit_native_ensure(edit=edit, analysis=analysis, scratch=scratch)
     reward, label = _reward_of(edit)
     return RetargetOutcome(method=method.label, edit=edit, reward=reward, reward_model=label,
                            seam_seconds=tuple(float(s) for s in native["seam_seconds"]),
@@ -145,12 +147,14 @@ def _retarget_job_make(job: RetargetJob, echo: Callable[[str], None] | None) -> 
         job_update(job, start_beat=plan.start_beat, n_beats=plan.n_beats, target_beats=plan.target_beats)
         methods = retarget_methods_check(job.methods)
         results = []
-        for i, method in enumerate(methods):
-            job_update(job, message=f"{method.label}: editing", progress=0.1 + 0.9 * i / len(methods))
-            outcome = retarget_run(track=job.track, plan=plan, method=method, seed=job.pk, analysis=analysis)
-            results.append(outcome.to_json())
-            if echo is not None:
-                echo(f"{method.label}: {outcome.edit.source}, {outcome.duration_seconds:.1f} s")
+        with job_scratch(RETARGET_JOB.name, job.pk) as scratch:
+            for i, method in enumerate(methods):
+                job_update(job, message=f"{method.label}: editing", progress=0.1 + 0.9 * i / len(methods))
+                outcome = retarget_run(track=job.track, plan=plan, method=method, seed=job.pk, analysis=analysis,
+                                       scratch=scratch)
+                results.append(outcome.to_json())
+                if echo is not None:
+                    echo(f"{method.label}: {outcome.edit.source}, {outcome.duration_seconds:.1f} s")
         job_finish(job, results=results, status=RetargetJob.Status.DONE, progress=1.0, message="done")
     except ValueError as err:  # every refusal on the way (audio, plan, method) is one, with its reason
         job_finish(job, status=RetargetJob.Status.FAILED, error=str(err), message="failed")

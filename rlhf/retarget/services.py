@@ -25,9 +25,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotations.errors import DomainError
-from annotations.jobs import JobKind
+from annotations.jobs import JobKind, job_stored_names
 from annotations.models import Comparison, Edit, Track
-from annotations.services import comparison_create, track_load_analysis, track_sound_edges
+from annotations.services import (
+    comparison_create, edit_files_unreferenced_remove, track_load_analysis, track_sound_edges,
+)
 from annotations.uploads import track_upload_store
 from editing.audio import AudioError, TrackAnalysis
 from editing.retarget import DurationBounds, RetargetError, RetargetPlan, duration_bounds, parse_duration, plan_retarget
@@ -254,8 +256,15 @@ def _retarget_end_stale(job: RetargetJob, reason: str) -> None:
     job.save(update_fields=["status", "message", "error", "finished_at"])
 
 
-# Its upload (if any) is a job of its own kind, recovered beside it; its finished edits are whole rows.
-RETARGET_JOB = JobKind(name="retarget", model=RetargetJob, running=RETARGET_RUNNING, end=_retarget_end_stale)
+def _retarget_files_drop(job: RetargetJob) -> None:
+    """Remove the files a killed job stored for an edit whose row it never committed (noted in its scratch)."""
+    edit_files_unreferenced_remove(job_stored_names("retarget", job.pk))
+
+
+# Its upload (if any) is a job of its own kind, recovered beside it; its finished edits are whole rows,
+# and the files of the edit it was storing when it died are removed.
+RETARGET_JOB = JobKind(name="retarget", model=RetargetJob, running=RETARGET_RUNNING, end=_retarget_end_stale,
+                       cleanup=_retarget_files_drop)
 
 
 def retarget_job_send(*, job: RetargetJob) -> Comparison:

@@ -146,6 +146,7 @@ def make_comparison(*, edit_a: Edit | None = None, edit_b: Edit | None = None, t
 
 def make_assignment(annotator, comparison: Comparison, *, left_is_a: bool = True,
                     expires_in: timedelta = timedelta(minutes=30), **fields) -> Assignment:
+    fields.setdefault("shown_at", timezone.now())
     return Assignment.objects.create(annotator=annotator, comparison=comparison, left_is_a=left_is_a,
                                      expires_at=timezone.now() + expires_in, **fields)
 
@@ -166,8 +167,9 @@ def make_judgement(annotator, comparison: Comparison, *, choice: str = "a", conf
 
 
 def assignment_age(assignment: Assignment, seconds: float) -> None:
-    """Make ``assignment`` look given ``seconds`` ago, so a test need not wait out the minimum listen."""
-    Assignment.objects.filter(pk=assignment.pk).update(created_at=timezone.now() - timedelta(seconds=seconds))
+    """Make ``assignment`` look given and shown ``seconds`` ago, so a test need not wait out the minimum listen."""
+    then = timezone.now() - timedelta(seconds=seconds)
+    Assignment.objects.filter(pk=assignment.pk).update(created_at=then, shown_at=then)
 
 
 def listen_through_audio_view(client, annotator, shown: dict, *, aged_seconds: float = 60.0) -> None:

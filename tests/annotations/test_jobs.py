@@ -10,12 +10,12 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
 
-from annotations.jobs import job_heartbeat, job_scratch_path, jobs_recover
+from annotations.jobs import job_heartbeat, job_scratch_path, job_storing, jobs_recover
 from annotations.models import ExportJob, TrackUpload
 from annotations.uploads import track_upload_run
 from rlhf.cycle.state import cycle_create
 from rlhf.models import Cycle, RetargetJob
-from tests.annotations.factories import make_track, make_user
+from tests.annotations.factories import make_edit, make_track, make_user
 from tests.rlhf.cycle_data import TINY
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +130,22 @@ def test_a_stale_retarget_job_fails_with_the_reason_and_others_stay(storage_root
     for row, status in ((live, "running"), (done, "done")):
         row.refresh_from_db()
         assert row.status == status
+
+
+def test_a_stale_retarget_job_removes_the_edit_files_it_stored_without_a_row_and_keeps_the_others(storage_root):
+    kept = make_edit(make_track(), range(16))  # an edit whose row committed: its files are no orphans
+    stale = _retarget(RetargetJob.Status.RUNNING, _ago(OLD))
+    orphans = [default_storage.save(f"edits/track{stale.track_id}/half{suffix}", ContentFile(b"\0" * 100))
+               for suffix in (".wav", ".mp3")]
+    scratch = job_scratch_path("retarget", stale.pk)
+    scratch.mkdir(parents=True)
+    for name in [kept.audio.name, *orphans, "edits/never-stored.wav"]:
+        job_storing(scratch, name)
+
+    assert [(r.kind, r.pk) for r in jobs_recover()] == [("retarget", stale.pk)]
+
+    assert not any(default_storage.exists(name) for name in orphans)
+    assert default_storage.exists(kept.audio.name) and not scratch.exists()
 
 
 def test_a_stale_cycle_step_is_sent_again_then_fails_and_a_new_cycle_may_start(

@@ -63,11 +63,16 @@ def test_jobs_of_a_killed_worker_end_within_two_minutes_of_a_new_worker_with_no_
                                                                ("USER", "postgres"), ("NAME", ""))})
     lock = psycopg.connect(dsn)
     try:
-        # The retarget job waits where it looks up its edit, the export where it reads judgements, the
-        # upload where it looks for a track with the same content (after copying the file to its scratch).
-        lock.execute("LOCK TABLE annotations_edit, annotations_judgement IN ACCESS EXCLUSIVE MODE")
+        # The retarget job renders its edit and stores its files, then waits where it inserts the edit's row
+        # (SHARE lets it read edits, not write one); the export waits where it reads judgements, the upload
+        # where it looks for a track with the same content (after copying the file to its scratch).
+        lock.execute("LOCK TABLE annotations_edit IN SHARE MODE")
+        lock.execute("LOCK TABLE annotations_judgement IN ACCESS EXCLUSIVE MODE")
         retarget = retarget_job_start(requested_by=exporter, duration=track.duration_seconds * 0.75, track=track, methods=["heuristic"])
         _wait("the retarget job running", lambda: RetargetJob.objects.get(pk=retarget.pk).status == "running",
+              timeout=90, log=log)
+        # Killed mid-render: the edit's WAV and its listening copy are stored, its row is not.
+        _wait("the retarget's edit files stored", lambda: len(set(_files(storage_root, "edits")) - edit_files) >= 2,
               timeout=90, log=log)
         lock.execute("LOCK TABLE annotations_track IN ACCESS EXCLUSIVE MODE")
         upload = track_upload_start(uploaded_by=exporter, upload=SimpleUploadedFile(
@@ -77,6 +82,7 @@ def test_jobs_of_a_killed_worker_end_within_two_minutes_of_a_new_worker_with_no_
               timeout=90, log=log)
         _wait("the export running", lambda: ExportJob.objects.get(pk=export.pk).status == "running", timeout=90, log=log)
         assert any(job_scratch_path("upload", upload.pk).iterdir())  # the partial copy a kill leaves behind
+        assert (job_scratch_path("retarget", retarget.pk) / "storing.txt").is_file()  # its notes of the edit files
         assert job_scratch_path("export", export.pk).is_dir()
 
         os.killpg(worker.pid, signal.SIGKILL)

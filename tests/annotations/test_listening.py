@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotations.models import Assignment, Judgement, ListeningRecord
@@ -83,7 +85,7 @@ def test_both_sides_fetched_but_too_soon_is_refused_until_the_minimum_time_passe
     fetch(client, shown["left"]["audio_url"])
     fetch(client, shown["right"]["audio_url"])
     early = client.post(JUDGEMENTS, body_for(shown), format="json")
-    assert early.status_code == 409 and "assigned" in early.json()["detail"]
+    assert early.status_code == 409 and "shown" in early.json()["detail"]
     assignment_age(assignment_of(annotator, shown), 2.5)
     assert client.post(JUDGEMENTS, body_for(shown), format="json").status_code == 201
 
@@ -182,3 +184,41 @@ def test_listening_is_recorded_only_for_the_annotator_who_fetched(client, annota
     assert other_client.get(NEXT).json()["comparison"]["id"] == shown["id"]
     fetch(other_client, shown["left"]["audio_url"])
     assert set(ListeningRecord.objects.values_list("assignment__annotator", flat=True)) == {other.pk}
+
+
+def _prefetched_pair(client, annotator) -> tuple[dict, dict]:
+    """Show one pair with ``?ahead=1``, fetch the upcoming pair's audio in full (as the page does), and let a
+    minute pass since that upcoming pair was assigned; returns (shown, upcoming)."""
+    make_comparison()
+    make_comparison()
+    data = client.get(NEXT + "?ahead=1").json()
+    shown, upcoming = data["comparison"], data["upcoming"]
+    for side in ("left", "right"):
+        fetch(client, upcoming[side]["audio_url"])
+    Assignment.objects.filter(pk=assignment_of(annotator, upcoming).pk).update(
+        created_at=timezone.now() - timedelta(seconds=60))
+    return shown, upcoming
+
+
+def test_a_prefetched_pair_judged_as_soon_as_it_is_shown_is_refused_in_one_line(client, annotator):
+    shown, upcoming = _prefetched_pair(client, annotator)
+    listen_through_audio_view(client, annotator, shown)
+    assert client.post(JUDGEMENTS, body_for(shown), format="json").status_code == 201
+    assert client.get(NEXT + "?ahead=1").json()["comparison"]["id"] == upcoming["id"]
+    r = client.post(JUDGEMENTS, body_for(upcoming), format="json")
+    assert r.status_code == 409 and r.json()["code"] == "not_listened_enough"
+    detail = r.json()["detail"]
+    assert "\n" not in detail and f"comparison {upcoming['id']} was shown" in detail, detail
+    # Its prefetched bytes still count as served: once the minimum listen has passed since it was shown, it is taken.
+    assignment_age(assignment_of(annotator, upcoming), 2.5)
+    r = client.post(JUDGEMENTS, body_for(upcoming), format="json")
+    assert r.status_code == 201, r.json()
+    assert 2.5 <= Judgement.objects.get(comparison_id=upcoming["id"]).wall_seconds < 10
+
+
+def test_a_prefetched_pair_cannot_be_judged_before_it_is_shown(client, annotator):
+    _shown, upcoming = _prefetched_pair(client, annotator)
+    r = client.post(JUDGEMENTS, body_for(upcoming), format="json")
+    assert r.status_code == 409 and r.json()["code"] == "not_listened_enough"
+    assert "\n" not in r.json()["detail"] and "not been shown" in r.json()["detail"], r.json()["detail"]
+    assert Judgement.objects.count() == 0

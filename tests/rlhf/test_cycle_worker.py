@@ -72,3 +72,35 @@ def test_a_worker_killed_during_policy_training_leaves_the_previous_versions_and
     assert PolicyVersion.objects.count() == 2 and RewardModelVersion.objects.count() == 2
     assert artifact_files(storage_root, "policies") == set(PolicyVersion.objects.values_list("artifact", flat=True))
     assert not partial_files(storage_root)
+
+
+# The new worker presumes a step dead after 10 s of silence (the default is 5 min) and looks every 2 s.
+FAST_RECOVERY = {"JOB_HEARTBEAT_SECONDS": "2", "JOB_STALE_AFTER_SECONDS": "10", "JOB_RECOVER_EVERY_SECONDS": "2"}
+
+
+def test_a_cycle_of_a_killed_worker_ends_within_two_minutes_of_a_new_worker_with_no_partial_files(
+        storage_root, worker, settings):
+    """Nobody calls recovery here: the new worker's own (at start and every 2 s) must find the silent step."""
+    settings.ANNOTATION_MIN_LISTEN_SECONDS = 0.0  # the simulated judgements are the setting, not the subject
+    small_studio(storage_root / "demo")
+    proc = worker(env=FAST_RECOVERY)
+    # Enough PPO updates that the kill lands inside policy training, few enough to rerun in seconds.
+    cycle = cycle_start(parameters=TINY.__class__(**{**TINY.to_json(), "ppo_timesteps": 2048}))
+    _wait(cycle.pk, lambda c: c.status == Cycle.Status.TRAINING_POLICY and "policy update 1:" in c.log,
+          timeout=180, what="policy training")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert Cycle.objects.get(pk=cycle.pk).is_running
+
+    worker(env=FAST_RECOVERY)
+    started = time.monotonic()
+    cycle = _wait(cycle.pk, lambda c: not c.is_running, timeout=120, what="the end after the new worker started")
+    assert time.monotonic() - started < 120
+    assert cycle.status == Cycle.Status.DONE, cycle.error
+    assert "the worker running it stopped (heartbeat " in cycle.log and "re-dispatching train_policy" in cycle.log
+    # No partial file: every artifact belongs to a registered version, no staged file or scratch folder is left.
+    assert artifact_files(storage_root, "policies") == set(PolicyVersion.objects.values_list("artifact", flat=True))
+    assert artifact_files(storage_root, "reward_models") == set(
+        RewardModelVersion.objects.values_list("artifact", flat=True))
+    assert not partial_files(storage_root)
+    assert artifact_files(storage_root, "tmp/jobs") == set()
