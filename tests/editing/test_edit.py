@@ -12,9 +12,11 @@ from editing.audio import N_AUDIO_FEATURES
 from editing.edit import (
     EDIT_FEATURE_NAMES,
     MODEL_FEATURE_VERSION,
+    MAX_PHRASE_BEATS,
     N_ACTIONS,
     N_EDIT_FEATURES,
     N_MODEL_FEATURES,
+    PHRASE_BARS,
     SEAM_CONTEXT_BEATS,
     WINDOW_BEATS,
     Action,
@@ -217,6 +219,10 @@ def documented_plan(bar_positions: np.ndarray, head_end: int, tail_start: int, p
     d = next((q for q in range(p, p - 4, -1) if q >= 0 and bar_positions[q] == 0), max(0, p - 3))
     next_downbeat = next((q for q in range(p + 1, len(bar_positions)) if bar_positions[q] == 0), t)
     has_next = p + 1 < t
+    downbeats = [q for q in range(len(bar_positions)) if bar_positions[q] == 0]
+    latest = sum(1 for q in downbeats if q <= p) - 1
+    f = downbeats[latest - latest % PHRASE_BARS] if latest >= 0 else None
+    phrase_ok = f is not None and head_end <= f < d and p - f < MAX_PHRASE_BEATS
     return {
         A.KEEP: ([p], 1),
         A.CUT: ([], 1),
@@ -227,6 +233,7 @@ def documented_plan(bar_positions: np.ndarray, head_end: int, tail_start: int, p
         A.SKIP_TO_BAR: ([], min(next_downbeat, t) - p) if has_next else None,
         A.REPEAT_2: ([p, p - 1, p], 1),
         A.STOP: ([], t - p),
+        A.LOOP_PHRASE: ([p, *range(f, p + 1)], 1) if phrase_ok else None,
     }[action]
 
 

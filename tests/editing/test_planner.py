@@ -1,0 +1,62 @@
+"""editing/planner.py: phrase-level moves on a real recording."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from editing.audio import analyze_file
+from editing.baselines import retarget_heuristic
+from editing.dense import dense_context
+from editing.edit import PHRASE_BARS, Action, apply_actions, target_range
+from editing.planner import PLANNER_MOVES
+
+REAL_CLIP = Path(__file__).resolve().parents[1] / "data" / "caribbean-excerpt.ogg"
+
+
+@pytest.fixture(scope="module")
+def real_track():
+    analysis, _, _ = analyze_file(REAL_CLIP)
+    return analysis, dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions)
+
+
+def whole_phrases_heard_twice(sources: list[int], bar_positions: np.ndarray) -> list[int]:
+    """Phrase starts (phrases of four bars from the passage's first downbeat) whose whole phrase plays twice in a row."""
+    downbeats = np.flatnonzero(np.asarray(bar_positions) == 0).tolist()
+    found = []
+    for k in range(0, len(downbeats) - PHRASE_BARS, PHRASE_BARS):
+        phrase = list(range(downbeats[k], downbeats[k + PHRASE_BARS]))
+        runs = [i for i in range(len(sources) - len(phrase) + 1) if sources[i : i + len(phrase)] == phrase]
+        if any(b - a == len(phrase) for a, b in zip(runs, runs[1:])):
+            found.append(downbeats[k])
+    return found
+
+
+def test_lengthening_a_real_recording_twice_repeats_a_whole_phrase(real_track):
+    # The issue's check: at 2x the planner repeats phrases (one seam each), not single bars four times.
+    analysis, context = real_track
+    bar_positions = analysis.bar_positions
+    target = target_range(bar_positions)[1]
+    assert target == 2 * analysis.n_beats
+    actions = retarget_heuristic(context=context, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
+    edit = apply_actions(actions, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
+    assert Action.LOOP_PHRASE in actions
+    assert whole_phrases_heard_twice(edit.source_beats().tolist(), bar_positions)
+    # Fewer seams than a bar at a time would need for the beats it adds.
+    assert len(edit.seam_beats()) < (target - analysis.n_beats) / 4
+
+
+def test_lengthening_by_a_phrase_is_one_seam(real_track):
+    analysis, context = real_track
+    bar_positions = analysis.bar_positions
+    target = analysis.n_beats + 16  # exactly one phrase more
+    actions = retarget_heuristic(context=context, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
+    edit = apply_actions(actions, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
+    assert actions.count(Action.LOOP_PHRASE) == 1 and len(edit.seam_beats()) == 1
+    assert whole_phrases_heard_twice(edit.source_beats().tolist(), bar_positions)
+
+
+def test_the_phrase_move_is_the_planners_last_so_ties_keep_the_old_plans():
+    assert PLANNER_MOVES[-1] == Action.LOOP_PHRASE
+    assert int(Action.LOOP_PHRASE) == 9 and [int(a) for a in Action][:9] == list(range(9))
