@@ -108,7 +108,8 @@ what a listener hears the edit do around that beat, and how the edit meets its t
 ==  ===============  ==================================================================
 
 :func:`model_input` joins them to the track's 121 per-beat audio features of each output beat's
-source beat: the reward model's 127-dim input, versioned by :data:`MODEL_FEATURE_VERSION`.
+source beat: the reward model's 127-dim input (with each output beat's action id, which the model
+embeds), versioned by :data:`MODEL_FEATURE_VERSION`, which names the action set too.
 :func:`scoring_windows` is the one rule for cutting a long edit into windows the reward model
 scores separately, so that scoring cost grows linearly with the edit's length.
 """
@@ -207,7 +208,9 @@ _SEAMS = frozenset({Transition.CUT, Transition.CROSSFADE})
 N_EDIT_FEATURES = 6
 EDIT_FEATURE_NAMES: tuple[str, ...] = ("seam", "jump", "repetition", "drift", "progress", "stretch")
 N_MODEL_FEATURES = N_AUDIO_FEATURES + N_EDIT_FEATURES
-MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v2"
+# The reward model reads each output beat's action id too (its action embedding), so the action set is
+# part of its input's version: a model of another action set is refused when activated or loaded.
+MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v2+" + ACTION_SET_VERSION
 
 # A long crossfade blurs the seam, so the ear notices it about half as much as a cut.
 _CROSSFADE_SEAM_STRENGTH = 0.5

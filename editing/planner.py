@@ -59,8 +59,8 @@ class RetargetPlanner:
 
     :meth:`action_costs` gives every action's cost to go (its seams now, then the plan), which
     the gym env shows the policy; :meth:`best_action` is the heuristic's move, the cheapest
-    of KEEP, CUT, LOOP, LOOP_BAR, REPEAT_2, STOP and LOOP_PHRASE (CROSSFADE costs what CUT does, SKIP_TO_BAR
-    what its cuts do, and REORDER is left to the policy).  Following it from the start gives
+    of KEEP, CUT, LOOP, LOOP_BAR, REPEAT_2, STOP and LOOP_PHRASE (CROSSFADE costs what CUT
+    does, SKIP_TO_BAR what its cuts do, and REORDER is left to the policy).  Following it from the start gives
     an edit of the least cost among all edits made of those moves.
 
     Parameters

@@ -10,6 +10,7 @@ import pytest
 
 from editing.audio import N_AUDIO_FEATURES
 from editing.edit import (
+    ACTION_SET_VERSION,
     EDIT_FEATURE_NAMES,
     MODEL_FEATURE_VERSION,
     MAX_PHRASE_BEATS,
@@ -498,7 +499,7 @@ def test_model_input_joins_track_features_of_the_played_beats():
     track_features = rng.normal(size=(60, N_AUDIO_FEATURES)).astype(np.float32)
     edit = make_edit(32, 40, [A.REORDER, A.LOOP], excerpt_start=20)
     x, action_ids = model_input(track_features, edit)
-    assert N_MODEL_FEATURES == 127 and MODEL_FEATURE_VERSION.endswith("+edit-v2")
+    assert N_MODEL_FEATURES == 127 and MODEL_FEATURE_VERSION.endswith("+edit-v2+" + ACTION_SET_VERSION)
     assert x.shape == (40, 127) and x.dtype == np.float32 and np.isfinite(x).all()
     np.testing.assert_array_equal(x[:, :N_AUDIO_FEATURES], track_features[edit.track_beats()])
     np.testing.assert_array_equal(x[:, N_AUDIO_FEATURES:], edit_features(edit))
