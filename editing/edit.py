@@ -4,7 +4,7 @@ One concept over 600 lines: the edit, with the parts that must agree on what an 
 
 The task
 --------
-A *passage* is a run of ``n_source_beats`` consecutive track beats (8..4096: two bars up to a
+A *passage* is a run of ``n_source_beats`` consecutive track beats (8..5400: two bars up to a
 whole long track) starting at track beat ``excerpt_start``.  A *retarget* edit makes it last
 ``target_beats`` output beats (0.5x to 2x of the passage) while it
 
@@ -190,9 +190,10 @@ class Transition(IntEnum):
     CROSSFADE = 3
 
 
-# Any passage: two bars (an opening and a final bar) up to a long track (15 min at 270 BPM).
+# Any passage: two bars (an opening and a final bar) up to a long track (a 20-minute live set or DJ mix
+# at 270 BPM).  The planner's tables grow with its square: about 470 MB at 2x of the longest.
 MIN_PASSAGE_BEATS = 2 * BEATS_PER_BAR
-MAX_PASSAGE_BEATS = 4096
+MAX_PASSAGE_BEATS = 5400
 # The passages people compare side by side: short enough to judge (issue: 16 to 64 beats).
 MIN_EXCERPT_BEATS = 16
 MAX_EXCERPT_BEATS = 64
@@ -255,7 +256,7 @@ class Edit:
     excerpt_start : int
         Track beat index of the passage's first beat.
     n_source_beats : int
-        Passage length in beats, 8..4096.
+        Passage length in beats, 8..MAX_PASSAGE_BEATS (5400).
     actions : tuple[int, ...]
         The action id taken at each middle step (one step may consume several beats); the
         opening and final bars are not actions.
@@ -604,7 +605,7 @@ class EditBuilder:
     Parameters
     ----------
     n_source_beats : int
-        Passage length in beats, 8..4096.
+        Passage length in beats, 8..MAX_PASSAGE_BEATS (5400).
     bar_positions : np.ndarray [shape=(n_source_beats,)], int
         The passage's bar position of each beat, 0 = downbeat .. 3.
     excerpt_start : int

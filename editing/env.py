@@ -52,7 +52,7 @@ last_action            11     one-hot of the previous action (10) or "none yet" 
 action_mask            10     1 where the action is valid now (helps the value function)
 target                 3      target beats / n_source_beats (the stretch); log2 of it;
                               log2(n_source_beats / 16) / 8 (the passage's size: 0 for 16
-                              beats, 1 for 4096)
+                              beats, about 1.05 for 5400)
 heuristic              11     what the retargeting dynamic program would pay from here
                               (``editing.baselines.HeuristicPlanner``): per action,
                               ``exp(-(cost - least cost))`` (1 for the cheapest action, 0
@@ -519,7 +519,7 @@ class EditingEnv(gym.Env):
 
         Features are clipped when standardised (``TrackArrays.normalised``), flags, one-hots and
         the mask are 0/1, and the summary's ratios are clipped here; the target block is bounded
-        by the 0.5x..2x stretch and the passage's 4096 beats.
+        by the 0.5x..2x stretch and the passage's MAX_PASSAGE_BEATS beats.
         """
         assert self._excerpt is not None and self._builder is not None
         obs = self._obs

@@ -418,7 +418,7 @@ def test_an_edit_stored_before_the_retarget_task_is_still_read():
     [
         (lambda d: d.pop("entries"), "missing 'entries'"),
         (lambda d: d.update(entries=[]), "no output beats"),
-        (lambda d: d.update(n_source_beats=4), "passage of 4 beats: must be 8..4096"),
+        (lambda d: d.update(n_source_beats=4), "passage of 4 beats: must be 8..5400"),
         (lambda d: d["entries"].__setitem__(1, [5, 1, 0]), "CONTINUE from source beat 0 to 5"),
         (lambda d: d["entries"].__setitem__(1, [1, 2, 0]), "seam between contiguous source beats 0 and 1"),
         (lambda d: d["entries"].__setitem__(2, [40, 2, 0]), "source beat 40 is outside the passage 0..15"),
@@ -463,10 +463,10 @@ def test_apply_actions_names_the_failing_step():
 
 
 def test_passage_length_and_bar_positions_are_checked():
-    with pytest.raises(EditError, match="passage of 7 beats: must be 8..4096 beats"):
+    with pytest.raises(EditError, match="passage of 7 beats: must be 8..5400 beats"):
         EditBuilder(7, bars(7), target_beats=7)
-    with pytest.raises(EditError, match="passage of 4097 beats"):
-        target_range(bars(4097))
+    with pytest.raises(EditError, match="passage of 5401 beats"):
+        target_range(bars(5401))
     with pytest.raises(EditError, match=r"bar positions have shape \(15,\)"):
         EditBuilder(16, bars(15), target_beats=16)
     with pytest.raises(EditError, match="passage start beat -1"):

@@ -1,6 +1,9 @@
-"""editing/planner.py: phrase-level moves on a real recording."""
+"""editing/planner.py: phrase-level moves on a real recording, and the planner's memory on a 20-minute passage."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from editing.edit import PHRASE_BARS, Action, apply_actions, target_range
 from editing.planner import PLANNER_MOVES
 
 REAL_CLIP = Path(__file__).resolve().parents[1] / "data" / "caribbean-excerpt.ogg"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +64,38 @@ def test_lengthening_by_a_phrase_is_one_seam(real_track):
 def test_the_phrase_move_is_the_planners_last_so_ties_keep_the_old_plans():
     assert PLANNER_MOVES[-1] == Action.LOOP_PHRASE
     assert int(Action.LOOP_PHRASE) == 9 and [int(a) for a in Action][:9] == list(range(9))
+
+
+PLAN_CHILD = """
+import json, resource, sys, time
+import numpy as np
+from editing.audio import FEATURE_GROUPS, N_AUDIO_FEATURES
+from editing.baselines import retarget_heuristic
+from editing.dense import dense_context
+from editing.edit import reachable_target
+n = int(sys.argv[1]); rng = np.random.default_rng(0)
+bar_positions = (np.arange(n) % 4).astype(np.int8)
+features = np.zeros((n, N_AUDIO_FEATURES), dtype=np.float32)
+features[:, FEATURE_GROUPS["mfcc"]] = rng.normal(size=(4, 20))[bar_positions] + 0.3 * rng.normal(size=(n, 20))
+features[:, FEATURE_GROUPS["chroma"]] = np.eye(12)[(np.arange(n) // 16 * 5) % 12] + 0.1
+context = dense_context(features, np.arange(n + 1, dtype=np.int64) * 7938, bar_positions)
+target = reachable_target(bar_positions, 2 * n)
+retarget_heuristic(context=context, excerpt_start=0, bar_positions=bar_positions[:64], target_beats=96)  # compile
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+began = time.perf_counter()
+actions = retarget_heuristic(context=context, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
+seconds = time.perf_counter() - began
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "planner_bytes": peak - before, "peak_bytes": peak, "phrases": actions.count(9)}))
+"""
+
+
+@pytest.mark.slow
+def test_a_20_minute_passage_at_2x_plans_within_its_memory_budget():
+    # 20 minutes at 200 BPM (the beat tracker's fastest), doubled: the issue allows 2 GB; the tables take ~256 MB.
+    result = subprocess.run([sys.executable, "-c", PLAN_CHILD, "4000"], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600, check=True)
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["planner_bytes"] < 1 << 30
+    assert figures["peak_bytes"] < 2 << 30
+    assert figures["phrases"] > 0
