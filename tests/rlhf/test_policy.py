@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from editing.edit import N_MODEL_FEATURES, apply_actions
+from editing.edit import N_ACTIONS, N_MODEL_FEATURES, apply_actions
 from editing.env import EditingEnv, EnvConfig, sample_excerpt
 from editing.spaces import SpacesSpecMismatch
 from rlhf.learning import learned_reward, policy as policy_module
@@ -288,7 +288,7 @@ def test_a_first_policy_starts_by_imitating_the_heuristic(tracks):
     """Behaviour cloning on the heuristic's moves: afterwards the policy's own edits cost about what the heuristic's do."""
     from editing.baselines import retarget_heuristic
 
-    config = replace(SMALL, net_arch=(64, 64), imitation_episodes=128, imitation_epochs=12)
+    config = replace(SMALL, net_arch=(64, 64), imitation_episodes=256, imitation_epochs=12)
     rng = np.random.default_rng(7)
     excerpts = [sample_excerpt(rng, tracks, EnvConfig()) for _ in range(24)]
     optimum = _edit_costs(tracks, excerpts, [
@@ -324,7 +324,7 @@ def test_the_kl_guard_charges_each_step_its_log_ratio_to_the_heuristics_soft_cho
     # One rollout of the same seed: the guarded rewards are the plain ones minus 0.5 * (log pi - log ref).
     # (After training, the buffer holds observations, actions and log-probs flattened env by env.)
     np.testing.assert_array_equal(a.observations, b.observations)
-    reference = heuristic_policy(a.observations, config.heuristic_kl_temperature).reshape(-1, 9)
+    reference = heuristic_policy(a.observations, config.heuristic_kl_temperature).reshape(-1, N_ACTIONS)
     taken = a.actions.reshape(-1).astype(int)
     log_ratio = a.log_probs.reshape(-1) - np.log(reference[np.arange(taken.size), taken])
     by_env = lambda rewards: rewards.T.reshape(-1)  # noqa: E731 - (n_steps, n_envs) in the same order
