@@ -268,7 +268,11 @@ def test_a_short_ppo_run_learns_a_synthetic_learned_reward(tracks):
     run = train_policy(tracks, total_timesteps=12288, learned_reward=seam_reward, env_config=env_config, config=config)
     trained = mean_seams(run.model)
     assert trained < 0.95 * untrained, (untrained, trained)  # measured: 19.1 -> 17.2 seams per edit
-    assert run.updates[-1].mean_learned_reward > run.updates[0].mean_learned_reward
+    # Per update the mean reward is over about 22 episodes, so one update is noisy (with ten actions the first
+    # one happened to be the fourth best of 24); the last quarter of training beats the first.
+    quarter = len(run.updates) // 4
+    first, last = ([u.mean_learned_reward for u in part] for part in (run.updates[:quarter], run.updates[-quarter:]))
+    assert np.mean(last) > np.mean(first), (first, last)
 
 
 # --------------------------------------------------------------------------- starting from the heuristic, and staying near it
