@@ -191,7 +191,7 @@ class Transition(IntEnum):
 
 
 # Any passage: two bars (an opening and a final bar) up to a long track (a 20-minute live set or DJ mix
-# at 270 BPM).  The planner's tables grow with its square: about 470 MB at 2x of the longest.
+# at 270 BPM).  The planner's tables grow with its square: about 0.93 GB at 2x of the longest.
 MIN_PASSAGE_BEATS = 2 * BEATS_PER_BAR
 MAX_PASSAGE_BEATS = 5400
 # The passages people compare side by side: short enough to judge (issue: 16 to 64 beats).
@@ -793,7 +793,7 @@ class EditBuilder:
                     f"({self._need} more middle beats are needed from {self.middle_beats_left} source beats)")
         return {
             Action.LOOP_BAR: "no earlier beat of this bar to loop back to (it is a downbeat)",
-            Action.LOOP_PHRASE: "its phrase starts in this bar (LOOP_BAR replays that), or too far back",
+            Action.LOOP_PHRASE: "its phrase starts in this bar (LOOP_BAR replays that), in the opening bar, or too far back",
             Action.REORDER: "the next beat belongs to the final bar, which is played as written",
             Action.SKIP_TO_BAR: "the next beat belongs to the final bar; use STOP to jump there",
         }[act]

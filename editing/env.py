@@ -475,7 +475,7 @@ class EditingEnv(gym.Env):
         return self._planner.best_action(self._builder, mask=self._mask)
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, bool (9,); the hook sb3-contrib's MaskablePPO calls."""
+        """Valid actions now, bool (N_ACTIONS,); the hook sb3-contrib's MaskablePPO calls."""
         if self._builder is None or self._builder.done:
             return np.ones(N_ACTIONS, dtype=bool)
         return self._mask.copy()
@@ -587,7 +587,7 @@ def heuristic_block(costs: np.ndarray) -> np.ndarray:
     cuts went past the planner's reach).
     """
     out = np.zeros(N_HEURISTIC, dtype=np.float32)
-    # Nine numbers a step: plain floats cost less than numpy's per-call overhead here.
+    # Ten numbers a step: plain floats cost less than numpy's per-call overhead here.
     values = costs.tolist()
     least = min(values)
     if least != math.inf:

@@ -92,7 +92,7 @@ print(json.dumps({"seconds": seconds, "planner_bytes": peak - before, "peak_byte
 
 @pytest.mark.slow
 def test_a_20_minute_passage_at_2x_plans_within_its_memory_budget():
-    # 20 minutes at 200 BPM (the beat tracker's fastest), doubled: the issue allows 2 GB; the tables take ~256 MB.
+    # 20 minutes at 200 BPM (the beat tracker's fastest), doubled: the issue allows 2 GB; the tables take ~0.5 GB.
     result = subprocess.run([sys.executable, "-c", PLAN_CHILD, "4000"], capture_output=True, text=True, cwd=ROOT,
                             timeout=600, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
