@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from editing.audio import analyze_file
+from editing.audio import ANALYSIS_SR, analyze_file
 from editing.baselines import retarget_heuristic
 from editing.dense import dense_context
-from editing.edit import PHRASE_BARS, Action, apply_actions, target_range
+from editing.edit import PHRASE_BARS, Action, Edit, apply_actions, target_range, validate_edit
 from editing.planner import PLANNER_MOVES
+from editing.render import render_edit
 
 REAL_CLIP = Path(__file__).resolve().parents[1] / "data" / "caribbean-excerpt.ogg"
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def real_track():
-    analysis, _, _ = analyze_file(REAL_CLIP)
-    return analysis, dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions)
+    analysis, y, _ = analyze_file(REAL_CLIP)
+    return analysis, dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions), y
 
 
 def whole_phrases_heard_twice(sources: list[int], bar_positions: np.ndarray) -> list[int]:
@@ -39,7 +40,7 @@ def whole_phrases_heard_twice(sources: list[int], bar_positions: np.ndarray) -> 
 
 def test_lengthening_a_real_recording_twice_repeats_a_whole_phrase(real_track):
     # The check: at 2x the planner repeats phrases (one seam each), not single bars four times.
-    analysis, context = real_track
+    analysis, context, y = real_track
     bar_positions = analysis.bar_positions
     target = target_range(bar_positions)[1]
     assert target == 2 * analysis.n_beats
@@ -49,10 +50,16 @@ def test_lengthening_a_real_recording_twice_repeats_a_whole_phrase(real_track):
     assert whole_phrases_heard_twice(edit.source_beats().tolist(), bar_positions)
     # Fewer seams than a bar at a time would need for the beats it adds.
     assert len(edit.seam_beats()) < (target - analysis.n_beats) / 4
+    # The edit is stored, checked and rendered as any other: JSON round trip, validation, timeline.
+    assert Edit.from_json(json.loads(json.dumps(edit.to_json()))) == edit
+    validate_edit(edit, n_track_beats=analysis.n_beats, bar_positions=bar_positions)
+    rendered = render_edit(y, ANALYSIS_SR, analysis.beat_samples, edit, normalize=False)
+    assert rendered.track_beats.tolist() == edit.track_beats().tolist()
+    assert len(rendered.seam_seconds) == len(edit.seam_beats())
 
 
 def test_lengthening_by_a_phrase_is_one_seam(real_track):
-    analysis, context = real_track
+    analysis, context, _ = real_track
     bar_positions = analysis.bar_positions
     target = analysis.n_beats + 16  # exactly one phrase more
     actions = retarget_heuristic(context=context, excerpt_start=0, bar_positions=bar_positions, target_beats=target)
