@@ -58,7 +58,7 @@ import soundfile as sf
 from editing import jit_cache
 
 __all__ = [
-    "ANALYSIS_SR", "N_FFT", "HOP_LENGTH", "BEATS_PER_BAR", "MIN_BEATS", "FEATURE_VERSION",
+    "ANALYSIS_SR", "N_FFT", "HOP_LENGTH", "BEATS_PER_BAR", "MIN_BEATS", "MAX_TRACK_SECONDS", "FEATURE_VERSION",
     "N_AUDIO_FEATURES", "FEATURE_NAMES", "FEATURE_GROUPS", "SUPPORTED_EXTENSIONS",
     "AudioError", "UnsupportedAudio", "CorruptAudio", "EmptyAudio", "SilentAudio", "TooFewBeats",
     "TooLongAudio", "UnsupportedFidelity", "AnalysisVersionError", "TrackAnalysis", "NativeAudio",
@@ -71,6 +71,9 @@ N_FFT = 2048
 HOP_LENGTH = 512
 BEATS_PER_BAR = 4
 MIN_BEATS = 16
+# The longest recording analysed by default: a 20-minute live set or DJ mix (settings.MAX_TRACK_SECONDS
+# bounds uploads, with the same default).
+MAX_TRACK_SECONDS = 20 * 60.0
 FEATURE_VERSION: str = "beat-features-v1"
 
 SUPPORTED_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
@@ -289,7 +292,7 @@ def _check_level(y: np.ndarray, name: str) -> None:
         raise SilentAudio(f"{name}: silent (peak {peak_db:.1f} dBFS, below {SILENCE_PEAK_DBFS:.0f} dBFS)")
 
 
-def load_audio(path: str | Path, *, sr: int = ANALYSIS_SR, max_seconds: float = 900.0) -> tuple[np.ndarray, int]:
+def load_audio(path: str | Path, *, sr: int = ANALYSIS_SR, max_seconds: float = MAX_TRACK_SECONDS) -> tuple[np.ndarray, int]:
     """Decode a WAV, FLAC, OGG or MP3 file to mono at ``sr``.
 
     The duration is checked from the header before decoding, so an over-long
@@ -757,7 +760,7 @@ def _refined_tempo(beat_starts: np.ndarray, sr: int) -> float:
     return float(60.0 / np.median(seconds))
 
 
-def analyze_file(path: str | Path, *, max_seconds: float = 900.0) -> tuple[TrackAnalysis, np.ndarray, int]:
+def analyze_file(path: str | Path, *, max_seconds: float = MAX_TRACK_SECONDS) -> tuple[TrackAnalysis, np.ndarray, int]:
     """Load and analyse a file.
 
     Returns

@@ -70,9 +70,10 @@ SEAM_BASE_COST = 0.25
 _METRE_COST = 3.0
 _OFF_BAR_COST = 0.5
 _EPS = 1e-9
-# The bar-aligned cut's fallbacks, in order, where its plan meets the length rule.
-_SHORTEN = (Action.CUT, Action.STOP, Action.KEEP, Action.LOOP, Action.REPEAT_2, Action.LOOP_BAR)
-_LENGTHEN = (Action.LOOP_BAR, Action.REPEAT_2, Action.LOOP, Action.KEEP, Action.CUT, Action.STOP)
+# The bar-aligned cut's fallbacks, in order, where its plan meets the length rule (LOOP_PHRASE last:
+# near 2x some lengths are only reachable by repeating a phrase).
+_SHORTEN = (Action.CUT, Action.STOP, Action.KEEP, Action.LOOP, Action.REPEAT_2, Action.LOOP_BAR, Action.LOOP_PHRASE)
+_LENGTHEN = (Action.LOOP_BAR, Action.REPEAT_2, Action.LOOP, Action.KEEP, Action.CUT, Action.STOP, Action.LOOP_PHRASE)
 
 
 def _builder(bar_positions: np.ndarray, target_beats: int) -> EditBuilder:
@@ -224,7 +225,9 @@ def broken_edit_actions(rng: np.random.Generator, *, bar_positions: np.ndarray, 
         elif mask[Action.KEEP]:
             action = int(Action.KEEP)
         else:
-            action = int(rng.choice(np.flatnonzero(mask)))
+            # A whole phrase repeated is a clean lengthening, not damage: only where nothing else is valid.
+            valid = np.flatnonzero(mask)
+            action = int(rng.choice(valid[valid != Action.LOOP_PHRASE] if (valid != Action.LOOP_PHRASE).any() else valid))
         builder.step(action)
         actions.append(action)
     return actions
@@ -306,7 +309,7 @@ def retarget_heuristic(*, context: DenseContext, excerpt_start: int, bar_positio
 
     :class:`HeuristicPlanner` tabulates the least cost to finish from every state; the edit
     follows its cheapest move from the opening bar to the final one.  Every edit made of KEEP,
-    CUT, LOOP, REPEAT_2, LOOP_BAR and STOP (cuts of up to :data:`editing.planner.MAX_JUMP_BEATS`
+    CUT, LOOP, REPEAT_2, LOOP_BAR, LOOP_PHRASE and STOP (cuts of up to :data:`editing.planner.MAX_JUMP_BEATS`
     beats) is in its search space, the bar-aligned cut included, so its cost is never above
     the cut's.  Parameters as :class:`HeuristicPlanner`'s.
 

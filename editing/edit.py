@@ -1,10 +1,10 @@
-"""A retarget edit of a passage: the nine beat actions, their validity, and the edit-aware features.
+"""A retarget edit of a passage: the ten beat actions, their validity, and the edit-aware features.
 
 One concept over 600 lines: the edit, with the parts that must agree on what an action does.
 
 The task
 --------
-A *passage* is a run of ``n_source_beats`` consecutive track beats (8..4096: two bars up to a
+A *passage* is a run of ``n_source_beats`` consecutive track beats (8..5400: two bars up to a
 whole long track) starting at track beat ``excerpt_start``.  A *retarget* edit makes it last
 ``target_beats`` output beats (0.5x to 2x of the passage) while it
 
@@ -34,7 +34,8 @@ CROSSFADE       3  a seam after a CROSSFADE action: rendered with a long crossfa
 =============  ==  ================================================================
 
 The actions, at middle position ``p`` (``t = tail_start``; ``d`` is the latest downbeat at or
-before ``p`` no more than 3 beats back, else ``max(0, p - 3)``):
+before ``p`` no more than 3 beats back, else ``max(0, p - 3)``; ``f`` is the start of ``p``'s
+phrase, see below):
 
 ===========  ==  ======================  ==========  ======================================
 action       id  output beats            consumes    valid when (and the length rule below)
@@ -50,7 +51,19 @@ SKIP_TO_BAR   6  (none)                  to the next  p + 1 < t; skips to the ne
 REPEAT_2      7  p, p-1, p               1           always (p >= head_end >= 1)
 STOP          8  (none)                  all of the  always: jumps to the final bar
                                          middle left
+LOOP_PHRASE   9  p, f, f+1, ..., p       1           head_end <= f < d (the phrase began
+                                                     in the middle, before p's bar)
 ===========  ==  ======================  ==========  ======================================
+
+A *phrase* is :data:`PHRASE_BARS` bars, counted from the passage's first downbeat: ``f`` is the
+downbeat that opens the group of four bars holding ``p``.  LOOP_PHRASE on a phrase's last beat
+repeats the whole phrase once (one seam), where LOOP_BAR would need four loops of a bar (four
+seams).  It is valid only where it differs from LOOP_BAR (``f`` lies before the current bar's
+start), where ``f`` lies in the middle (the opening bar is not replayed, as LOOP_BAR never
+replays it) and where the jump back is at most :data:`MAX_PHRASE_BEATS` (irregular downbeats).
+LOOP_PHRASE was appended (id 9) so ids 0..8 kept their meaning in stored edits; the action set
+is versioned by :data:`ACTION_SET_VERSION`, which policies (their spaces spec) and reward models
+(their action embedding) record and check.
 
 **The length rule** (what makes every finished edit meet the task by construction): an action is
 masked unless, after it, the rest of the middle can still produce exactly the output beats the
@@ -95,7 +108,8 @@ what a listener hears the edit do around that beat, and how the edit meets its t
 ==  ===============  ==================================================================
 
 :func:`model_input` joins them to the track's 121 per-beat audio features of each output beat's
-source beat: the reward model's 127-dim input, versioned by :data:`MODEL_FEATURE_VERSION`.
+source beat: the reward model's 127-dim input (with each output beat's action id, which the model
+embeds), versioned by :data:`MODEL_FEATURE_VERSION`, which names the action set too.
 :func:`scoring_windows` is the one rule for cutting a long edit into windows the reward model
 scores separately, so that scoring cost grows linearly with the edit's length.
 """
@@ -115,6 +129,9 @@ from editing.audio import BEATS_PER_BAR, FEATURE_VERSION, N_AUDIO_FEATURES
 __all__ = [
     "Action",
     "N_ACTIONS",
+    "ACTION_SET_VERSION",
+    "PHRASE_BARS",
+    "MAX_PHRASE_BEATS",
     "Transition",
     "MIN_PASSAGE_BEATS",
     "MAX_PASSAGE_BEATS",
@@ -155,9 +172,15 @@ class Action(IntEnum):
     SKIP_TO_BAR = 6
     REPEAT_2 = 7
     STOP = 8
+    LOOP_PHRASE = 9
 
 
 N_ACTIONS = len(Action)
+# Names the action set: a model trained on another set reads ids with other meanings, so it is refused.
+ACTION_SET_VERSION = "actions-v2-loop-phrase"
+# A phrase is four bars; a jump back to its start spans at most two phrases of regular bars.
+PHRASE_BARS = 4
+MAX_PHRASE_BEATS = 2 * PHRASE_BARS * BEATS_PER_BAR
 
 
 class Transition(IntEnum):
@@ -167,9 +190,10 @@ class Transition(IntEnum):
     CROSSFADE = 3
 
 
-# Any passage: two bars (an opening and a final bar) up to a long track (15 min at 270 BPM).
+# Any passage: two bars (an opening and a final bar) up to a long track (a 20-minute live set or DJ mix
+# at 270 BPM).  The planner's tables grow with its square: about 0.93 GB at 2x of the longest.
 MIN_PASSAGE_BEATS = 2 * BEATS_PER_BAR
-MAX_PASSAGE_BEATS = 4096
+MAX_PASSAGE_BEATS = 5400
 # The passages people compare side by side: short enough to judge (issue: 16 to 64 beats).
 MIN_EXCERPT_BEATS = 16
 MAX_EXCERPT_BEATS = 64
@@ -185,7 +209,9 @@ _SEAMS = frozenset({Transition.CUT, Transition.CROSSFADE})
 N_EDIT_FEATURES = 6
 EDIT_FEATURE_NAMES: tuple[str, ...] = ("seam", "jump", "repetition", "drift", "progress", "stretch")
 N_MODEL_FEATURES = N_AUDIO_FEATURES + N_EDIT_FEATURES
-MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v2"
+# The reward model reads each output beat's action id too (its action embedding), so the action set is
+# part of its input's version: a model of another action set is refused when activated or loaded.
+MODEL_FEATURE_VERSION = FEATURE_VERSION + "+edit-v2+" + ACTION_SET_VERSION
 
 # A long crossfade blurs the seam, so the ear notices it about half as much as a cut.
 _CROSSFADE_SEAM_STRENGTH = 0.5
@@ -230,7 +256,7 @@ class Edit:
     excerpt_start : int
         Track beat index of the passage's first beat.
     n_source_beats : int
-        Passage length in beats, 8..4096.
+        Passage length in beats, 8..MAX_PASSAGE_BEATS (5400).
     actions : tuple[int, ...]
         The action id taken at each middle step (one step may consume several beats); the
         opening and final bars are not actions.
@@ -446,6 +472,28 @@ def _bar_tables(downbeats: bytes) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(bar_starts.tolist()), tuple(next_downbeats.tolist())
 
 
+@functools.lru_cache(maxsize=1024)
+def _phrase_starts(downbeats: bytes) -> tuple[int, ...]:
+    """Per passage beat p: the phrase start LOOP_PHRASE replays from, or -1 where it is not valid.
+
+    The phrase start is the downbeat opening the group of :data:`PHRASE_BARS` bars (counted from
+    the passage's first downbeat) that holds the latest downbeat at or before p.  It is kept only
+    where it lies in the middle (never in the opening bar, which no action touches), before p's bar
+    start (:func:`_bar_tables`; otherwise LOOP_BAR does the same) and no more than
+    :data:`MAX_PHRASE_BEATS` - 1 beats before p.
+    """
+    downbeat = np.frombuffer(downbeats, dtype=bool)
+    index = np.arange(downbeat.size)
+    bar_starts = np.asarray(_bar_tables(downbeats)[0], dtype=np.int64)
+    head_end, _ = passage_frame(np.where(downbeat, 0, 1))
+    downbeat_at = np.flatnonzero(downbeat)
+    latest = np.cumsum(downbeat) - 1  # index among the downbeats of the latest one at or before p
+    start = np.where(latest >= 0, downbeat_at[np.maximum(latest, 0) // PHRASE_BARS * PHRASE_BARS]
+                     if downbeat_at.size else -1, -1)
+    valid = (start >= head_end) & (start < bar_starts) & (index - start < MAX_PHRASE_BEATS)
+    return tuple(np.where(valid, start, -1).tolist())
+
+
 def passage_frame(bar_positions: np.ndarray) -> tuple[int, int]:
     """Where the opening bar ends and the final bar starts, in passage beats.
 
@@ -485,6 +533,7 @@ def _frame_cache(downbeats: bytes) -> tuple[int, int, tuple[int, ...]]:
     bar_positions = np.where(np.frombuffer(downbeats, dtype=bool), 0, 1)
     head_end, tail_start = passage_frame(bar_positions)
     bar_starts, next_downbeats = _bar_tables(downbeats)
+    phrase_starts = _phrase_starts(downbeats)
     n = bar_positions.size
     cap = 2 * n
     limit = (1 << (cap + 1)) - 1
@@ -496,6 +545,8 @@ def _frame_cache(downbeats: bytes) -> tuple[int, int, tuple[int, ...]]:
         start = bar_starts[p]
         if start < p:
             bits |= reachable[p + 1] << (p - start + 2)
+        if phrase_starts[p] >= 0:
+            bits |= reachable[p + 1] << (p - phrase_starts[p] + 2)
         if p + 2 <= tail_start:
             bits |= reachable[p + 2] << 2  # REORDER
         if p + 1 < tail_start:
@@ -554,7 +605,7 @@ class EditBuilder:
     Parameters
     ----------
     n_source_beats : int
-        Passage length in beats, 8..4096.
+        Passage length in beats, 8..MAX_PASSAGE_BEATS (5400).
     bar_positions : np.ndarray [shape=(n_source_beats,)], int
         The passage's bar position of each beat, 0 = downbeat .. 3.
     excerpt_start : int
@@ -583,6 +634,7 @@ class EditBuilder:
         self.target_beats = int(target_beats)
         downbeats = (bar_positions == 0).tobytes()
         self._bar_starts, self._next_downbeats = _bar_tables(downbeats)
+        self._phrase_starts = _phrase_starts(downbeats)
         self.head_end, self.tail_start, self._reach = _frame_cache(downbeats)
         self._fixed = self.head_end + (n - self.tail_start)
         lowest, highest = target_range(bar_positions)
@@ -649,6 +701,7 @@ class EditBuilder:
         """
         p, t = self._position, self.tail_start
         start = self._bar_starts[p]
+        phrase = self._phrase_starts[p]
         has_next = p + 1 < t
         return [
             (1, 1),  # KEEP
@@ -660,6 +713,7 @@ class EditBuilder:
             (0, _skip_target(p, self._next_downbeats, t) - p) if has_next else None,  # SKIP_TO_BAR
             (3, 1),  # REPEAT_2 (p >= head_end >= 1)
             (0, t - p),  # STOP: on to the final bar
+            (p - phrase + 2, 1) if phrase >= 0 else None,  # LOOP_PHRASE: p, then phrase..p
         ]
 
     def _outputs(self, action: Action) -> list[int]:
@@ -671,6 +725,8 @@ class EditBuilder:
             return [p, p]
         if action is Action.LOOP_BAR:
             return [p, *range(self._bar_starts[p], p + 1)]
+        if action is Action.LOOP_PHRASE:
+            return [p, *range(self._phrase_starts[p], p + 1)]
         if action is Action.REORDER:
             return [p + 1, p]
         if action is Action.REPEAT_2:
@@ -737,6 +793,7 @@ class EditBuilder:
                     f"({self._need} more middle beats are needed from {self.middle_beats_left} source beats)")
         return {
             Action.LOOP_BAR: "no earlier beat of this bar to loop back to (it is a downbeat)",
+            Action.LOOP_PHRASE: "its phrase starts in this bar (LOOP_BAR replays that), in the opening bar, or too far back",
             Action.REORDER: "the next beat belongs to the final bar, which is played as written",
             Action.SKIP_TO_BAR: "the next beat belongs to the final bar; use STOP to jump there",
         }[act]

@@ -3,7 +3,7 @@
 An episode takes a passage of ``n_source_beats`` beats of a track (16..64 beats mostly, now and
 then a long one of up to 256, so that one policy serves a 16-beat excerpt and a whole track)
 and a target length of 0.5x to 2x the passage (part of the observation).  The builder writes
-the passage's opening bar first; each step then applies one of the nine
+the passage's opening bar first; each step then applies one of the ten
 :class:`editing.edit.Action` values to the current source beat through
 :class:`editing.edit.EditBuilder`, which is the one home of action semantics, validity and the
 length rule; the episode ends when the middle is used up and the builder has written the final
@@ -27,7 +27,7 @@ An action the mask forbids ends the episode at once with reward
 never send one, but an unmasked caller (gymnasium's and SB3's environment checkers sample
 actions without masks) gets a well-defined MDP instead of an exception.
 
-Observation (``OBS_DIM`` = 437, float32, every value clipped to [-5, 5])
+Observation (``OBS_DIM`` = 440, float32, every value clipped to [-5, 5])
 ----------------------------------------------------------------------
 Beat features are first standardised per track (z-score over the track's beats, so tracks
 recorded at different levels look alike; the one-hot ``bar_position`` group is left as is).
@@ -48,12 +48,12 @@ edit_summary           5      output beats / target beats; output beats still ne
                               loop); middle beats left / n_source_beats; middle beats left
                               / 64 (clip 0..5: beats left, whatever the passage length);
                               beats since the last seam / 16 (clip 0..1)
-last_action            10     one-hot of the previous action (9) or "none yet" (1)
-action_mask            9      1 where the action is valid now (helps the value function)
+last_action            11     one-hot of the previous action (10) or "none yet" (1)
+action_mask            10     1 where the action is valid now (helps the value function)
 target                 3      target beats / n_source_beats (the stretch); log2 of it;
                               log2(n_source_beats / 16) / 8 (the passage's size: 0 for 16
-                              beats, 1 for 4096)
-heuristic              10     what the retargeting dynamic program would pay from here
+                              beats, about 1.05 for 5400)
+heuristic              11     what the retargeting dynamic program would pay from here
                               (``editing.baselines.HeuristicPlanner``): per action,
                               ``exp(-(cost - least cost))`` (1 for the cheapest action, 0
                               where masked or out of its reach); then log1p(least cost) / 2
@@ -475,7 +475,7 @@ class EditingEnv(gym.Env):
         return self._planner.best_action(self._builder, mask=self._mask)
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, bool (9,); the hook sb3-contrib's MaskablePPO calls."""
+        """Valid actions now, bool (N_ACTIONS,); the hook sb3-contrib's MaskablePPO calls."""
         if self._builder is None or self._builder.done:
             return np.ones(N_ACTIONS, dtype=bool)
         return self._mask.copy()
@@ -519,7 +519,7 @@ class EditingEnv(gym.Env):
 
         Features are clipped when standardised (``TrackArrays.normalised``), flags, one-hots and
         the mask are 0/1, and the summary's ratios are clipped here; the target block is bounded
-        by the 0.5x..2x stretch and the passage's 4096 beats.
+        by the 0.5x..2x stretch and the passage's MAX_PASSAGE_BEATS beats.
         """
         assert self._excerpt is not None and self._builder is not None
         obs = self._obs
@@ -587,7 +587,7 @@ def heuristic_block(costs: np.ndarray) -> np.ndarray:
     cuts went past the planner's reach).
     """
     out = np.zeros(N_HEURISTIC, dtype=np.float32)
-    # Nine numbers a step: plain floats cost less than numpy's per-call overhead here.
+    # Ten numbers a step: plain floats cost less than numpy's per-call overhead here.
     values = costs.tolist()
     least = min(values)
     if least != math.inf:

@@ -1,6 +1,6 @@
 """The inner loops of :class:`editing.planner.RetargetPlanner`, compiled with numba.
 
-The planner runs once per episode and prices nine actions every step of PPO, where numpy's
+The planner runs once per episode and prices ten actions every step of PPO, where numpy's
 per-call overhead on small arrays cost more than the arithmetic.  The loops here are the
 planner's definitions written out (see its docstring for F, W and P); ``RetargetPlanner``
 imports this module on first use, so a process loads numba only once it plans (workers,
@@ -20,14 +20,15 @@ from editing.edit import Action
 
 # Action ids as plain ints for the compiled code (numba freezes globals into its on-disk cache, which
 # is only refreshed when this file changes), checked against editing.edit.Action when imported.
-_KEEP, _CUT, _LOOP, _LOOP_BAR, _CROSSFADE, _REORDER, _SKIP_TO_BAR, _REPEAT_2, _STOP = range(9)
+_KEEP, _CUT, _LOOP, _LOOP_BAR, _CROSSFADE, _REORDER, _SKIP_TO_BAR, _REPEAT_2, _STOP, _LOOP_PHRASE = range(10)
 if [a.name for a in Action] != ["KEEP", "CUT", "LOOP", "LOOP_BAR", "CROSSFADE", "REORDER", "SKIP_TO_BAR", "REPEAT_2",
-                                "STOP"]:
+                                "STOP", "LOOP_PHRASE"]:
     raise ImportError("editing.plan_kernels: its action ids no longer match editing.edit.Action; update them")
 
 
 @numba.njit(cache=True)
-def backward(loop, repeat, loop_bar, loop_bar_added, jump, stop, m, width):  # pragma: no cover - compiled
+def backward(loop, repeat, loop_bar, loop_bar_added, loop_phrase, loop_phrase_added, jump, stop, m,
+             width):  # pragma: no cover - compiled
     """(F, W), float64 [shape=(m + 1, width)]: the least cost to finish, flowing at a position / arrived at it."""
     F = np.full((m + 1, width), np.inf)
     W = np.full((m + 1, width), np.inf)
@@ -35,6 +36,7 @@ def backward(loop, repeat, loop_bar, loop_bar_added, jump, stop, m, width):  # p
     cap = jump.shape[1]
     for i in range(m - 1, -1, -1):
         added = loop_bar_added[i]
+        phrase_added = loop_phrase_added[i]
         for r in range(width):
             best = np.inf
             if r >= 1:
@@ -45,6 +47,8 @@ def backward(loop, repeat, loop_bar, loop_bar_added, jump, stop, m, width):  # p
                 best = min(best, repeat[i] + F[i + 1, r - 3])
             if r >= added and loop_bar[i] < np.inf:
                 best = min(best, loop_bar[i] + F[i + 1, r - added])
+            if r >= phrase_added and loop_phrase[i] < np.inf:
+                best = min(best, loop_phrase[i] + F[i + 1, r - phrase_added])
             W[i, r] = best
             F[i, r] = best
         # Flowing at p (last output p - 1, row i of jump): cut to q = p + 1 + j, or STOP.
@@ -73,10 +77,10 @@ def pending(jump, stop, W, a_row, first, r, m):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def action_costs(out, i, a_row, r, m, F, W, jump, stop, loop, repeat, loop_bar, loop_bar_added, reorder,
-                 skip_row, mask):  # pragma: no cover - compiled
-    """Fill ``out`` (9,) with each action's cost to go from (row ``i``, last output in ``a_row``, ``r`` needed)."""
-    for action in range(9):
+def action_costs(out, i, a_row, r, m, F, W, jump, stop, loop, repeat, loop_bar, loop_bar_added, loop_phrase,
+                 loop_phrase_added, reorder, skip_row, mask):  # pragma: no cover - compiled
+    """Fill ``out`` (10,) with each action's cost to go from (row ``i``, last output in ``a_row``, ``r`` needed)."""
+    for action in range(out.shape[0]):
         out[action] = np.inf
     cap = jump.shape[1]
     if a_row == i:  # flowing: a == p - 1
@@ -93,6 +97,9 @@ def action_costs(out, i, a_row, r, m, F, W, jump, stop, loop, repeat, loop_bar, 
     added = loop_bar_added[i]
     if r >= added and loop_bar[i] < np.inf:
         out[_LOOP_BAR] = enter + loop_bar[i] + F[i + 1, r - added]
+    phrase_added = loop_phrase_added[i]
+    if r >= phrase_added and loop_phrase[i] < np.inf:
+        out[_LOOP_PHRASE] = enter + loop_phrase[i] + F[i + 1, r - phrase_added]
     out[_CUT] = pending(jump, stop, W, a_row, i + 1, r, m)
     out[_CROSSFADE] = out[_CUT]
     if i + 1 < m:
@@ -103,6 +110,6 @@ def action_costs(out, i, a_row, r, m, F, W, jump, stop, loop, repeat, loop_bar, 
             out[_REORDER] = into + reorder[i] + pending(jump, stop, W, i + 1, i + 2, r - 2, m)
     if r == 0:
         out[_STOP] = stop[a_row]
-    for action in range(9):
+    for action in range(out.shape[0]):
         if not mask[action]:
             out[action] = np.inf

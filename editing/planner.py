@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from editing.edit import Action, EditBuilder, _bar_tables, _skip_target
+from editing.edit import Action, EditBuilder, _bar_tables, _phrase_starts, _skip_target
 
 # Seam costs of track beats a -> b (int arrays of one shape), float64 of that shape.
 SeamCosts = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -28,7 +28,10 @@ def _builder(bar_positions: np.ndarray, target_beats: int) -> EditBuilder:
     return EditBuilder(len(bar_positions), bar_positions, target_beats=target_beats)
 
 
-PLANNER_MOVES = np.array([Action.KEEP, Action.CUT, Action.LOOP, Action.LOOP_BAR, Action.REPEAT_2, Action.STOP])
+# LOOP_PHRASE comes last so that, where it costs exactly what another move does, the plan is the one
+# the planner made before the move existed.
+PLANNER_MOVES = np.array([Action.KEEP, Action.CUT, Action.LOOP, Action.LOOP_BAR, Action.REPEAT_2, Action.STOP,
+                          Action.LOOP_PHRASE])
 
 
 class RetargetPlanner:
@@ -41,20 +44,25 @@ class RetargetPlanner:
 
     - ``F[p, r]``: the least cost of finishing from the flowing state at ``p``;
     - ``W[q, r]``: the least cost of finishing once the output has arrived at ``q`` (its seam
-      paid), by KEEP, LOOP (``q -> q``), REPEAT_2 (``q -> q - 1``) or LOOP_BAR (``q -> bar start``);
+      paid), by KEEP, LOOP (``q -> q``), REPEAT_2 (``q -> q - 1``), LOOP_BAR (``q -> bar start``)
+      or LOOP_PHRASE (``q -> phrase start``: a whole phrase repeated through one seam);
 
     and a pending state costs ``P(a, p, r) = min(min over q >= p of seam(a, q) + W[q, r],
     seam(a, final bar) if r == 0)``: cuts up to ``q``, or STOP.  A seam costs what ``seam_costs``
     says (the heuristic's ``editing.baselines.seam_cost``, or a learned cost), so the cost of a
     finished edit is the sum of its seams' costs.  Cuts skip at most :data:`MAX_JUMP_BEATS` beats
     at once.  Once per passage, time O(middle beats x
-    max jump x target beats) and memory O(middle beats x (max jump + target beats)); each
+    max jump x target beats) and memory O(middle beats x (max jump + target beats)): two
+    float64 tables of (middle beats + 1) x (beats needed + 1), about 0.5 GB for a 4,000-beat
+    passage at 2x (20 minutes at 200 BPM) and 0.93 GB at the longest passage
+    (:data:`editing.edit.MAX_PASSAGE_BEATS`); float64 keeps plans exact, so ties between moves
+    are decided as before and costs match a brute-force count to 1e-9; each
     state's action costs are then a few lookups.
 
     :meth:`action_costs` gives every action's cost to go (its seams now, then the plan), which
     the gym env shows the policy; :meth:`best_action` is the heuristic's move, the cheapest
-    of KEEP, CUT, LOOP, LOOP_BAR, REPEAT_2 and STOP (CROSSFADE costs what CUT does, SKIP_TO_BAR
-    what its cuts do, and REORDER is left to the policy).  Following it from the start gives
+    of KEEP, CUT, LOOP, LOOP_BAR, REPEAT_2, STOP and LOOP_PHRASE (CROSSFADE costs what CUT
+    does, SKIP_TO_BAR what its cuts do, and REORDER is left to the policy).  Following it from the start gives
     an edit of the least cost among all edits made of those moves.
 
     Parameters
@@ -89,6 +97,8 @@ class RetargetPlanner:
         cap = max(1, min(MAX_JUMP_BEATS, m))
         middle = np.arange(head, tail)
         bar_start = np.asarray(self._bar_starts[head:tail], dtype=np.int64)
+        phrase_start = np.asarray(_phrase_starts((bar_positions == 0).tobytes())[head:tail], dtype=np.int64)
+        has_phrase = phrase_start >= 0
         # Every seam the planner prices, in one call: the moves at each middle beat (index p - head),
         # then out of every last output beat a = head - 1 .. tail - 1 (index a - head + 1) the forward
         # jumps to q = a + 2 + k (k < cap, q inside the middle) and the jump into the final bar (STOP).
@@ -102,6 +112,7 @@ class RetargetPlanner:
             (np.minimum(middle + 1, tail), middle),  # REORDER's p + 1 -> p (p + 1 < tail where used)
             (np.broadcast_to(outgoing[:, None], landing.shape)[inside], landing[inside]),
             (outgoing, np.full(outgoing.size, tail)),
+            (middle[has_phrase], phrase_start[has_phrase]),  # LOOP_PHRASE
         ]
         sizes = np.cumsum([0] + [a.size for a, _ in pairs])
         costs = np.asarray(seam_costs(excerpt_start + np.concatenate([a for a, _ in pairs]),
@@ -113,6 +124,9 @@ class RetargetPlanner:
         self._loop, self._repeat, self._reorder, self._stop = part[0], part[1], part[3], part[5]
         self._loop_bar = np.where(bar_start < middle, part[2], np.inf)
         self._loop_bar_added = (middle - bar_start + 2).astype(np.int64)
+        self._loop_phrase = np.full(m, np.inf)
+        self._loop_phrase[has_phrase] = part[6]
+        self._loop_phrase_added = np.where(has_phrase, middle - phrase_start + 2, 0).astype(np.int64)
         self._jump = np.full(landing.shape, np.inf)
         self._jump[inside] = part[4]
         # Where SKIP_TO_BAR from each middle beat lands (a row of F and W).
@@ -120,7 +134,8 @@ class RetargetPlanner:
                                   dtype=np.int64)
         self._m = m
         self._F, self._W = _kernels().backward(self._loop, self._repeat, self._loop_bar, self._loop_bar_added,
-                                               self._jump, self._stop, m, width)
+                                               self._loop_phrase, self._loop_phrase_added, self._jump, self._stop,
+                                               m, width)
 
     @property
     def cost(self) -> float:
@@ -128,7 +143,7 @@ class RetargetPlanner:
         return float(self._F[0, self.need])
 
     def action_costs(self, builder: EditBuilder, *, mask: np.ndarray | None = None) -> np.ndarray:
-        """Each action's cost to go from the builder's state: its seams now, then the plan; float64 (9,).
+        """Each action's cost to go from the builder's state: its seams now, then the plan; float64 (N_ACTIONS,).
 
         ``inf`` where the action is masked, or would need a cut longer than
         :data:`MAX_JUMP_BEATS`.  The builder must be one of this planner's passage and
@@ -139,7 +154,8 @@ class RetargetPlanner:
             return out
         _kernels().action_costs(out, builder.position - self.head, builder.last_output_beat - self.head + 1,
                                 builder.beats_needed, self._m, self._F, self._W, self._jump, self._stop, self._loop,
-                                self._repeat, self._loop_bar, self._loop_bar_added, self._reorder, self._skip_row,
+                                self._repeat, self._loop_bar, self._loop_bar_added, self._loop_phrase,
+                                self._loop_phrase_added, self._reorder, self._skip_row,
                                 builder.action_mask() if mask is None else mask)
         return out
 

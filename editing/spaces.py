@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from editing.audio import FEATURE_VERSION, N_AUDIO_FEATURES
-from editing.edit import N_ACTIONS, Action
+from editing.edit import ACTION_SET_VERSION, N_ACTIONS, Action
 
-OBS_VERSION = "editing-obs-v3"
+OBS_VERSION = "editing-obs-v4"  # v4: ten actions (LOOP_PHRASE), so the mask and one-hot blocks grew
 OBS_CLIP = 5.0
 CONTEXT_BEFORE = 4
 CONTEXT_AFTER = 4
@@ -56,7 +56,7 @@ def spaces_spec() -> dict[str, Any]:
     -------
     spec : dict
         ``{"observation": {version, shape, dtype, low, high, layout, feature_version,
-        context_features}, "action": {n, names}}``.
+        context_features}, "action": {n, names, version}}``.
     """
     return {
         "observation": {
@@ -69,7 +69,7 @@ def spaces_spec() -> dict[str, Any]:
             "feature_version": FEATURE_VERSION,
             "context_features": [[group, n] for group, n in CONTEXT_FEATURE_GROUPS],
         },
-        "action": {"n": N_ACTIONS, "names": [a.name for a in Action]},
+        "action": {"n": N_ACTIONS, "names": [a.name for a in Action], "version": ACTION_SET_VERSION},
     }
 
 

@@ -239,7 +239,9 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Domain settings ----------------------------------------------------------
-MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 15 * 60))
+# 20 minutes: a live set or DJ mix (editing.audio.MAX_TRACK_SECONDS, the analysis default; the planner's
+# tables for such a track at 2x take about 0.25 GB at 137 BPM, 0.5 GB at 200 BPM: bench/bench_long_retarget.py).
+MAX_TRACK_SECONDS = float(os.environ.get("MAX_TRACK_SECONDS", 20 * 60))
 # The longest URL (path and query string) the site answers; longer ones are refused with 414.  gunicorn
 # refuses request lines over its limit_request_line (gunicorn.conf.py: 8190 bytes) before the site sees them.
 MAX_URL_CHARS = int(os.environ.get("MAX_URL_CHARS", "4096"))

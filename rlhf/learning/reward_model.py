@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from editing.audio import N_AUDIO_FEATURES
-from editing.edit import MODEL_FEATURE_VERSION, N_ACTIONS, N_MODEL_FEATURES, scoring_windows
+from editing.edit import ACTION_SET_VERSION, MODEL_FEATURE_VERSION, N_ACTIONS, N_MODEL_FEATURES, scoring_windows
 from rlhf.learning.reward_data import EditInput, RewardModelError
 
 REWARD_BOUND = 10.0
@@ -410,6 +410,8 @@ def save_checkpoint(ensemble: RewardEnsemble, path: str | Path, *, extra: dict |
         "format": CHECKPOINT_FORMAT,
         "feature_version": ensemble.feature_version,
         "n_features": ensemble.config.n_features,
+        # The action embedding reads action ids: a model of another action set would misread them.
+        "action_set_version": ACTION_SET_VERSION,
         "config": asdict(ensemble.config),
         "reward_mean": ensemble.reward_mean,
         "reward_std": ensemble.reward_std,
@@ -428,7 +430,7 @@ def load_checkpoint(path: str | Path, *, device: torch.device | None = None) -> 
     Raises
     ------
     CheckpointMismatch
-        When the checkpoint's feature version or input size differs from this code's
+        When the checkpoint's feature version, action set or input size differs from this code's
         (the message names both), or the file is not a reward-ensemble checkpoint.
     """
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -438,6 +440,13 @@ def load_checkpoint(path: str | Path, *, device: torch.device | None = None) -> 
         raise CheckpointMismatch(
             f"{path}: trained on features {payload['feature_version']!r} ({payload['n_features']} per beat), "
             f"this code computes {MODEL_FEATURE_VERSION!r} ({N_MODEL_FEATURES} per beat); retrain the reward model"
+        )
+    # Files written before the action set was versioned embed the nine actions of "actions-v1".
+    stored_actions = payload.get("action_set_version", "actions-v1")
+    if stored_actions != ACTION_SET_VERSION:
+        raise CheckpointMismatch(
+            f"{path}: trained on action set {stored_actions!r}, this code has {ACTION_SET_VERSION!r} "
+            f"({N_ACTIONS} actions); retrain the reward model"
         )
     config = RewardModelConfig(**payload["config"])
     if config.n_actions != N_ACTIONS:

@@ -7,7 +7,7 @@ from editing.edit import Action, Edit, EditBuilder, EditError, target_range
 
 # Preference order for finishing an edit whatever its target: the first valid one is taken.
 _FINISH_ORDER = (Action.KEEP, Action.CUT, Action.LOOP, Action.REPEAT_2, Action.LOOP_BAR, Action.REORDER,
-                 Action.CROSSFADE, Action.SKIP_TO_BAR, Action.STOP)
+                 Action.CROSSFADE, Action.SKIP_TO_BAR, Action.STOP, Action.LOOP_PHRASE)
 BAR_KINDS = ("regular", "phase_jumps", "random", "rare_downbeats", "no_downbeat")
 
 

@@ -10,11 +10,14 @@ import pytest
 
 from editing.audio import N_AUDIO_FEATURES
 from editing.edit import (
+    ACTION_SET_VERSION,
     EDIT_FEATURE_NAMES,
     MODEL_FEATURE_VERSION,
+    MAX_PHRASE_BEATS,
     N_ACTIONS,
     N_EDIT_FEATURES,
     N_MODEL_FEATURES,
+    PHRASE_BARS,
     SEAM_CONTEXT_BEATS,
     WINDOW_BEATS,
     Action,
@@ -217,6 +220,10 @@ def documented_plan(bar_positions: np.ndarray, head_end: int, tail_start: int, p
     d = next((q for q in range(p, p - 4, -1) if q >= 0 and bar_positions[q] == 0), max(0, p - 3))
     next_downbeat = next((q for q in range(p + 1, len(bar_positions)) if bar_positions[q] == 0), t)
     has_next = p + 1 < t
+    downbeats = [q for q in range(len(bar_positions)) if bar_positions[q] == 0]
+    latest = sum(1 for q in downbeats if q <= p) - 1
+    f = downbeats[latest - latest % PHRASE_BARS] if latest >= 0 else None
+    phrase_ok = f is not None and head_end <= f < d and p - f < MAX_PHRASE_BEATS
     return {
         A.KEEP: ([p], 1),
         A.CUT: ([], 1),
@@ -227,6 +234,7 @@ def documented_plan(bar_positions: np.ndarray, head_end: int, tail_start: int, p
         A.SKIP_TO_BAR: ([], min(next_downbeat, t) - p) if has_next else None,
         A.REPEAT_2: ([p, p - 1, p], 1),
         A.STOP: ([], t - p),
+        A.LOOP_PHRASE: ([p, *range(f, p + 1)], 1) if phrase_ok else None,
     }[action]
 
 
@@ -410,7 +418,7 @@ def test_an_edit_stored_before_the_retarget_task_is_still_read():
     [
         (lambda d: d.pop("entries"), "missing 'entries'"),
         (lambda d: d.update(entries=[]), "no output beats"),
-        (lambda d: d.update(n_source_beats=4), "passage of 4 beats: must be 8..4096"),
+        (lambda d: d.update(n_source_beats=4), "passage of 4 beats: must be 8..5400"),
         (lambda d: d["entries"].__setitem__(1, [5, 1, 0]), "CONTINUE from source beat 0 to 5"),
         (lambda d: d["entries"].__setitem__(1, [1, 2, 0]), "seam between contiguous source beats 0 and 1"),
         (lambda d: d["entries"].__setitem__(2, [40, 2, 0]), "source beat 40 is outside the passage 0..15"),
@@ -455,10 +463,10 @@ def test_apply_actions_names_the_failing_step():
 
 
 def test_passage_length_and_bar_positions_are_checked():
-    with pytest.raises(EditError, match="passage of 7 beats: must be 8..4096 beats"):
+    with pytest.raises(EditError, match="passage of 7 beats: must be 8..5400 beats"):
         EditBuilder(7, bars(7), target_beats=7)
-    with pytest.raises(EditError, match="passage of 4097 beats"):
-        target_range(bars(4097))
+    with pytest.raises(EditError, match="passage of 5401 beats"):
+        target_range(bars(5401))
     with pytest.raises(EditError, match=r"bar positions have shape \(15,\)"):
         EditBuilder(16, bars(15), target_beats=16)
     with pytest.raises(EditError, match="passage start beat -1"):
@@ -491,7 +499,7 @@ def test_model_input_joins_track_features_of_the_played_beats():
     track_features = rng.normal(size=(60, N_AUDIO_FEATURES)).astype(np.float32)
     edit = make_edit(32, 40, [A.REORDER, A.LOOP], excerpt_start=20)
     x, action_ids = model_input(track_features, edit)
-    assert N_MODEL_FEATURES == 127 and MODEL_FEATURE_VERSION.endswith("+edit-v2")
+    assert N_MODEL_FEATURES == 127 and MODEL_FEATURE_VERSION.endswith("+edit-v2+" + ACTION_SET_VERSION)
     assert x.shape == (40, 127) and x.dtype == np.float32 and np.isfinite(x).all()
     np.testing.assert_array_equal(x[:, :N_AUDIO_FEATURES], track_features[edit.track_beats()])
     np.testing.assert_array_equal(x[:, N_AUDIO_FEATURES:], edit_features(edit))

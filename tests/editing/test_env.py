@@ -86,7 +86,7 @@ def test_layout_adds_up_and_spaces_are_finite_float32(tracks):
     assert sum(size for _, size in OBS_LAYOUT) == OBS_DIM == env.observation_space.shape[0]
     assert env.observation_space.dtype == np.float32
     assert np.all(np.isfinite(env.observation_space.low)) and np.all(np.isfinite(env.observation_space.high))
-    assert env.action_space.n == N_ACTIONS == 9
+    assert env.action_space.n == N_ACTIONS == 10
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -318,6 +318,22 @@ def test_spaces_spec_is_json_ready_and_a_different_spec_is_refused():
     changed["observation"]["shape"] = [889]
     with pytest.raises(SpacesSpecMismatch, match="observation.shape: stored \\[889\\]"):
         check_spaces_spec(changed, what="policy v3")
+
+
+def test_a_policy_of_the_nine_action_set_is_refused_in_one_line():
+    # Stored before LOOP_PHRASE (id 9) existed: its ids 0..8 mean what they mean now, but its output
+    # layer, mask and one-hots have nine actions; it is refused, never read with the tenth masked out.
+    import json
+
+    old = json.loads(json.dumps(spaces_spec()))
+    old["observation"].update(version="editing-obs-v3", shape=[OBS_DIM - 3])
+    old["action"] = {"n": 9, "names": [a.name for a in Action][:9]}
+    with pytest.raises(SpacesSpecMismatch) as err:
+        check_spaces_spec(old, what="policy v3")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("policy v3: spaces differ")
+    assert "action.n: stored 9, current 10" in message and "LOOP_PHRASE" in message
+    assert "action.version: stored None, current 'actions-v2-loop-phrase'" in message
 
 
 def test_track_arrays_refuse_bad_shapes_and_values_naming_the_track():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from editing.edit import N_MODEL_FEATURES, apply_actions
+from editing.edit import N_ACTIONS, N_MODEL_FEATURES, apply_actions
 from editing.env import EditingEnv, EnvConfig, sample_excerpt
 from editing.spaces import SpacesSpecMismatch
 from rlhf.learning import learned_reward, policy as policy_module
@@ -268,7 +268,11 @@ def test_a_short_ppo_run_learns_a_synthetic_learned_reward(tracks):
     run = train_policy(tracks, total_timesteps=12288, learned_reward=seam_reward, env_config=env_config, config=config)
     trained = mean_seams(run.model)
     assert trained < 0.95 * untrained, (untrained, trained)  # measured: 19.1 -> 17.2 seams per edit
-    assert run.updates[-1].mean_learned_reward > run.updates[0].mean_learned_reward
+    # Per update the mean reward is over about 22 episodes, so one update is noisy (with ten actions the first
+    # one happened to be the fourth best of 24); the last quarter of training beats the first.
+    quarter = len(run.updates) // 4
+    first, last = ([u.mean_learned_reward for u in part] for part in (run.updates[:quarter], run.updates[-quarter:]))
+    assert np.mean(last) > np.mean(first), (first, last)
 
 
 # --------------------------------------------------------------------------- starting from the heuristic, and staying near it
@@ -288,7 +292,7 @@ def test_a_first_policy_starts_by_imitating_the_heuristic(tracks):
     """Behaviour cloning on the heuristic's moves: afterwards the policy's own edits cost about what the heuristic's do."""
     from editing.baselines import retarget_heuristic
 
-    config = replace(SMALL, net_arch=(64, 64), imitation_episodes=128, imitation_epochs=12)
+    config = replace(SMALL, net_arch=(64, 64), imitation_episodes=256, imitation_epochs=12)
     rng = np.random.default_rng(7)
     excerpts = [sample_excerpt(rng, tracks, EnvConfig()) for _ in range(24)]
     optimum = _edit_costs(tracks, excerpts, [
@@ -324,7 +328,7 @@ def test_the_kl_guard_charges_each_step_its_log_ratio_to_the_heuristics_soft_cho
     # One rollout of the same seed: the guarded rewards are the plain ones minus 0.5 * (log pi - log ref).
     # (After training, the buffer holds observations, actions and log-probs flattened env by env.)
     np.testing.assert_array_equal(a.observations, b.observations)
-    reference = heuristic_policy(a.observations, config.heuristic_kl_temperature).reshape(-1, 9)
+    reference = heuristic_policy(a.observations, config.heuristic_kl_temperature).reshape(-1, N_ACTIONS)
     taken = a.actions.reshape(-1).astype(int)
     log_ratio = a.log_probs.reshape(-1) - np.log(reference[np.arange(taken.size), taken])
     by_env = lambda rewards: rewards.T.reshape(-1)  # noqa: E731 - (n_steps, n_envs) in the same order

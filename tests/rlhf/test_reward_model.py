@@ -117,6 +117,20 @@ def test_checkpoint_of_other_features_is_refused_naming_both(tmp_path, monkeypat
     assert "beat-features-v0+edit-v0" in str(err.value) and MODEL_FEATURE_VERSION in str(err.value)
 
 
+def test_checkpoint_of_the_nine_action_set_is_refused(tmp_path):
+    # Written before LOOP_PHRASE: no action-set version and a nine-row action embedding.
+    ds = synthetic_dataset(2, n_judgements=60)
+    ens = reward_training.train_ensemble(ds, FAST, model_config=TINY).ensemble
+    rm.save_checkpoint(ens, tmp_path / "rm.pt")
+    payload = torch.load(tmp_path / "rm.pt", weights_only=True)
+    del payload["action_set_version"]
+    payload["config"]["n_actions"] = 9
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(rm.CheckpointMismatch, match="trained on action set 'actions-v1', this code has "
+                                                    "'actions-v2-loop-phrase' \\(10 actions\\); retrain"):
+        rm.load_checkpoint(tmp_path / "old.pt")
+
+
 def test_edit_of_wrong_width_is_refused():
     with pytest.raises(reward_data.RewardModelError, match=f"expected \\(n_output_beats, {N_MODEL_FEATURES}\\)"):
         reward_data.EditInput(np.zeros((4, 121), np.float32), np.zeros(4, np.int64))
