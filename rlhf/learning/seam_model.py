@@ -576,6 +576,9 @@ def seam_questions(selection: str, passage: Passage, model: SeamModel, rng: np.r
 # --------------------------------------------------------------------------- choosing k on training tracks
 
 PESSIMISM_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+# A k whose plans the referee finds worse than the heuristic's on more than this share of the
+# validation passages is not chosen (the mission's bar: worse on at most 10 % of passages).
+MAX_WORSE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -584,7 +587,8 @@ class PessimismChoice:
 
     ``gain[k]``: mean over validation passages of P(the learned plan preferred over the heuristic's)
     - 0.5, under a referee fitted on the validation tracks' own judgements only (0 where the plan is
-    the heuristic's); ``departs[k]``: validation passages on which the plan departs.
+    the heuristic's); ``departs[k]``: validation passages on which the plan departs; ``worse[k]``:
+    those on which the referee prefers the heuristic's plan.
     """
 
     k: float
@@ -593,10 +597,12 @@ class PessimismChoice:
     n_passages: int
     n_folds: int
     reason: str
+    worse: dict[float, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"k": self.k, "gain": {str(k): round(v, 5) for k, v in self.gain.items()},
-                "departs": {str(k): v for k, v in self.departs.items()}, "n_passages": self.n_passages,
+                "departs": {str(k): v for k, v in self.departs.items()},
+                "worse": {str(k): v for k, v in self.worse.items()}, "n_passages": self.n_passages,
                 "n_folds": self.n_folds, "reason": self.reason}
 
 
@@ -608,9 +614,10 @@ def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[in
     The judged tracks are cut into ``n_folds`` folds.  For each fold, a model fitted on the other
     folds' judgements plans that fold's judged passages with every ``k`` of ``grid``, and a referee
     fitted on that fold's own judgements only says how likely a listener prefers each plan to the
-    heuristic's.  ``k`` is the value of the best mean gain; ties (such as no departure anywhere) go
-    to the larger ``k``, the more cautious.  Tracks outside ``row_tracks`` are never read: held-out
-    tracks stay held out.
+    heuristic's.  ``k`` is the value of the best mean gain among those whose plans the referee finds
+    worse on at most :data:`MAX_WORSE_SHARE` of the passages (the largest ``k`` when none is);
+    ties (such as no departure anywhere) go to the larger ``k``, the more cautious.  Tracks outside
+    ``row_tracks`` are never read: held-out tracks stay held out.
 
     Parameters
     ----------
@@ -632,6 +639,7 @@ def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[in
     folds = np.array_split(rng.permutation(tracks), min(n_folds, tracks.size))
     gains: dict[float, list[float]] = {float(k): [] for k in grid}
     departs = {float(k): 0 for k in grid}
+    worse = {float(k): 0 for k in grid}
     for fold in folds:
         val = np.isin(row_tracks, fold)
         fitted = train_seam_model(pairs.subset(np.flatnonzero(~val)), config)
@@ -654,9 +662,11 @@ def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[in
                                    np.array([passage.heuristic_cost(plan)]), np.array([cost_h]),
                                    np.array([0.5]), np.ones(1), np.zeros(1, dtype=np.int64))
                 gains[k].append(float(preference_probability(referee, versus)[0]) - 0.5)
+                worse[k] += gains[k][-1] < 0
     n = len(next(iter(gains.values())))
     mean = {k: float(np.mean(v)) if v else 0.0 for k, v in gains.items()}
-    best = max(mean, key=lambda k: (round(mean[k], 6), k))
+    allowed = [k for k in mean if worse[k] <= MAX_WORSE_SHARE * n] or [max(mean)]
+    best = max(allowed, key=lambda k: (round(mean[k], 6), k))
     return PessimismChoice(best, mean, departs, n, len(folds),
-                           f"k {best:g}: gain {mean[best]:+.4f} over {n} validation passages of {tracks.size} "
-                           f"training tracks in {len(folds)} folds")
+                           f"k {best:g}: gain {mean[best]:+.4f}, worse on {worse[best]} of {n} validation passages "
+                           f"of {tracks.size} training tracks in {len(folds)} folds", worse)
