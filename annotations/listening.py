@@ -23,11 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import logging
+
 from django.db.models import Q
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
+from editing.audio import AudioError
+
 from . import roles
-from django.db.models.fields.files import FieldFile
 
 from .assignment import ServedAudio, ShownComparison, min_listen_seconds, open_assignments, shown_comparison
 from .errors import ComparisonNotFound, InvalidJudgement, NotListenedEnough
@@ -38,6 +42,8 @@ from .services import (
     passage_listening_copy_ensure,
     passage_listening_ensure,
 )
+
+logger = logging.getLogger(__name__)
 
 # The one format served from the edit's own (analysis-rate, mono) rendering; the others are copies
 # of the native render (annotations.models.ListeningCopy).
@@ -96,12 +102,16 @@ def listening_original(*, user, comparison_id: int) -> Original:
     if comparison is None:
         raise ComparisonNotFound(f"comparison {comparison_id} does not exist or is not assigned to you")
     fmt = listening_format()
+    if fmt != LEGACY_FORMAT:
+        try:
+            copy = passage_listening_copy_ensure(comparison=comparison, fmt=fmt)
+            audio, duration, render = copy.audio, copy.duration_seconds, copy.render
+        except AudioError as err:  # as the edits' copies: see served_audio_ensure
+            logger.warning("comparison %s: original served as %s: %s", comparison.pk, LEGACY_FORMAT, err)
+            fmt = LEGACY_FORMAT
     if fmt == LEGACY_FORMAT:
         passage = passage_listening_ensure(comparison=comparison)
         audio, duration, render = passage.listening_audio, passage.duration_seconds, passage.render
-    else:
-        copy = passage_listening_copy_ensure(comparison=comparison, fmt=fmt)
-        audio, duration, render = copy.audio, copy.duration_seconds, copy.render
     return Original(comparison_id=comparison.pk, audio=audio, audio_format=fmt, duration_seconds=float(duration),
                     beat_starts_seconds=[float(t) for t in render["beat_starts_seconds"]],
                     track_beats=[int(b) for b in render["track_beats"]])
@@ -115,9 +125,18 @@ def served_audio_ensure(*, edit: Edit) -> ServedAudio:
     copy itself is encoded by the audio view on first fetch, so this answer never waits for an encoder.
     """
     fmt = listening_format()
-    if fmt == LEGACY_FORMAT:
-        return ServedAudio(format=fmt, duration_seconds=float(edit.duration_seconds), render=edit.render or {})
-    native = edit_native_ensure(edit=edit)
+    native = None
+    if fmt != LEGACY_FORMAT:
+        try:
+            native = edit_native_ensure(edit=edit)
+        except AudioError as err:
+            # A source the native renderer refuses (more than two channels, 8-bit samples): the
+            # analysis-rate mono copy, as before native copies, rather than no pair at all.  Both
+            # edits of a comparison share the source, so both sides fall back together.
+            logger.warning("edit %s: served as %s: %s", edit.pk, LEGACY_FORMAT, err)
+    if native is None:
+        return ServedAudio(format=LEGACY_FORMAT, duration_seconds=float(edit.duration_seconds),
+                           render=edit.render or {})
     return ServedAudio(format=fmt, duration_seconds=float(native["duration_seconds"]),
                        render={key: native[key] for key in ("beat_starts_seconds", "track_beats", "seam_seconds")})
 

@@ -229,10 +229,10 @@ def selection_curve(seeds: int, listener_spec: str, pessimism: float | None, cor
                                       np.ones(len(rows)), group.astype(np.int64))
                     config = SeamTrainingConfig(seed=seed, pessimism=2.0 if pessimism is None else pessimism)
                     if pessimism is None:  # k chosen on the training tracks' own judgements
-                        asked = sorted(set(group.tolist()))
+                        judged = sorted(set(group.tolist()))
                         row_tracks = np.array([track_of[g] for g in group.tolist()], dtype=np.int64)
                         by_track: dict[int, list[Passage]] = {}
-                        for g in asked:
+                        for g in judged:
                             by_track.setdefault(track_of[g], []).append(train_passages[g][1])
                         choice = choose_pessimism(pairs, row_tracks, by_track, config)
                         config = dataclasses.replace(config, pessimism=choice.k)
@@ -374,7 +374,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pessimism", type=lambda v: None if v == "auto" else float(v),
                         default=SeamTrainingConfig().pessimism,
-                        help="k of the learned seam cost's mean + k * spread (default: the studio's)")
+                        help="k of the learned seam cost's mean + k * spread, or auto: chosen on the training tracks "
+                             "(choose_pessimism, the cycle's default) (default: 2)")
     parser.add_argument("--skip-evidence", action="store_true")
     parser.add_argument("--curve", action="store_true",
                         help="the judgements-to-threshold curve per pair selection (random, disagreement, departures)")

@@ -74,7 +74,7 @@ without losing what the actions act on, and adds what the original lacked: the l
 *output* beat (the real left side of a seam after cuts), the progress against the target,
 and the mask. The fine audio judgement is the reward model's job (127 dims per output beat).
 
-Actions: ``Discrete(9)``, the :class:`editing.edit.Action` values.
+Actions: ``Discrete(10)``, the :class:`editing.edit.Action` values.
 Both spaces are recorded by :func:`editing.spaces.spaces_spec`, which policy checkpoints store;
 :func:`editing.spaces.check_spaces_spec` fails loudly when a stored spec differs from the declaration.
 """
@@ -157,7 +157,7 @@ def observation_space() -> gym.spaces.Box:
 
 
 def action_space() -> gym.spaces.Discrete:
-    """The one action space: Discrete(9), the :class:`editing.edit.Action` values."""
+    """The one action space: Discrete(10), the :class:`editing.edit.Action` values."""
     return gym.spaces.Discrete(N_ACTIONS)
 
 

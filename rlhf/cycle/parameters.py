@@ -34,7 +34,8 @@ class CycleParameters:
         model's mean plus this many member spreads, so it departs only where judgements agree
         (used as set when ``seam_pessimism_auto`` is off)
     seam_pessimism_auto : choose that ``k`` each cycle by cross-validation over the judged tracks
-        (``rlhf.learning.seam_model.choose_pessimism``), never on held-out ones
+        (``rlhf.learning.seam_model.choose_pessimism``), never on held-out ones; off when
+        ``seam_pessimism`` is given without it (:meth:`from_json`)
     departure_pairs : seam questions, on that many more excerpts (on top of ``n_pairs``): one each,
         chosen by ``pair_selection``
     pair_selection : how the seam questions are chosen (``rlhf.learning.seam_model.seam_questions``):
@@ -88,7 +89,7 @@ class CycleParameters:
         "rm_members": (1, 8),              # ensemble members, each trained in full
         "rm_pessimism": (0.0, 5.0),        # k of the learned reward mean - k * spread
         "seam_pessimism": (0.0, 10.0),     # k of the learned seam cost mean + k * spread off the heuristic's seams
-        "departure_pairs": (0, 256),       # learned plan against one single departure, on that many excerpts
+        "departure_pairs": (0, 256),       # seam questions (pair_selection), one each on that many excerpts
         "ppo_n_envs": (1, 32),
         "ppo_n_steps": (1, 4096),          # steps per env per rollout
         "ppo_batch_size": (1, 8192),
@@ -148,6 +149,9 @@ class CycleParameters:
                     values[name] = float(raw)
             except (TypeError, ValueError):
                 raise CycleError(f"cycle parameter {name}: {raw!r} is not a valid {kind.__name__}") from None
+        if "seam_pessimism" in data and "seam_pessimism_auto" not in data:
+            # A k given is a k meant (and cycles stored before k was chosen on the judged tracks keep theirs).
+            values["seam_pessimism_auto"] = False
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -175,6 +175,8 @@ def training_data_build(*, include_gold: bool = False, min_gold_accuracy: float 
         qs, dropped = Judgement.objects.none(), ()
     else:
         qs, dropped = judgements_for_export(filters)
+        # A hidden reference (one edit against itself) measures an annotator, never what is preferred.
+        qs = qs.filter(comparison__is_hidden_reference=False)
     rows = list(qs.values_list(
         "id", "comparison_id", "comparison__track_id", "comparison__edit_a_id", "comparison__edit_b_id",
         "choice", "confidence", "comparison__edit_a__excerpt_start_beat", "comparison__edit_a__n_source_beats",

@@ -152,15 +152,21 @@ def seam_model_holdout(data: SeamData, config: SeamTrainingConfig) -> dict:
             "held_out_tracks": [int(t) for t in held]}
 
 
+def _judged_passages(edits: Sequence[Edit], contexts: dict[int, TrackContext]) -> dict[int, list[Passage]]:
+    """Track id -> the distinct passages (retarget tasks) its judged edits were made for."""
+    tasks = {(e.track_id, e.excerpt_start_beat, e.n_source_beats, e.target_beats) for e in edits if e.target_beats}
+    out: dict[int, list[Passage]] = {}
+    for track_id, start, n_beats, target in sorted(tasks):
+        out.setdefault(track_id, []).append(contexts[track_id].passage(start=start, n_beats=n_beats,
+                                                                       target_beats=target))
+    return out
+
+
 def _departures_on(model: SeamModel, edits: Sequence[Edit], contexts: dict[int, TrackContext]) -> dict:
     """On how many distinct judged passages the learned plan departs from the heuristic's."""
-    tasks = {(e.track_id, e.excerpt_start_beat, e.n_source_beats, e.target_beats) for e in edits if e.target_beats}
-    departs = 0
-    for track_id, start, n_beats, target in sorted(tasks):
-        passage = contexts[track_id].passage(start=start, n_beats=n_beats, target_beats=target)
-        if learned_plan(passage, model) != heuristic_plan(passage):
-            departs += 1
-    return {"passages": len(tasks), "departs": departs}
+    passages = [p for ps in _judged_passages(edits, contexts).values() for p in ps]
+    departs = sum(learned_plan(p, model) != heuristic_plan(p) for p in passages)
+    return {"passages": len(passages), "departs": int(departs)}
 
 
 def seam_model_fit(data: SeamData, config: SeamTrainingConfig, *, choose_k: bool = True
@@ -170,13 +176,7 @@ def seam_model_fit(data: SeamData, config: SeamTrainingConfig, *, choose_k: bool
     that loads it plans with that ``k``."""
     choice = None
     if choose_k:
-        passages: dict[int, list[Passage]] = {}
-        tasks = {(e.track_id, e.excerpt_start_beat, e.n_source_beats, e.target_beats)
-                 for e in data.edits if e.target_beats}
-        for track_id, start, n_beats, target in sorted(tasks):
-            passages.setdefault(track_id, []).append(
-                data.contexts[track_id].passage(start=start, n_beats=n_beats, target_beats=target))
-        choice = choose_pessimism(data.pairs, data.tracks, passages, config)
+        choice = choose_pessimism(data.pairs, data.tracks, _judged_passages(data.edits, data.contexts), config)
         config = replace(config, pessimism=choice.k)
     return train_seam_model(data.pairs, config), choice
 

@@ -251,7 +251,7 @@ class RewardMixCallback(BaseCallback):
     def _charge_kl(self) -> float:
         """Charge every step of the rollout ``heuristic_kl * (log pi(a|s) - log ref(a|s))``; returns its mean."""
         buffer = self.model.rollout_buffer
-        reference = heuristic_policy(buffer.observations, self.heuristic_kl_temperature)  # (n_steps, n_envs, 9)
+        reference = heuristic_policy(buffer.observations, self.heuristic_kl_temperature)  # (n_steps, n_envs, N_ACTIONS)
         taken = buffer.actions.reshape(buffer.log_probs.shape).astype(np.int64)
         log_ref = np.log(np.take_along_axis(reference, taken[..., None], axis=-1)[..., 0])
         kl = buffer.log_probs - log_ref
@@ -350,7 +350,7 @@ def heuristic_demonstrations(tracks: Sequence[TrackArrays], env_config: EnvConfi
     Returns
     -------
     obs : np.ndarray [shape=(n_steps, OBS_DIM)], float32
-    masks : np.ndarray [shape=(n_steps, 9)], bool
+    masks : np.ndarray [shape=(n_steps, N_ACTIONS)], bool
     actions : np.ndarray [shape=(n_steps,)], int64
     returns : np.ndarray [shape=(n_steps,)], float32
         The dense score each step led to, discounted by ``gamma`` (the value a first critic starts from).

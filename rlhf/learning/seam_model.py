@@ -444,15 +444,17 @@ def learned_planner(passage: Passage, model: SeamModel, *, pessimism: float | No
                            target_beats=passage.target_beats)
 
 
-def learned_plan(passage: Passage, model: SeamModel, *, pessimism: float | None = None) -> list[int]:
+def learned_plan(passage: Passage, model: SeamModel, *, pessimism: float | None = None,
+                 heuristic_actions: Sequence[int] | None = None) -> list[int]:
     """The learned planner's edit: the least pessimistic learned cost, planned exactly.
 
-    With an untrained model (every residual 0) this is exactly :func:`heuristic_plan`.
+    With an untrained model (every residual 0) this is exactly :func:`heuristic_plan`
+    (``heuristic_actions`` where the caller has it already).
     """
     if EditBuilder(len(passage.bar_positions), np.asarray(passage.bar_positions),
                    target_beats=passage.target_beats).done:
         return []
-    base = heuristic_plan(passage)
+    base = heuristic_plan(passage) if heuristic_actions is None else list(heuristic_actions)
     if model.is_zero:
         return base
     planner = learned_planner(passage, model, pessimism=pessimism, heuristic_actions=base)
@@ -653,7 +655,7 @@ def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[in
                 continue
             phi_h, cost_h = passage.seam_sum(base), passage.heuristic_cost(base)
             for k in gains:
-                plan = base if fitted.is_zero else learned_plan(passage, fitted, pessimism=k)
+                plan = base if fitted.is_zero else learned_plan(passage, fitted, pessimism=k, heuristic_actions=base)
                 if plan == base:
                     gains[k].append(0.0)
                     continue
@@ -664,7 +666,10 @@ def choose_pessimism(pairs: SeamPairs, row_tracks: np.ndarray, passages: dict[in
                 gains[k].append(float(preference_probability(referee, versus)[0]) - 0.5)
                 worse[k] += gains[k][-1] < 0
     n = len(next(iter(gains.values())))
-    mean = {k: float(np.mean(v)) if v else 0.0 for k, v in gains.items()}
+    if n == 0:
+        return PessimismChoice(float(config.pessimism), {}, {}, 0, len(folds),
+                               f"no judged passage to validate on: k stays {config.pessimism:g}")
+    mean = {k: float(np.mean(v)) for k, v in gains.items()}
     allowed = [k for k in mean if worse[k] <= MAX_WORSE_SHARE * n] or [max(mean)]
     best = max(allowed, key=lambda k: (round(mean[k], 6), k))
     return PessimismChoice(best, mean, departs, n, len(folds),

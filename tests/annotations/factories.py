@@ -80,7 +80,8 @@ def make_track_with_audio(*, n_beats: int = 32, seconds_per_beat: float = 0.25, 
                                           sample_rate=source_sample_rate)), dtype="float32")
     right, _ = sf.read(io.BytesIO(tone_wav(range(-12, n_beats - 12), seconds_per_beat=seconds_per_beat,
                                            sample_rate=source_sample_rate)), dtype="float32")
-    samples = np.stack([left, right], axis=1)[:, :channels]
+    # A third channel and beyond (a surround source) repeat the left one.
+    samples = np.stack([left, right] + [left] * max(0, channels - 2), axis=1)[:, :channels]
     noise = np.random.default_rng(0).standard_normal((int(round(lead_in_seconds * source_sample_rate)), channels))
     samples = np.concatenate([(0.05 * noise).astype(np.float32), samples])
     buf = io.BytesIO()

@@ -74,3 +74,20 @@ def test_an_annotator_judges_a_hidden_reference_through_the_api(settings):
     assert judged.status_code == 201, judged.json()
     assert judged.json()["served_seconds_a"] == judged.json()["served_seconds_b"] > 0
     assert Judgement.objects.filter(comparison__is_gold=False).count() == 0  # what training reads
+
+
+def test_hidden_references_never_reach_the_reward_model_even_when_gold_is_included():
+    from rlhf.cycle.reward_services import training_data_build
+
+    from annotations.services import baseline_comparisons_create
+
+    from .factories import make_judgement, make_track_with_audio
+
+    track = make_track_with_audio(n_beats=32)
+    regular = baseline_comparisons_create(track=track, n_excerpts=1, seed=0, excerpt_beats=16, with_gold=False)[0]
+    reference = hidden_reference_create(edit=regular.edit_a, proposed_by="test")
+    annotator = make_user("ears")
+    make_judgement(annotator, regular, choice="a")
+    make_judgement(annotator, reference, choice="tie")
+    data = training_data_build(include_gold=True, min_gold_accuracy=0, with_baseline=False)
+    assert len(data.judgement_ids) == 1 and data.dataset.n_pairs == 1

@@ -133,3 +133,18 @@ def test_the_legacy_mp3_setting_serves_the_analysis_rate_copy_with_its_own_beat_
     assert (served["info"].samplerate, served["info"].channels) == (22_050, 1)
     assert side["beat_starts_seconds"] == pytest.approx(edit.render["beat_starts_seconds"])
     assert not ListeningCopy.objects.exists()
+
+
+def test_a_source_the_native_renderer_refuses_is_judged_from_the_legacy_copy_not_a_500(settings, tmp_path):
+    """Three channels: no native render (one-line reason in the log); both sides and the original are the MP3 copy."""
+    settings.ANNOTATION_AUDIO_FORMAT = "opus"
+    track = make_track_with_audio(n_beats=32, source_sample_rate=SOURCE_RATE, channels=3)
+    comparison = baseline_comparisons_create(track=track, n_excerpts=1, seed=0, excerpt_beats=16, with_gold=False)[0]
+    client, shown = shown_for(make_user("surround"))
+    assert shown["id"] == comparison.pk
+    for key in ("left", "right"):
+        assert shown[key]["audio_format"] == "mp3"
+        served = fetch(client, shown[key]["audio_url"], tmp_path / f"{key}.mp3")
+        assert served["content_type"] == "audio/mpeg" and served["info"].channels == 1
+    original = client.get(f"/api/comparisons/{comparison.pk}/original/")
+    assert original.status_code == 200 and original.json()["audio_format"] == "mp3"

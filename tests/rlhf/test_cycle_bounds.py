@@ -119,3 +119,14 @@ def test_run_cycle_takes_the_text_and_on_off_parameters_from_its_command_line():
 
     with pytest.raises(CommandError, match="invalid choice: 'loudest'"):
         parser.parse_args(["--pair-selection", "loudest"])
+
+
+def test_a_seam_pessimism_given_is_used_and_stored_cycles_keep_theirs():
+    assert CycleParameters.from_json({}).seam_pessimism_auto is True
+    given = CycleParameters.from_json({"seam_pessimism": 3.0})
+    assert (given.seam_pessimism, given.seam_pessimism_auto) == (3.0, False)
+    both = CycleParameters.from_json({"seam_pessimism": 3.0, "seam_pessimism_auto": True})
+    assert both.seam_pessimism_auto is True
+    stored_before = {k: v for k, v in CycleParameters().to_json().items() if k not in ("seam_pessimism_auto", "pair_selection")}
+    again = CycleParameters.from_json(stored_before, base=CycleParameters())
+    assert again.seam_pessimism_auto is False and again.seam_pessimism == 2.0
