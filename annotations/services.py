@@ -341,6 +341,26 @@ def edit_create(*, track: Track, actions: list[int], excerpt_start: int, n_sourc
     return row
 
 
+def _comparison_passage(comparison: Comparison) -> Passage:
+    """The unedited passage both edits of ``comparison`` were made from (one row per track, start and length)."""
+    edit = comparison.edit_a
+    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
+                                               excerpt_start_beat=edit.excerpt_start_beat,
+                                               n_source_beats=edit.n_source_beats)
+    return passage
+
+
+def _passage_unedited(passage: Passage) -> tuple[audio_lib.TrackAnalysis, EditValue]:
+    """The track's analysis and the edit that keeps every beat of ``passage``; EditError where it does not fit."""
+    track = passage.track
+    analysis = track_load_analysis(track)
+    start, n = passage.excerpt_start_beat, passage.n_source_beats
+    if start + n > analysis.n_beats:
+        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
+                        f"{analysis.n_beats} beats")
+    return analysis, unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
+
+
 def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     """The unedited source passage that ``comparison``'s edits were cut from, rendered for listening if not yet.
 
@@ -357,21 +377,14 @@ def passage_listening_ensure(*, comparison: Comparison) -> Passage:
     ------
     editing.edit.EditError : the passage does not fit the track's beats.
     """
-    edit = comparison.edit_a
-    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
-                                               excerpt_start_beat=edit.excerpt_start_beat,
-                                               n_source_beats=edit.n_source_beats)
+    passage = _comparison_passage(comparison)
     if passage.listening_audio:
         return passage
     from editing.render import render_edit  # scipy.signal: see edit_create
 
     track = comparison.track
-    analysis = track_load_analysis(track)
+    analysis, value = _passage_unedited(passage)
     start, n = passage.excerpt_start_beat, passage.n_source_beats
-    if start + n > analysis.n_beats:
-        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
-                        f"{analysis.n_beats} beats")
-    value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
     result = render_edit(track_load_audio(track), analysis.sample_rate, analysis.beat_samples, value)
     _derived_file_store(
         write=lambda local: write_legacy_mp3(local, result.audio, result.sample_rate), suffix=LISTENING_SUFFIX,
@@ -534,22 +547,14 @@ def passage_listening_copy_ensure(*, comparison: Comparison, fmt: str | None = N
     editing.audio.AudioError : the source cannot be rendered at its own fidelity.
     """
     fmt = fmt or listening_format()
-    edit = comparison.edit_a
-    passage, _ = Passage.objects.get_or_create(track_id=comparison.track_id,
-                                               excerpt_start_beat=edit.excerpt_start_beat,
-                                               n_source_beats=edit.n_source_beats)
+    passage = _comparison_passage(comparison)
     existing = ListeningCopy.objects.filter(passage=passage, format=fmt).first()
     if existing is not None:
         return existing
     from editing.render import render_native  # scipy.signal: see edit_create
 
     track = comparison.track
-    analysis = track_load_analysis(track)
-    start, n = passage.excerpt_start_beat, passage.n_source_beats
-    if start + n > analysis.n_beats:
-        raise EditError(f"{track}: passage of {n} beats from beat {start} does not fit the track's "
-                        f"{analysis.n_beats} beats")
-    value = unedited(excerpt_start=start, bar_positions=analysis.bar_positions[start: start + n])
+    analysis, value = _passage_unedited(passage)
     source = track_load_native(track)
     result = render_native(source.samples, source.sample_rate, analysis.beat_samples, analysis.sample_rate, value)
     timeline = {"beat_starts_seconds": [round(float(t), 5) for t in result.beat_starts_seconds],
@@ -558,7 +563,8 @@ def passage_listening_copy_ensure(*, comparison: Comparison, fmt: str | None = N
     return _listening_copy_store(
         fmt=fmt, audio=result.audio, sample_rate=result.sample_rate, source_subtype=source.subtype,
         timeline=timeline,
-        name=_storage_path("passages", f"track{track.pk}", f"{start}-{n}-native{LISTENING_FORMATS[fmt].suffix}"),
+        name=_storage_path("passages", f"track{track.pk}",
+                           f"{passage.excerpt_start_beat}-{passage.n_source_beats}-native{LISTENING_FORMATS[fmt].suffix}"),
         owner={"passage": passage})
 
 
