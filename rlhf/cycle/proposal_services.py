@@ -19,7 +19,14 @@ from typing import Sequence
 from annotations.errors import DomainError
 from annotations.models import Comparison, Edit, Track
 from editing.baselines import BASELINE_EDIT_SOURCES
-from annotations.services import comparison_create, edit_create, track_load_analysis, track_load_audio
+from annotations.services import (
+    comparison_create,
+    edit_create,
+    edit_native_ensure,
+    track_load_analysis,
+    track_load_audio,
+)
+from editing.audio import AudioError
 from rlhf.models import PolicyVersion, RewardModelVersion, SeamModelVersion
 
 from rlhf.learning.proposal import Candidate, Proposal, ProposedPair
@@ -73,12 +80,18 @@ def proposal_edits_create(*, proposal: Proposal, tracks: Sequence[Track], policy
             if index not in cache:
                 cache[index] = (track_load_analysis(tracks[index]), track_load_audio(tracks[index]))
             analysis, y = cache[index]
-            stored[candidate.key] = edit_create(
+            stored[candidate.key] = edit = edit_create(
                 track=tracks[index], actions=list(candidate.actions), excerpt_start=candidate.excerpt.start,
                 n_source_beats=candidate.excerpt.n_beats, target_beats=candidate.excerpt.target_beats,
                 source=edit_source(candidate, policy=policy, previous=previous, seam_model=seam_model),
                 analysis=analysis, y=y,
             )
+            # The native render annotators hear, made here in the worker so that the page's next pair
+            # never waits for it (a source it cannot be made of is served from the legacy copy instead).
+            try:
+                edit_native_ensure(edit=edit, analysis=analysis)
+            except AudioError:
+                pass
         return stored[candidate.key]
 
     return [RenderedPair(pair=p, edit_a=store(p.a), edit_b=store(p.b)) for p in proposal.pairs]

@@ -58,6 +58,8 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)
     assert all(0.0 <= c.predicted_preference <= 1.0 and c.reward_model_version == rm1.label for c in proposed)
     sources = {e.source for c in proposed for e in (c.edit_a, c.edit_b)}
+    # Rendered at the source's fidelity by the worker, so the annotation page never waits for it.
+    assert all("native" in e.render for c in proposed for e in (c.edit_a, c.edit_b))
     assert policy1.source in sources and sources <= {policy1.source, "baseline:random", "baseline:bar_cut",
                                                      "baseline:heuristic", seam1.source, f"{seam1.source}:departure"}
     # Seam questions (the default pair_selection): two of the heuristic's plan, the learned plan and their
