@@ -66,7 +66,11 @@ def _resident_bytes() -> int:
 
 
 def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's own peak resident memory (``VmHWM``); ``ru_maxrss`` would carry over the parent's."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def end_to_end(path: Path, cache: Path, render: bool) -> dict:
