@@ -198,3 +198,11 @@ def throttle_rates(monkeypatch):
         monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, **rates})
 
     return set_rates
+
+
+@pytest.fixture
+def quiet_queue(settings, storage_root):
+    """Only regular work in the queue (no gold, no repeats) and a 1 s minimum listen, files in a temporary root."""
+    settings.ANNOTATION_GOLD_RATE = 0.0
+    settings.ANNOTATION_REPEAT_RATE = 0.0
+    settings.ANNOTATION_MIN_LISTEN_SECONDS = 1.0

@@ -14,15 +14,8 @@ from annotations.services import ComparisonError, comparison_create, hidden_refe
 
 from .factories import assignment_age, make_comparison, make_edit, make_track, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("quiet_queue")]
 NEXT = "/api/comparisons/next/"
-
-
-@pytest.fixture(autouse=True)
-def _settings(settings, storage_root):
-    settings.ANNOTATION_GOLD_RATE = 0.0
-    settings.ANNOTATION_REPEAT_RATE = 0.0
-    settings.ANNOTATION_MIN_LISTEN_SECONDS = 1.0
 
 
 def test_only_a_hidden_reference_may_show_one_edit_twice_and_it_is_gold_without_an_answer():

@@ -14,18 +14,11 @@ from annotations.services import baseline_comparisons_create, edit_listening_cop
 
 from .factories import listen_through_audio_view, make_track_with_audio, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("quiet_queue")]
 
 NEXT = "/api/comparisons/next/"
 JUDGEMENTS = "/api/judgements/"
 SOURCE_RATE, LEAD_IN_SECONDS = 44_100, 0.3
-
-
-@pytest.fixture(autouse=True)
-def _settings(settings, storage_root):
-    settings.ANNOTATION_GOLD_RATE = 0.0
-    settings.ANNOTATION_REPEAT_RATE = 0.0
-    settings.ANNOTATION_MIN_LISTEN_SECONDS = 1.0
 
 
 @pytest.fixture

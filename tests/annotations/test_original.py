@@ -17,17 +17,10 @@ from .factories import (
     make_user,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("quiet_queue")]
 
 NEXT = "/api/comparisons/next/"
 JUDGEMENTS = "/api/judgements/"
-
-
-@pytest.fixture(autouse=True)
-def _settings(settings, storage_root):
-    settings.ANNOTATION_GOLD_RATE = 0.0
-    settings.ANNOTATION_REPEAT_RATE = 0.0
-    settings.ANNOTATION_MIN_LISTEN_SECONDS = 1.0
 
 
 @pytest.fixture
