@@ -784,16 +784,18 @@ def sample_actions(
     return actions
 
 
-BEST_OF_N_SOURCES = ("policy", "learned", "departure", "heuristic")
+# Where a best-of-N winner came from, in the order of credit: an edit made by several is the first's.
+BEST_OF_N_SOURCES = ("heuristic", "learned", "departure", "policy")
 
 
 @dataclass(frozen=True)
 class BestOfN:
     """The edit best-of-N chose for one excerpt, and where it came from.
 
-    ``source`` is one of :data:`BEST_OF_N_SOURCES`: a policy edit (its most probable or a sample),
-    the learned planner's plan, one of that plan's cheapest single departures, or the heuristic's
-    plan; an edit made by several is credited to the first of that order.  ``n_candidates``: the
+    ``source`` is one of :data:`BEST_OF_N_SOURCES`: the heuristic's plan, the learned planner's plan,
+    one of that plan's cheapest single departures, or a policy edit (its most probable or a
+    sample); an edit several of them made is credited in that order, so ``"policy"`` means an
+    edit only the policy made.  ``n_candidates``: the
     candidates the reward model chose among (duplicates included), what a compute-matched
     opponent is given.
     """
@@ -816,9 +818,10 @@ def best_of_n_actions(
     """Best of a pool for each excerpt, the reward-model ensemble's mean choosing (the retarget command's
     and page's ``best-of-N``).
 
-    The pool: the policy's most probable edit and ``n - 1`` sampled ones; with ``seam_model``, the
-    learned planner's plan and its :data:`rlhf.learning.seam_model.POOL_DEPARTURES` cheapest single
-    departures (its near-optimal alternatives by its own cost); and the heuristic's plan.
+    The pool: the policy's most probable edit and ``n - 1`` sampled ones; the heuristic's plan; and
+    with ``seam_model``, the learned planner's plan and its
+    :data:`rlhf.learning.seam_model.POOL_DEPARTURES` cheapest single departures (its near-optimal
+    alternatives by its own cost).
 
     Returns
     -------
@@ -838,24 +841,27 @@ def best_of_n_actions(
             scaled[ex.track_index] = track_feature_scale(tracks[ex.track_index].features)
         passage = excerpt_passage(tracks[ex.track_index], ex, scaled[ex.track_index])
         base = heuristic_plan(passage)
+        pool.append((base, "heuristic"))
         if seam_model is not None:
             plan = learned_plan(passage, seam_model, heuristic_actions=base)
             pool.append((plan, "learned"))
             pool += [(d.actions, "departure") for d in cheapest_departures(
                 passage, seam_model, plan, k=POOL_DEPARTURES, max_extra_cost=POOL_MAX_EXTRA_COST)]
-        pool.append((base, "heuristic"))
         pools.append(pool)
     items, distinct = [], []
     for ex, pool in zip(excerpts, pools):
         track = tracks[ex.track_index]
         bars = track.bar_positions[ex.start : ex.start + ex.n_beats]
-        # An edit listed twice is scored once and credited to its first source.
+        # An edit listed twice is scored once, in its first place (ties go to the first listed), and
+        # credited to the first of its sources in BEST_OF_N_SOURCES.
         edits: dict[str, tuple[list[int], str]] = {}
         for actions, source in pool:
             edit = apply_actions(actions, excerpt_start=ex.start, bar_positions=bars, target_beats=ex.target_beats)
             if edit.key() not in edits:
-                edits[edit.key()] = (actions, source)
                 items.append((track, edit))
+                edits[edit.key()] = (actions, source)
+            elif BEST_OF_N_SOURCES.index(source) < BEST_OF_N_SOURCES.index(edits[edit.key()][1]):
+                edits[edit.key()] = (edits[edit.key()][0], source)
         distinct.append(list(edits.values()))
     # Every candidate of every excerpt in one reward-model call (it batches by length).
     rewards = reward.member_rewards(items).mean(0)
