@@ -28,6 +28,10 @@ An ensemble of members fitted on bootstrap resamples of the judgements (grouped 
 gives each seam a mean residual and a spread.  :class:`LearnedSeamCost` plans with a
 pessimistic cost: ``mean + k * spread`` for every seam the heuristic's own edit does not use, so
 the planner departs from the heuristic only where the members agree that a departure is cheaper.
+
+PPO (``rlhf.learning.policy``) meets the learned planner on fair terms: a first policy imitates
+:func:`learned_plan` where it departs from :func:`heuristic_plan`, and best-of-N's pool holds the
+learned plan and its :func:`cheapest_departures` beside the policy's edits and the heuristic's.
 """
 from __future__ import annotations
 
