@@ -101,7 +101,10 @@ class PolicyConfig:
     heuristic_kl_temperature: float = 0.25
     # PPO is paid ``learned(edit) - learned(the heuristic's edit of the same passage)`` (``heuristic``; each
     # passage's heuristic edit scored once, in the same reward-model calls as the episodes') or the raw
-    # learned reward (``none``): one of :data:`LEARNED_REWARD_BASELINES`.
+    # learned reward (``none``): one of :data:`LEARNED_REWARD_BASELINES`.  Training passages are drawn
+    # afresh, so nearly every episode brings one more edit to score: PPO with a learned reward ran at
+    # 988 against 1,444 steps/s (-32 %) on 2 busy CPU cores (default PPO and a 3-member default-size
+    # ensemble, 4,096 steps, best of 2 interleaved).
     learned_reward_baseline: str = "heuristic"
 
     def __post_init__(self) -> None:
