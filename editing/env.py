@@ -63,8 +63,9 @@ Why the heuristic block (observation v3): the seams that sound written are where
 timbre, harmony and loudness continue, and the least-cost plan through them is a dynamic program
 over the whole passage, which a step-by-step policy cannot redo from a window of beats.  The
 planner's costs to go give the policy the heuristic's judgement of every action; what it learns
-from the reward is where to depart from it.  (A first policy also starts from imitating it:
-``rlhf.learning.policy``.)
+from the reward is where to depart from it.  (A first policy also starts from imitating it, or
+the learned planner where that departs from it, and its KL guard's reference is the heuristic's
+soft choice read from this block, :func:`heuristic_policy`: ``rlhf.learning.policy``.)
 
 Why 427 (before the heuristic block) and not the original 889: the original fed the full 121-dim (+6) feature vector of
 seven beats. Only the current beat needs the full description; for the neighbours the

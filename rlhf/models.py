@@ -186,7 +186,7 @@ class RetargetJob(models.Model):
     The request is checked when the job is created (``rlhf.retarget.services.retarget_job_start``);
     the edits are made by a task.  ``results`` lists, per method, the stored edit and what the
     command and the page show: ``{"method", "edit_id", "source", "reward", "seam_seconds",
-    "duration_seconds"}``.  A job that fails keeps its error and stores no half result: each
+    "duration_seconds", "chosen_from"}`` (``chosen_from``: which best-of-N candidate won, else null).  A job that fails keeps its error and stores no half result: each
     edit is stored whole by ``annotations.services.edit_create`` or not at all.
     """
 

@@ -283,7 +283,10 @@ def _start_label(policy: PolicyVersion) -> str:
     """What the first rollout of ``policy``'s training ran: its parent's weights, or a new network's."""
     if policy.parent_id:
         return f"{policy.parent.label} (start)"
-    if policy.metrics.get("imitation"):
+    imitation = policy.metrics.get("imitation")
+    if imitation:
+        if imitation.get("teacher") == "learned_planner":
+            return "a new policy taught to copy the learned planner where it departs, else the heuristic (start)"
         return "a new policy taught to copy the heuristic (start)"
     return "a new policy with random weights (start)"
 

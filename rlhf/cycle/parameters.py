@@ -43,9 +43,11 @@ class CycleParameters:
         departures whose cost difference the seam ensemble disagrees on most), ``departures`` (the
         learned plan against its most disputed single departure) or ``random`` (two of that pool)
     ppo_n_envs, ppo_n_steps, ppo_batch_size : PPO rollout sizes of a first policy (a fine-tune keeps its parent's)
-    ppo_imitation_episodes : passages on which a first policy imitates the heuristic before PPO (0: from scratch)
-    ppo_heuristic_kl : over-optimisation guard: weight of the per-step KL penalty toward the heuristic's
-        soft choice (0: none; ``rlhf.learning.configs.PolicyConfig.heuristic_kl``)
+    ppo_imitation_episodes : passages on which a first policy imitates a planner before PPO (the learned planner
+        where the cycle's seam model departs from the heuristic, else the heuristic; 0: from scratch)
+    ppo_heuristic_kl : over-optimisation guard: weight of the KL penalty toward the heuristic's soft
+        choice, per nat of an episode's mean per-step log ratio, whatever its length (0: none;
+        ``rlhf.learning.configs.PolicyConfig.heuristic_kl``)
     required_judgements : judgements each new comparison asks for
     seed : base seed; each cycle adds its id so cycles draw different excerpts
 
@@ -94,7 +96,7 @@ class CycleParameters:
         "ppo_n_steps": (1, 4096),          # steps per env per rollout
         "ppo_batch_size": (1, 8192),
         "ppo_imitation_episodes": (0, 4096),  # about 90 s and 500 MB of demonstrations at the top
-        "ppo_heuristic_kl": (0.0, 10.0),
+        "ppo_heuristic_kl": (0.0, 40.0),
         "required_judgements": (1, 20),    # annotators per comparison
         "seed": (0, 2**31 - 1),            # numpy seeds must stay < 2**32 once the cycle id is added
     }

@@ -13,7 +13,9 @@ Steps and their guarantees
 ``train_policy``
     Fine-tunes the active policy (or trains a first one) against the cycle's
     reward model and registers it *inactive*, linked to the cycle in the
-    registering transaction.
+    registering transaction.  A first policy imitates the cycle's seam model's
+    learned planner where it departs from the heuristic (the heuristic elsewhere);
+    the version's metrics say which teacher it had.
 ``propose``
     Renders candidate edits from the cycle's policy, its parent and the
     baselines; then ONE transaction creates the comparisons, activates both of
@@ -196,12 +198,15 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: Reporter) -> No
         parent = None
     env_config = EnvConfig(learned_weight=p.learned_weight)
     config = p.policy_config(seed=_seed(cycle, p), device=training_device())
+    # The seam model trained in this cycle's first step: a first policy starts from its learned planner.
+    seam = cycle.seam_model_version
     report(0.0, f"training the policy for {p.ppo_timesteps} steps "
                 f"({'fine-tuning ' + parent.label if parent else 'from scratch'}, reward model {reward_model.label})")
     run = train_policy(
         arrays, total_timesteps=p.ppo_timesteps, learned_reward=policy_reward(reward_model, pessimism=p.rm_pessimism),
         env_config=env_config, config=config, parent=policy_artifact_path(parent) if parent else None,
         progress=lambda fraction, message: report(fraction, message),
+        seam_model=seam_model_load(seam) if seam is not None and parent is None else None,
     )
     summary = {**run.summary(), "device": str(run.model.device)}
 
@@ -216,10 +221,17 @@ def _step_train_policy(cycle: Cycle, p: CycleParameters, report: Reporter) -> No
         run=run, reward_model=reward_model, parent=parent, on_register=link,
         hyperparameters={"policy": asdict(config), "env": asdict(env_config), "timesteps_this_run": p.ppo_timesteps,
                          "reward_pessimism": p.rm_pessimism,
+                         "teacher_seam_model": seam.label if seam is not None and parent is None else None,
                          "reward_scale": reward_model.metrics.get("reward_scale")},
     )
-    report(1.0, f"policy {version.label}: {version.num_timesteps} steps in total, mean learned reward "
-                f"{_fmt(summary['mean_learned_reward'])}, dense {_fmt(summary['mean_dense_reward'])}", force=True)
+    imitation = summary["imitation"]
+    started = "" if imitation is None else (f"; started by imitating the {imitation['teacher'].replace('_', ' ')} "
+                                            f"({imitation['n_learned_episodes']} of {imitation['n_episodes']} "
+                                            f"passages the learned planner's)")
+    relative = " relative to the heuristic's edits" if config.learned_reward_baseline == "heuristic" else ""
+    report(1.0, f"policy {version.label}: {version.num_timesteps} steps in total, mean learned reward{relative} "
+                f"{_fmt(summary['mean_learned_reward'])}, dense {_fmt(summary['mean_dense_reward'])}{started}",
+           force=True)
 
 
 def _step_propose(cycle: Cycle, p: CycleParameters, report: Reporter) -> None:

@@ -17,13 +17,18 @@ Arms (:data:`ARMS`), scored on the same held-out excerpts after each cycle
     ``heuristic`` (``editing.baselines.retarget_heuristic``: the strongest hand-written editor),
     ``learned_planner`` (the cycle's seam model priced into the same exact planner),
     ``policy`` (the cycle's PPO policy on the mix of learned and dense reward, most probable
-    edit), ``policy_best_of_n`` (its most probable edit and N - 1 samples, the reward model
-    choosing: the retarget page's default), ``dense_only`` (PPO on the dense score alone, the
-    same steps from the same start), ``bar_cut`` and ``random``.
+    edit: PPO's own arm), ``policy_best_of_n`` (its most probable edit and N - 1 samples, the
+    heuristic's plan, and the learned planner's plan and its cheapest single departures, the
+    reward model choosing: the retarget page's default; which candidate won is counted per
+    cycle, ``best_of_n_sources``), ``dense_only`` (PPO on the dense score alone, the same steps,
+    imitating the heuristic: no judgement reaches it), ``bar_cut`` and ``random``.
 Compute-matched (:data:`MATCHED`)
-    An arm that chooses among N candidates meets ``heuristic_best_of_n``: the heuristic's N best
-    plans (its own and its cheapest single departures, :func:`heuristic_candidates`) with the
-    same chooser.  Both the matched and the single-candidate comparison are reported.
+    An arm that chooses among candidates meets ``heuristic_best_of_n``: as many of the heuristic's
+    best plans (its own and its cheapest single departures, :func:`heuristic_candidates`) with
+    the same chooser.  Both the matched and the single-candidate comparison are reported.
+Learned planner against PPO
+    The table reports the learned planner against ``policy`` and ``policy_best_of_n`` and says
+    in words when the learned planner beats PPO (:func:`format_table`).
 Figures (:func:`summarise`)
     Every arm against every other on the last cycle: win rate (the annotator model's expected
     preference, ties half), the shares better / worse / level / identical, the mean paired
@@ -66,7 +71,9 @@ from rlhf.evidence.listeners import Listener, ListenerError, clip_build, default
 from rlhf.evidence.simulate import AnnotatorModel, annotators_simulate
 from rlhf.evidence.statistics import agreement, mean_with_ci, paired_comparison
 from rlhf.learning.configs import BEST_OF_N, SeamTrainingConfig
-from rlhf.learning.policy import best_of_n_actions, load_policy, sample_actions, save_policy, train_policy
+from rlhf.learning.policy import (
+    BEST_OF_N_SOURCES, best_of_n_actions, load_policy, sample_actions, save_policy, train_policy,
+)
 from rlhf.learning.proposal import choose_excerpts
 from rlhf.learning.seam_model import (
     Passage, SeamModel, departures, edit_seam_sum, heuristic_plan, learned_plan, track_feature_scale,
@@ -524,11 +531,12 @@ def seed_run(
         edits["dense_only"] = policy_edits(run.model, held_out, excerpts, deterministic=True,
                                            rng=np.random.default_rng(0))
         chosen = best_of_n_actions(policy, reward, [t.arrays for t in held_out], excerpts, n=BEST_OF,
-                                   rng=np.random.default_rng(0))
-        edits["policy_best_of_n"] = [edit_of(held_out[ex.track_index], ex, a) for ex, a in zip(excerpts, chosen)]
+                                   rng=np.random.default_rng(0), seam_model=seam)
+        edits["policy_best_of_n"] = [edit_of(held_out[ex.track_index], ex, c.actions) for ex, c in zip(excerpts, chosen)]
+        # Matched: as many of the heuristic's best plans as best-of-N had candidates.
         edits["heuristic_best_of_n"] = [
-            _choose(reward, held_out[ex.track_index], [p.edit(a) for a in heuristic_candidates(p, BEST_OF)])
-            for ex, p in zip(excerpts, passages)]
+            _choose(reward, held_out[ex.track_index], [p.edit(a) for a in heuristic_candidates(p, c.n_candidates)])
+            for ex, p, c in zip(excerpts, passages, chosen)]
         # The k the cycle's seam model carries: chosen on the training tracks, or the cycle's seam_pessimism.
         edits["learned_planner"] = [p.edit(learned_plan(p, seam)) for p in passages]
         scores = {arm: _scored(listener, held_out, excerpts, edits[arm], known) for arm in ARMS}
@@ -569,6 +577,7 @@ def seed_run(
             "cycle_metrics": cycle.metrics.get("reward_model", {}),
             "ppo": {"policy": cycle.metrics.get("policy", {}), "dense_only": run.summary()},
             "reward_vs_listener": reward_vs_listener, "seconds": round(time.perf_counter() - began, 1),
+            "best_of_n_sources": {source: sum(c.source == source for c in chosen) for source in BEST_OF_N_SOURCES},
         })
         say(f"PROGRESS {k + 1}/{n_cycles} cycle {k + 1}: done in {cycles[-1]['seconds']} s; mean listener score "
             + ", ".join(f"{a} {np.mean(s):.2f}" for a, s in scores.items()))
@@ -703,12 +712,28 @@ def summarise(seed_results: Sequence[dict[str, Any]], *,
 TABLE = (
     ("learned_planner", "heuristic"), ("policy", "heuristic"), ("policy_best_of_n", "heuristic_best_of_n"),
     ("policy_best_of_n", "heuristic"), ("dense_only", "heuristic"), ("policy", "dense_only"),
+    ("learned_planner", "policy"), ("learned_planner", "policy_best_of_n"),
     ("heuristic_best_of_n", "heuristic"), ("heuristic", "bar_cut"), ("heuristic", "random"),
 )
+PPO_ARMS = ("policy", "policy_best_of_n")  # PPO's arms, each set against the learned planner in words
+
+
+def planner_versus_ppo(final: dict[str, Any]) -> list[str]:
+    """One sentence per PPO arm: whether the learned planner beats it on the last cycle (the interval's
+    lower end above one half), loses to it (upper end below), or neither."""
+    lines = []
+    for arm in PPO_ARMS:
+        c = final["learned_planner"][arm]
+        low, high = c["ci95"]
+        verdict = ("the learned planner beats PPO" if low > 0.5 else "PPO beats the learned planner" if high < 0.5
+                   else "no difference shown between the learned planner and PPO")
+        lines.append(f"learned_planner vs {arm}: {verdict} (win rate {c['win_rate']:.3f} [{low:.2f}, {high:.2f}])")
+    return lines
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The last cycle as plain text: one row per comparison that carries a claim, then the accuracies."""
+    """The last cycle as plain text: one row per comparison that carries a claim, the learned planner against
+    PPO in words (:func:`planner_versus_ppo`), then the accuracies."""
     final = summary["final"]
     lines = [f"{'arm':<20}{'opponent':<22}{'win rate [95 %]':>22}{'better':>8}{'worse':>7}{'ident.':>8}"
              f"{'mean diff [95 %]':>26}{'n exc/tr':>10}"]
@@ -718,6 +743,7 @@ def format_table(summary: dict[str, Any]) -> str:
                      f"{c['better']:>8.2f}{c['worse']:>7.2f}{c['identical']:>8.2f}"
                      f"{c['mean_diff']:>+10.3f} [{c['mean_diff_ci95'][0]:+.2f}, {c['mean_diff_ci95'][1]:+.2f}]"
                      f"{c['n_excerpts']:>6}/{c['n_tracks']}")
+    lines += planner_versus_ppo(final)
     for name in ("reward_model", "seam_model"):
         b = summary[name]
         if b["accuracy"] is None:

@@ -1,6 +1,14 @@
 """The learned reward as the policy and the proposer see it: a reward-model ensemble behind a small protocol.
 
 Pure module (torch + numpy, no Django).
+
+PPO is paid the learned reward relative to the heuristic's edit of the same passage
+(:class:`RelativeToHeuristic`, ``PolicyConfig.learned_reward_baseline = "heuristic"``): a reward
+model's scale differs from track to track (one track's edits all score high, another's low), so a
+raw learned reward pays a policy for the tracks it was given as much as for its edits.  Measured
+from the heuristic's edit, 0 means "as good as the heuristic" on every track, the bar the policy
+is judged against.  Each passage's heuristic edit is planned and scored once (cached), in the same
+reward-model call as the episodes that need it.
 """
 from __future__ import annotations
 
@@ -10,8 +18,10 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from editing.edit import Edit, model_input
-from editing.env import FinishedEpisode, TrackArrays
+from editing.baselines import retarget_heuristic
+from editing.dense import dense_rewards
+from editing.edit import Edit, apply_actions, model_input
+from editing.env import Excerpt, FinishedEpisode, TrackArrays
 from rlhf.learning.configs import PolicyError
 from rlhf.learning.reward_data import EditInput
 from rlhf.learning.reward_model import SCORING_BATCH, RewardEnsemble
@@ -75,3 +85,36 @@ class EnsembleReward:
         guarded = members.mean(0) - self.pessimism * members.std(0)
         return self.scale[0] + self.scale[1] * self.ensemble.normalize(guarded)
 
+
+
+def heuristic_episode(track: TrackArrays, excerpt: Excerpt) -> FinishedEpisode:
+    """The heuristic's edit of ``excerpt`` (``editing.baselines.retarget_heuristic``) as a finished episode."""
+    bars = track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats]
+    actions = retarget_heuristic(context=track.dense, excerpt_start=excerpt.start, bar_positions=bars,
+                                 target_beats=excerpt.target_beats)
+    edit = apply_actions(actions, excerpt_start=excerpt.start, bar_positions=bars, target_beats=excerpt.target_beats)
+    return FinishedEpisode(track=track, excerpt=excerpt, edit=edit,
+                           dense=dense_rewards(edit, context=track.dense, target_beats=excerpt.target_beats))
+
+
+class RelativeToHeuristic:
+    """A learned reward measured from the heuristic's edit of the same passage: ``learned(edit) - learned(heuristic's)``.
+
+    The heuristic's edit of each passage (a track and an :class:`editing.env.Excerpt`) is planned and
+    scored once and cached; the passages not yet cached are scored in the same call to ``inner`` as
+    the episodes, so a batch stays one reward-model call.  ``inner``'s value of an edit must not
+    depend on the other edits of its call (true of :class:`EnsembleReward`, up to float rounding).
+    """
+
+    def __init__(self, inner: LearnedReward) -> None:
+        self.inner = inner
+        self._heuristic: dict[tuple[TrackArrays, Excerpt], float] = {}
+
+    def __call__(self, episodes: Sequence[FinishedEpisode]) -> np.ndarray:
+        missing = list(dict.fromkeys((ep.track, ep.excerpt) for ep in episodes
+                                     if (ep.track, ep.excerpt) not in self._heuristic))
+        scored = np.asarray(self.inner([*episodes, *(heuristic_episode(t, ex) for t, ex in missing)]), dtype=np.float64)
+        if scored.shape != (len(episodes) + len(missing),):
+            raise PolicyError(f"learned reward returned shape {scored.shape} for {len(episodes) + len(missing)} edits")
+        self._heuristic.update(zip(missing, scored[len(episodes):].tolist()))
+        return scored[: len(episodes)] - np.array([self._heuristic[(ep.track, ep.excerpt)] for ep in episodes])

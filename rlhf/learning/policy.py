@@ -5,20 +5,54 @@ policy and the parts of its training. Its config is
 ``rlhf.learning.configs.PolicyConfig`` and the learned reward it is paid comes through
 ``rlhf.learning.learned_reward``. Read top to bottom: the callback that pays the
 learned reward in one batch per rollout, charges the KL guard and logs every update,
-imitating the heuristic, training (a first policy imitates, then PPO; or continuing a saved
+imitating a planner, training (a first policy imitates, then PPO; or continuing a saved
 version), checkpoints, and sampling edits (best-of-N included).
 
-Starting from the heuristic, and the KL guard
---------------------------------------------
-A first policy is fitted to the retargeting heuristic's moves before PPO
-(:func:`imitate_heuristic`: cross-entropy on its actions in ``imitation_episodes`` drawn
-passages, its critic on their dense returns), as an RLHF policy starts from a supervised one.
-During PPO every step is charged ``heuristic_kl * (log pi(a|s) - log ref(a|s))``, where ref
-is the heuristic's soft choice among its own moves (``editing.env.heuristic_policy``, read
-from the observation): a policy that copies the heuristic pays almost nothing, one that
-departs from it pays per nat, so a reward model's blind spots cannot pull it far off. The
-charge is added to the rollout buffer's rewards at rollout end, with the learned reward, and
-returns and advantages are recomputed once.
+A fair chance against the learned planner
+-----------------------------------------
+PPO on the reward model is the mission's fine-tuner, reported as its own arm beside the learned
+planner (``rlhf.learning.seam_model``: the heuristic's dynamic program plus a learned seam
+residual).  Four things make the comparison fair:
+
+* the learned reward is paid relative to the heuristic's edit of the same passage
+  (``PolicyConfig.learned_reward_baseline``, ``rlhf.learning.learned_reward.RelativeToHeuristic``),
+  so a unit means the same on every track;
+* the KL guard is charged per episode, not per step (below), so a unit means the same on short
+  and long passages;
+* a first policy imitates the learned planner when the cycle has a seam model that departs from
+  the heuristic (below), so PPO starts where the learned planner already is;
+* best-of-N chooses among the policy's edits, the heuristic's, and the learned planner's plan and
+  its cheapest single departures (:func:`best_of_n_actions`), and says where the winner came from.
+
+Starting from a planner, and the KL guard
+-----------------------------------------
+A first policy is fitted to a planner's moves before PPO (:func:`imitate_planner`: cross-entropy on
+its actions in ``imitation_episodes`` drawn passages, its critic on their dense returns), as an
+RLHF policy starts from a supervised one.  The teacher is the learned planner
+(``seam_model.learned_plan``) when ``train_policy`` is given a seam model, on the passages where
+its plan departs from the heuristic's, and the heuristic's step-by-step move
+(``EditingEnv.heuristic_action``) everywhere else; with no seam model, or one that departs nowhere,
+the demonstrations are exactly the heuristic's.  :class:`Imitation` records which teacher it was.
+
+During PPO every step is charged ``heuristic_kl * (log pi(a|s) - log ref(a|s)) / L``, where ref is
+the heuristic's soft choice among its own moves (``editing.env.heuristic_policy``, read from the
+observation) and ``L`` the number of steps of the step's episode (:func:`episode_kl_charge`): an
+episode pays ``heuristic_kl`` times its mean per-step log ratio, whatever its length.  A policy
+that copies the heuristic pays almost nothing, one that departs from it pays per nat, so a reward
+model's blind spots cannot pull it far off.  An episode still running at the end of a rollout is
+charged when it ends: the log ratios of its earlier steps are carried over and charged, divided
+by its length, at its first step in the rollout where it ends.  The charge is added to the rollout
+buffer's rewards at rollout end, with the learned reward, and returns and advantages are
+recomputed once.
+
+The reference stays the heuristic's, even when the policy imitates the learned planner: it is read
+from the observation's heuristic block (the heuristic planner's costs to go, part of the declared
+observation space that checkpoints record), so charging it costs nothing per step.  A learned
+reference would need the learned planner's costs to go at every visited state: a learned plan per
+PPO episode (4 to 10 times a heuristic plan, README "The learned planner") and a second planner in
+every env.  The learned planner departs on a minority of passages, and there the guard charges the
+imitated departure as a departure from the heuristic: the guard keeps PPO near the editor it must
+beat, and the learned reward must pay for going further.
 
 Batched learned reward
 ----------------------
@@ -70,8 +104,12 @@ from editing.edit import N_ACTIONS, apply_actions
 from editing.env import EditingEnv, EnvConfig, Excerpt, FinishedEpisode, TrackArrays, excerpt_planner, heuristic_policy, mix_reward
 from editing.spaces import check_spaces_spec, spaces_spec
 from rlhf.learning.configs import PolicyConfig, PolicyError
-from rlhf.learning.learned_reward import EnsembleReward, LearnedReward, torch_threads
+from rlhf.learning.learned_reward import EnsembleReward, LearnedReward, RelativeToHeuristic, torch_threads
 from rlhf.learning.reward_model import select_device
+from rlhf.learning.seam_model import (
+    POOL_DEPARTURES, POOL_MAX_EXTRA_COST, Passage, SeamModel, cheapest_departures, heuristic_plan, learned_plan,
+    track_feature_scale,
+)
 
 SPEC_MEMBER = "spaces_spec.json"
 
@@ -131,7 +169,8 @@ class RewardMixCallback(BaseCallback):
         Finished episodes per background learned-reward call (``PolicyConfig.reward_chunk``);
         0 scores each rollout in one call at its end.
     heuristic_kl, heuristic_kl_temperature : float
-        Weight of the per-step KL penalty toward the heuristic's soft choice, and the choice's
+        Weight of the per-episode KL penalty toward the heuristic's soft choice (each step charged
+        its log ratio over its episode's length, :func:`episode_kl_charge`), and the choice's
         temperature (``PolicyConfig``).
     """
 
@@ -158,6 +197,10 @@ class RewardMixCallback(BaseCallback):
         self.heuristic_kl = heuristic_kl
         self.heuristic_kl_temperature = heuristic_kl_temperature
         self._finished: list[tuple[int, int, FinishedEpisode]] = []
+        self._dones: list[np.ndarray] = []  # per rollout step, which envs' episodes ended there
+        # Per env: log ratios and steps of the running episode from earlier rollouts, not charged yet.
+        self._kl_carried = np.zeros(0)
+        self._steps_carried = np.zeros(0, dtype=np.int64)
         self._n_submitted = 0
         self._chunks: list[Future[np.ndarray]] = []
         self._scorer: ThreadPoolExecutor | None = None
@@ -167,6 +210,9 @@ class RewardMixCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._start_timesteps = self.model.num_timesteps
+        n_envs = self.training_env.num_envs
+        self._kl_carried = np.zeros(n_envs)
+        self._steps_carried = np.zeros(n_envs, dtype=np.int64)
         if self.learned_reward is not None and self.reward_chunk > 0:
             # One worker: chunks are scored one at a time, in order, never racing each other.
             self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learned-reward")
@@ -174,6 +220,7 @@ class RewardMixCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         self._emit_pending()
         self._finished = []
+        self._dones = []
         self._n_submitted = 0
         self._chunks = []
         self._step_in_rollout = 0
@@ -183,6 +230,7 @@ class RewardMixCallback(BaseCallback):
             episode = info.get("finished_episode")
             if episode is not None:
                 self._finished.append((self._step_in_rollout, env_index, episode))
+        self._dones.append(np.array(self.locals["dones"], dtype=bool))
         self._step_in_rollout += 1
         if self._scorer is not None and len(self._finished) - self._n_submitted >= self.reward_chunk:
             self._submit(len(self._finished))
@@ -249,13 +297,16 @@ class RewardMixCallback(BaseCallback):
             buffer.rewards[step, env_index] += self.learned_weight * value
 
     def _charge_kl(self) -> float:
-        """Charge every step of the rollout ``heuristic_kl * (log pi(a|s) - log ref(a|s))``; returns its mean."""
+        """Charge each episode ``heuristic_kl`` times its mean ``log pi(a|s) - log ref(a|s)``, step by step
+        (:func:`episode_kl_charge`); returns the rollout's mean per-step log ratio."""
         buffer = self.model.rollout_buffer
         reference = heuristic_policy(buffer.observations, self.heuristic_kl_temperature)  # (n_steps, n_envs, N_ACTIONS)
         taken = buffer.actions.reshape(buffer.log_probs.shape).astype(np.int64)
         log_ref = np.log(np.take_along_axis(reference, taken[..., None], axis=-1)[..., 0])
         kl = buffer.log_probs - log_ref
-        buffer.rewards -= (self.heuristic_kl * kl).astype(buffer.rewards.dtype)
+        charge, self._kl_carried, self._steps_carried = episode_kl_charge(
+            kl, np.stack(self._dones), self._kl_carried, self._steps_carried)
+        buffer.rewards -= (self.heuristic_kl * charge).astype(buffer.rewards.dtype)
         return float(kl.mean())
 
     def _recompute_returns(self) -> None:
@@ -300,6 +351,50 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def episode_kl_charge(kl: np.ndarray, terminal: np.ndarray, carried_kl: np.ndarray, carried_steps: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-step charges of a rollout under which every episode pays its mean per-step log ratio.
+
+    A step of an episode that ends in this rollout is charged its log ratio divided by the
+    episode's length in steps; the log ratios the episode ran up in earlier rollouts
+    (``carried_kl``, over ``carried_steps`` steps) are charged, divided by the same length, at its
+    first step here.  An episode still running at the rollout's end is charged nothing yet: its
+    log ratios and steps are carried to the next rollout.
+
+    Parameters
+    ----------
+    kl : np.ndarray [shape=(n_steps, n_envs)]
+        ``log pi(a|s) - log ref(a|s)`` of each step, nats.
+    terminal : np.ndarray [shape=(n_steps, n_envs)], bool
+        True at the step that ended an episode.
+    carried_kl : np.ndarray [shape=(n_envs,)]
+        Sum of the log ratios of each env's running episode in earlier rollouts, nats.
+    carried_steps : np.ndarray [shape=(n_envs,)], int
+        Its steps in earlier rollouts.
+
+    Returns
+    -------
+    charge : np.ndarray [shape=(n_steps, n_envs)], float64, nats (times ``heuristic_kl`` the reward taken)
+    carried_kl, carried_steps : np.ndarray [shape=(n_envs,)]
+        The same for the episodes still running after this rollout.
+    """
+    n_steps, n_envs = kl.shape
+    charge = np.zeros((n_steps, n_envs))
+    carried_kl = np.array(carried_kl, dtype=np.float64)
+    carried_steps = np.array(carried_steps, dtype=np.int64)
+    for env in range(n_envs):
+        first = 0  # the episode's first step in this rollout
+        for last in np.flatnonzero(terminal[:, env]):
+            length = carried_steps[env] + last + 1 - first
+            charge[first : last + 1, env] = kl[first : last + 1, env] / length
+            charge[first, env] += carried_kl[env] / length
+            carried_kl[env], carried_steps[env] = 0.0, 0
+            first = last + 1
+        carried_kl[env] += float(kl[first:, env].sum())
+        carried_steps[env] += n_steps - first
+    return charge, carried_kl, carried_steps
+
+
 # --------------------------------------------------------------------------- training
 
 def make_vec_env(tracks: Sequence[TrackArrays], env_config: EnvConfig, *, n_envs: int, seed: int) -> DummyVecEnv:
@@ -329,61 +424,117 @@ def build_policy(tracks: Sequence[TrackArrays], *, env_config: EnvConfig = EnvCo
     )
 
 
+TEACHERS = ("heuristic", "learned_planner")
+
+
 @dataclass(frozen=True)
 class Imitation:
-    """What imitating the heuristic did: demonstrations seen and how often the policy then agrees with them."""
+    """What imitating a planner did: demonstrations seen, the teacher, and how often the policy then agrees.
+
+    ``teacher`` is ``"learned_planner"`` when the learned planner's plan was demonstrated on at least
+    one passage (``n_learned_episodes`` of them; the heuristic's moves on the others), else ``"heuristic"``.
+    """
 
     n_episodes: int
     n_steps: int
     epochs: int
-    agreement: float  # share of demonstrated steps whose most probable action is the heuristic's
+    agreement: float  # share of demonstrated steps whose most probable action is the demonstrated one
     seconds: float
+    teacher: str = "heuristic"
+    n_learned_episodes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def heuristic_demonstrations(tracks: Sequence[TrackArrays], env_config: EnvConfig, *, n_episodes: int,
-                             seed: int, gamma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The heuristic's moves on ``n_episodes`` passages drawn as training draws them.
+@dataclass(frozen=True)
+class Demonstrations:
+    """A teacher's moves, step by step.
 
-    Returns
-    -------
+    Attributes
+    ----------
     obs : np.ndarray [shape=(n_steps, OBS_DIM)], float32
     masks : np.ndarray [shape=(n_steps, N_ACTIONS)], bool
     actions : np.ndarray [shape=(n_steps,)], int64
     returns : np.ndarray [shape=(n_steps,)], float32
         The dense score each step led to, discounted by ``gamma`` (the value a first critic starts from).
+    n_learned_episodes : int
+        Passages on which the learned planner's plan (departing from the heuristic's) was demonstrated.
     """
+
+    obs: np.ndarray
+    masks: np.ndarray
+    actions: np.ndarray
+    returns: np.ndarray
+    n_learned_episodes: int
+
+
+def excerpt_passage(track: TrackArrays, excerpt: Excerpt, scaled: np.ndarray | None = None) -> Passage:
+    """An excerpt as the planners take it (``scaled``: the track's :func:`track_feature_scale`, when the caller has it)."""
+    return Passage(context=track.dense, scaled=track_feature_scale(track.features) if scaled is None else scaled,
+                   start=excerpt.start, bar_positions=track.bar_positions[excerpt.start : excerpt.start + excerpt.n_beats],
+                   target_beats=excerpt.target_beats)
+
+
+def planner_demonstrations(tracks: Sequence[TrackArrays], env_config: EnvConfig, *, n_episodes: int, seed: int,
+                           gamma: float, seam_model: SeamModel | None = None) -> Demonstrations:
+    """A planner's moves on ``n_episodes`` passages drawn as training draws them.
+
+    The heuristic's move at each step (``EditingEnv.heuristic_action``), except on the passages
+    where ``seam_model``'s learned plan (``rlhf.learning.seam_model.learned_plan``) departs from the
+    heuristic's plan: there, the learned plan's moves.  With no seam model, or an untrained one,
+    these are exactly the heuristic's demonstrations.
+    """
+    learned = seam_model is not None and not seam_model.is_zero
+    scaled: dict[int, np.ndarray] = {}
     env = EditingEnv(tracks, replace(env_config, learned_weight=0.0))
     obs_rows, mask_rows, action_rows, returns = [], [], [], []
-    obs, _ = env.reset(seed=seed)
+    n_learned = 0
+    obs, info = env.reset(seed=seed)
     for _ in range(n_episodes):
         first = len(action_rows)
+        plan: list[int] | None = None
+        if learned:
+            excerpt = info["excerpt"]
+            if excerpt.track_index not in scaled:
+                scaled[excerpt.track_index] = track_feature_scale(tracks[excerpt.track_index].features)
+            passage = excerpt_passage(tracks[excerpt.track_index], excerpt, scaled[excerpt.track_index])
+            base = heuristic_plan(passage)
+            plan = learned_plan(passage, seam_model, heuristic_actions=base)
+            if plan == base:
+                plan = None
+            else:
+                n_learned += 1
         terminated = False
         while not terminated:
-            action = env.heuristic_action()
+            step = len(action_rows) - first
+            action = env.heuristic_action() if plan is None else plan[step]
             obs_rows.append(obs)
             mask_rows.append(env.action_masks())
             action_rows.append(action)
-            obs, reward, terminated, _, _ = env.step(action)
+            obs, reward, terminated, _, step_info = env.step(action)
+            if "invalid_action" in step_info:
+                raise PolicyError(f"the learned plan's move {action} at step {step} of {info['excerpt']} is masked")
         steps = len(action_rows) - first
         returns.extend(reward * gamma ** np.arange(steps - 1, -1, -1))
-        obs, _ = env.reset()
-    return (np.asarray(obs_rows, dtype=np.float32), np.asarray(mask_rows, dtype=bool),
-            np.asarray(action_rows, dtype=np.int64), np.asarray(returns, dtype=np.float32))
+        obs, info = env.reset()
+    return Demonstrations(np.asarray(obs_rows, dtype=np.float32), np.asarray(mask_rows, dtype=bool),
+                          np.asarray(action_rows, dtype=np.int64), np.asarray(returns, dtype=np.float32), n_learned)
 
 
-def imitate_heuristic(model: MaskablePPO, tracks: Sequence[TrackArrays], env_config: EnvConfig,
-                      config: PolicyConfig) -> Imitation:
-    """Behaviour cloning: fit the policy's masked action distribution to the heuristic's moves, and its critic to their returns.
+def imitate_planner(model: MaskablePPO, tracks: Sequence[TrackArrays], env_config: EnvConfig, config: PolicyConfig,
+                    *, seam_model: SeamModel | None = None) -> Imitation:
+    """Behaviour cloning: fit the policy's masked action distribution to a planner's moves
+    (:func:`planner_demonstrations`: the learned planner's where it departs, else the heuristic's),
+    and its critic to their returns.
 
     Cross-entropy on the demonstrated actions plus half the squared error of the value, with the
     policy's own optimiser in minibatches of ``config.batch_size``.
     """
     began = time.perf_counter()
-    obs, masks, actions, returns = heuristic_demonstrations(tracks, env_config, n_episodes=config.imitation_episodes,
-                                                            seed=config.seed, gamma=config.gamma)
+    shown = planner_demonstrations(tracks, env_config, n_episodes=config.imitation_episodes, seed=config.seed,
+                                   gamma=config.gamma, seam_model=seam_model)
+    obs, masks, actions, returns = shown.obs, shown.masks, shown.actions, shown.returns
     policy = model.policy
     device = policy.device
     generator = torch.Generator().manual_seed(config.seed)
@@ -405,7 +556,9 @@ def imitate_heuristic(model: MaskablePPO, tracks: Sequence[TrackArrays], env_con
         probs = policy.get_distribution(obs_t, action_masks=masks).distribution.probs.cpu().numpy()
     agreement = float(np.mean(np.argmax(np.where(masks, probs, -1.0), axis=1) == actions)) if n else float("nan")
     return Imitation(n_episodes=config.imitation_episodes, n_steps=n, epochs=config.imitation_epochs,
-                     agreement=agreement, seconds=time.perf_counter() - began)
+                     agreement=agreement, seconds=time.perf_counter() - began,
+                     teacher=TEACHERS[1] if shown.n_learned_episodes else TEACHERS[0],
+                     n_learned_episodes=shown.n_learned_episodes)
 
 
 @dataclass(frozen=True)
@@ -456,12 +609,16 @@ def train_policy(
     config: PolicyConfig = PolicyConfig(),
     parent: str | Path | None = None,
     progress: Progress | None = None,
+    seam_model: SeamModel | None = None,
 ) -> TrainingRun:
     """Train a first policy (``parent`` None) or continue the saved version at ``parent``.
 
     Continuing keeps the parent's weights, optimiser state, hyperparameters and
     ``num_timesteps`` (``learn(reset_num_timesteps=False)``); ``total_timesteps`` more steps
-    are taken either way.
+    are taken either way.  A first policy imitates a planner first (:func:`imitate_planner`): the
+    learned planner of ``seam_model`` where it departs from the heuristic, else the heuristic.
+    The learned reward is paid as ``config.learned_reward_baseline`` says (relative to the
+    heuristic's edit of the same passage by default).
 
     Raises
     ------
@@ -472,6 +629,8 @@ def train_policy(
     """
     if total_timesteps <= 0:
         raise PolicyError(f"total_timesteps must be positive, got {total_timesteps}")
+    if learned_reward is not None and config.learned_reward_baseline == "heuristic":
+        learned_reward = RelativeToHeuristic(learned_reward)
     callback = RewardMixCallback(learned_reward, env_config.learned_weight, total_timesteps, progress, config.reward_chunk,
                                  config.heuristic_kl, config.heuristic_kl_temperature)
     imitation = None
@@ -479,9 +638,11 @@ def train_policy(
         model = build_policy(tracks, env_config=env_config, config=config)
         if config.imitation_episodes and config.imitation_epochs:
             if progress is not None:
-                progress(0.0, f"imitating the heuristic on {config.imitation_episodes} passages")
+                teacher = ("heuristic" if seam_model is None or seam_model.is_zero
+                           else "learned planner (the heuristic where it does not depart)")
+                progress(0.0, f"imitating the {teacher} on {config.imitation_episodes} passages")
             with torch_threads(config.n_threads):
-                imitation = imitate_heuristic(model, tracks, env_config, config)
+                imitation = imitate_planner(model, tracks, env_config, config, seam_model=seam_model)
     else:
         venv = make_vec_env(tracks, env_config, n_envs=config.n_envs, seed=config.seed)
         model = load_policy(parent, env=venv, device=config.device)
@@ -623,6 +784,27 @@ def sample_actions(
     return actions
 
 
+# Where a best-of-N winner came from, in the order of credit: an edit made by several is the first's.
+BEST_OF_N_SOURCES = ("heuristic", "learned", "departure", "policy")
+
+
+@dataclass(frozen=True)
+class BestOfN:
+    """The edit best-of-N chose for one excerpt, and where it came from.
+
+    ``source`` is one of :data:`BEST_OF_N_SOURCES`: the heuristic's plan, the learned planner's plan,
+    one of that plan's cheapest single departures, or a policy edit (its most probable or a
+    sample); an edit several of them made is credited in that order, so ``"policy"`` means an
+    edit only the policy made.  ``n_candidates``: the
+    candidates the reward model chose among (duplicates included), what a compute-matched
+    opponent is given.
+    """
+
+    actions: list[int]
+    source: str
+    n_candidates: int
+
+
 def best_of_n_actions(
     model: MaskablePPO,
     reward: EnsembleReward,
@@ -631,30 +813,64 @@ def best_of_n_actions(
     *,
     n: int,
     rng: np.random.Generator,
-) -> list[list[int]]:
-    """Best of ``n`` for each excerpt: the policy's most probable edit and ``n - 1`` sampled ones, the
-    reward-model ensemble's mean choosing (the retarget command's and page's ``best-of-N``).
+    seam_model: SeamModel | None = None,
+) -> list[BestOfN]:
+    """Best of a pool for each excerpt, the reward-model ensemble's mean choosing (the retarget command's
+    and page's ``best-of-N``).
+
+    The pool: the policy's most probable edit and ``n - 1`` sampled ones; the heuristic's plan; and
+    with ``seam_model``, the learned planner's plan and its
+    :data:`rlhf.learning.seam_model.POOL_DEPARTURES` cheapest single departures (its near-optimal
+    alternatives by its own cost).
 
     Returns
     -------
-    list of list of int
-        The chosen action ids of each excerpt (ties go to the most probable edit).
+    list of BestOfN
+        Each excerpt's chosen actions and their source (ties go to the first listed: the most probable edit).
     """
     if n < 1:
         raise PolicyError(f"best of {n}: n must be at least 1")
     most_probable = sample_actions(model, tracks, excerpts, deterministic=True, rng=rng)
     # All samples of all excerpts in one lock step: one policy forward per step for the whole batch.
     sampled = sample_actions(model, tracks, [ex for ex in excerpts for _ in range(n - 1)], deterministic=False, rng=rng)
-    options = [[most_probable[i], *sampled[i * (n - 1) : (i + 1) * (n - 1)]] for i in range(len(excerpts))]
-    items = []
-    for ex, candidates in zip(excerpts, options):
+    scaled: dict[int, np.ndarray] = {}
+    pools: list[list[tuple[list[int], str]]] = []
+    for i, ex in enumerate(excerpts):
+        pool = [(most_probable[i], "policy"), *((a, "policy") for a in sampled[i * (n - 1) : (i + 1) * (n - 1)])]
+        if ex.track_index not in scaled:
+            scaled[ex.track_index] = track_feature_scale(tracks[ex.track_index].features)
+        passage = excerpt_passage(tracks[ex.track_index], ex, scaled[ex.track_index])
+        base = heuristic_plan(passage)
+        pool.append((base, "heuristic"))
+        if seam_model is not None:
+            plan = learned_plan(passage, seam_model, heuristic_actions=base)
+            pool.append((plan, "learned"))
+            pool += [(d.actions, "departure") for d in cheapest_departures(
+                passage, seam_model, plan, k=POOL_DEPARTURES, max_extra_cost=POOL_MAX_EXTRA_COST)]
+        pools.append(pool)
+    items, distinct = [], []
+    for ex, pool in zip(excerpts, pools):
         track = tracks[ex.track_index]
         bars = track.bar_positions[ex.start : ex.start + ex.n_beats]
-        items.extend((track, apply_actions(a, excerpt_start=ex.start, bar_positions=bars, target_beats=ex.target_beats))
-                     for a in candidates)
-    # Every candidate of every excerpt in one reward-model call (it batches by length), n per excerpt.
-    rewards = reward.member_rewards(items).mean(0).reshape(len(excerpts), n)
-    return [candidates[int(np.argmax(row))] for candidates, row in zip(options, rewards)]
+        # An edit listed twice is scored once, in its first place (ties go to the first listed), and
+        # credited to the first of its sources in BEST_OF_N_SOURCES.
+        edits: dict[str, tuple[list[int], str]] = {}
+        for actions, source in pool:
+            edit = apply_actions(actions, excerpt_start=ex.start, bar_positions=bars, target_beats=ex.target_beats)
+            if edit.key() not in edits:
+                items.append((track, edit))
+                edits[edit.key()] = (actions, source)
+            elif BEST_OF_N_SOURCES.index(source) < BEST_OF_N_SOURCES.index(edits[edit.key()][1]):
+                edits[edit.key()] = (edits[edit.key()][0], source)
+        distinct.append(list(edits.values()))
+    # Every candidate of every excerpt in one reward-model call (it batches by length).
+    rewards = reward.member_rewards(items).mean(0)
+    chosen, first = [], 0
+    for pool, options in zip(pools, distinct):
+        actions, source = options[int(np.argmax(rewards[first : first + len(options)]))]
+        chosen.append(BestOfN(actions=list(actions), source=source, n_candidates=len(pool)))
+        first += len(options)
+    return chosen
 
 
 def _sample_step(

@@ -28,6 +28,10 @@ An ensemble of members fitted on bootstrap resamples of the judgements (grouped 
 gives each seam a mean residual and a spread.  :class:`LearnedSeamCost` plans with a
 pessimistic cost: ``mean + k * spread`` for every seam the heuristic's own edit does not use, so
 the planner departs from the heuristic only where the members agree that a departure is cheaper.
+
+PPO (``rlhf.learning.policy``) meets the learned planner on fair terms: a first policy imitates
+:func:`learned_plan` where it departs from :func:`heuristic_plan`, and best-of-N's pool holds the
+learned plan and its :func:`cheapest_departures` beside the policy's edits and the heuristic's.
 """
 from __future__ import annotations
 
@@ -483,26 +487,45 @@ def departures(passage: Passage, model: SeamModel, plan: Sequence[int], *, max_e
     rest exactly; only departures within ``max_extra_cost`` of the plan, and making an edit
     other than the plan's, are kept.
     """
+    found = _departures(passage, model, plan, max_extra_cost=max_extra_cost, pessimism=pessimism)
+    return sorted(found, key=lambda d: (-d.disagreement, d.extra_cost))
+
+
+def cheapest_departures(passage: Passage, model: SeamModel, plan: Sequence[int], *, k: int,
+                        max_extra_cost: float = 3.0, pessimism: float | None = None) -> list[Departure]:
+    """The plan's ``k`` cheapest single departures by the planner's (pessimistic) cost: its near-optimal
+    alternatives.  Only those ``k`` are re-planned, so a long passage costs ``k`` re-plans, not one per decision."""
+    return _departures(passage, model, plan, max_extra_cost=max_extra_cost, pessimism=pessimism, cheapest=k)
+
+
+def _departures(passage: Passage, model: SeamModel, plan: Sequence[int], *, max_extra_cost: float,
+                pessimism: float | None, cheapest: int | None = None) -> list[Departure]:
+    """Departures within ``max_extra_cost``, each edit once: all of them in the order found, or the ``cheapest``
+    ones, cheapest first."""
     plan = list(plan)
-    if not plan:
+    if not plan or cheapest == 0:
         return []
     planner = learned_planner(passage, model, pessimism=pessimism)
     phi_plan = passage.seam_sum(plan)
+    own = tuple(passage.edit(plan).track_beats().tolist())
+    options = [o for o in alternatives(planner, plan, bar_positions=passage.bar_positions,
+                                       target_beats=passage.target_beats) if o[2] <= max_extra_cost]
+    if cheapest is not None:
+        options.sort(key=lambda o: o[2])
     found: dict[tuple[int, ...], Departure] = {}
-    for step, action, extra in alternatives(planner, plan, bar_positions=passage.bar_positions,
-                                            target_beats=passage.target_beats):
-        if extra > max_extra_cost:
-            continue
+    for step, action, extra in options:
         forced = {i: a for i, a in enumerate(plan[:step])}
         forced[step] = action
         actions = plan_actions(planner, bar_positions=passage.bar_positions, target_beats=passage.target_beats,
                                forced=forced)
         key = tuple(passage.edit(actions).track_beats().tolist())
-        if key == tuple(passage.edit(plan).track_beats().tolist()) or key in found:
+        if key == own or key in found:
             continue
         members = model.member_residuals((passage.seam_sum(actions) - phi_plan)[None, :])[:, 0]
         found[key] = Departure(actions=actions, step=step, extra_cost=extra, disagreement=float(members.std()))
-    return sorted(found.values(), key=lambda d: (-d.disagreement, d.extra_cost))
+        if cheapest is not None and len(found) == cheapest:
+            break
+    return list(found.values())
 
 
 # --------------------------------------------------------------------------- questions that teach it

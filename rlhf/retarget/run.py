@@ -1,5 +1,10 @@
 """Make the edits of a retarget request: the heuristic, the learned planner, the active policy, or best-of-N.
 
+Best-of-N chooses among the active policy's edits, the heuristic's, and the active learned planner's
+plan and its cheapest single departures (``rlhf.learning.policy.best_of_n_actions``); the stored
+edit's source names what made the winner (the policy version, the heuristic or the seam model), and
+the outcome's ``chosen_from`` says which candidate it was.
+
 Loads torch (the policy and the reward model): it runs in a task for the page and the API,
 and in ``manage.py retarget``.  Requests are checked by ``rlhf.retarget.services``.
 """
@@ -26,7 +31,7 @@ from rlhf.cycle.seam_services import seam_model_load
 from rlhf.learning.learned_reward import EnsembleReward
 from rlhf.learning.policy import best_of_n_actions, sample_actions
 from rlhf.learning.seam_model import Passage, learned_plan, track_feature_scale
-from rlhf.models import RetargetJob
+from rlhf.models import PolicyVersion, RetargetJob, SeamModelVersion
 from rlhf.retarget.services import (
     RETARGET_JOB, RETARGET_RUNNING, Method, RetargetConflict, RetargetServiceError, job_finish, job_update, retarget_methods_check,
     retarget_plan,
@@ -47,6 +52,8 @@ class RetargetOutcome:
     reward_model: str | None
     seam_seconds: tuple[float, ...]
     duration_seconds: float
+    # best-of-N: which candidate won ("policy", "learned", "departure" or "heuristic"; rlhf.learning.policy.BestOfN)
+    chosen_from: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +64,7 @@ class RetargetOutcome:
             "reward_model": self.reward_model,
             "seam_seconds": list(self.seam_seconds),
             "duration_seconds": self.duration_seconds,
+            "chosen_from": self.chosen_from,
         }
 
 
@@ -73,6 +81,7 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
                          bar_positions=analysis.bar_positions)
     bars = analysis.bar_positions[plan.start_beat: plan.start_beat + plan.n_beats]
     rng = np.random.default_rng(seed)
+    chosen_from = None
     if method.name == "heuristic":
         actions = baseline_actions(HEURISTIC, rng=rng, context=arrays.dense, excerpt_start=plan.start_beat,
                                    bar_positions=bars, target_beats=plan.target_beats)
@@ -83,11 +92,7 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
             raise RetargetConflict("no active seam model yet: use the heuristic")
         passage = Passage(context=arrays.dense, scaled=track_feature_scale(analysis.features), start=plan.start_beat,
                           bar_positions=bars, target_beats=plan.target_beats)
-        try:
-            model = seam_model_load(seam_version)
-        except SeamServiceError as err:
-            raise RetargetConflict(str(err)) from err
-        actions = learned_plan(passage, model)
+        actions = learned_plan(passage, _seam_model(seam_version))
         source = seam_version.source
     else:
         version = policy_active()
@@ -96,24 +101,41 @@ def retarget_run(*, track: Track, plan: RetargetPlan, method: Method, seed: int 
         source = version.source
         if EditBuilder(plan.n_beats, bars, plan.start_beat, target_beats=plan.target_beats).done:
             actions = []  # nothing between the opening and final bars to decide
+        elif method.name != "best-of":
+            excerpt = Excerpt(track_index=0, start=plan.start_beat, n_beats=plan.n_beats, target_beats=plan.target_beats)
+            actions = sample_actions(policy_load(version), [arrays], [excerpt], deterministic=True, rng=rng)[0]
         else:
-            actions = _policy_actions(version, arrays, plan, method, rng)
+            actions, source, chosen_from = _best_of_n(version, arrays, plan, method.n, rng)
     edit = edit_create(track=track, actions=actions, excerpt_start=plan.start_beat, n_source_beats=plan.n_beats,
                        target_beats=plan.target_beats, source=source, analysis=analysis, scratch=scratch)
     native = edit_native_ensure(edit=edit, analysis=analysis, scratch=scratch)
     reward, label = _reward_of(edit)
     return RetargetOutcome(method=method.label, edit=edit, reward=reward, reward_model=label,
                            seam_seconds=tuple(float(s) for s in native["seam_seconds"]),
-                           duration_seconds=float(native["duration_seconds"]))
+                           duration_seconds=float(native["duration_seconds"]), chosen_from=chosen_from)
 
 
-def _policy_actions(version, arrays, plan: RetargetPlan, method: Method, rng: np.random.Generator) -> list[int]:
-    model = policy_load(version)
+def _seam_model(version: SeamModelVersion):
+    try:
+        return seam_model_load(version)
+    except SeamServiceError as err:
+        raise RetargetConflict(str(err)) from err
+
+
+def _best_of_n(version: PolicyVersion, arrays: TrackArrays, plan: RetargetPlan, n: int, rng: np.random.Generator
+               ) -> tuple[list[int], str, str]:
+    """Best of the policy's ``n`` edits, the heuristic's, and the active learned planner's plan and its cheapest
+    departures: (actions, the winner's ``Edit.source``, where it came from)."""
     excerpt = Excerpt(track_index=0, start=plan.start_beat, n_beats=plan.n_beats, target_beats=plan.target_beats)
-    if method.name != "best-of":
-        return sample_actions(model, [arrays], [excerpt], deterministic=True, rng=rng)[0]
     reward = EnsembleReward(reward_model_load(reward_model_active()))
-    return best_of_n_actions(model, reward, [arrays], [excerpt], n=method.n, rng=rng)[0]
+    seam_version = seam_model_active()
+    seam = _seam_model(seam_version) if seam_version is not None else None
+    best = best_of_n_actions(policy_load(version), reward, [arrays], [excerpt], n=n, rng=rng, seam_model=seam)[0]
+    if best.source == "policy":
+        return best.actions, version.source, best.source
+    if best.source == "heuristic":
+        return best.actions, BASELINE_EDIT_SOURCES[HEURISTIC], best.source
+    return best.actions, seam_version.source, best.source  # the learned plan or a departure: a seam model made it
 
 
 def _reward_of(edit: Edit) -> tuple[float | None, str | None]:

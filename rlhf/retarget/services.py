@@ -7,8 +7,10 @@ A *method* makes the edit of a checked plan (``editing.retarget.plan_retarget``)
   cost plus the residual learned from judgements, pessimistic where they disagree:
   ``rlhf.learning.seam_model.learned_plan``);
 - ``policy``: the active policy's most probable edit;
-- ``best-of-N`` (2 <= N <= 64): the policy's most probable edit and N - 1 sampled ones, scored
-  by the active reward-model ensemble; the highest mean reward wins.
+- ``best-of-N`` (2 <= N <= 64): the policy's most probable edit and N - 1 sampled ones, the
+  heuristic's edit and, with an active seam model, the learned planner's plan and its cheapest
+  single departures, scored by the active reward-model ensemble; the highest mean reward wins,
+  and the result says which candidate it was (``chosen_from``).
 
 The page, the API and ``manage.py retarget`` check requests here; the edits are made by
 ``rlhf.retarget.run`` (in a task for the page and the API, where torch is loaded).  An

@@ -268,11 +268,15 @@
     });
   }
 
+  // Where a best-of-N winner came from (rlhf.learning.policy.BEST_OF_N_SOURCES).
+  const CHOSEN = { heuristic: "heuristic's edit", learned: "learned planner's edit",
+                   departure: "learned planner's alternative", policy: "policy's edit" };
+
   function describe(method) {
     if (method === "heuristic") return "Heuristic: the retargeting dynamic program";
     if (method === "policy") return "Policy: its most probable edit";
     const n = /^best-of-(\d+)$/.exec(method);
-    if (n) return `Policy: best of ${n[1]} by the reward model`;
+    if (n) return `Best of ${n[1]} policy edits, the heuristic's and the learned planner's, by the reward model`;
     return method;
   }
 
@@ -293,9 +297,10 @@
       el.dataset.method = result.method;
       el.querySelector(".side-title").textContent = label;
       const reward = result.reward === null || result.reward === undefined ? "" : `, reward ${result.reward.toFixed(2)}`;
+      const chosen = result.chosen_from ? `, chosen: the ${CHOSEN[result.chosen_from] || result.chosen_from}` : "";
       const seams = result.seam_seconds.length;
       el.querySelector(".side-figures").textContent =
-        `${result.duration_seconds.toFixed(1)} s, ${seams} seam${seams === 1 ? "" : "s"}${reward}`;
+        `${result.duration_seconds.toFixed(1)} s, ${seams} seam${seams === 1 ? "" : "s"}${reward}${chosen}`;
       const canvas = el.querySelector("canvas");
       canvas.setAttribute("aria-label", `waveform of ${label}, ${seams} seam${seams === 1 ? "" : "s"} marked in red`);
       el.querySelector("a.wav").href = result.audio_url;

@@ -53,6 +53,11 @@ def test_cycles_chain_versions_propose_comparisons_and_a_failed_cycle_changes_no
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"  # TRAINING_DEVICE unset: CUDA when present
     assert first.metrics["reward_model"]["device"].split(":")[0] == expected_device
     assert first.metrics["policy"]["device"].split(":")[0] == expected_device
+    # The first policy imitated the cycle's learned planner where it departs (the heuristic elsewhere), and says so.
+    imitation = first.metrics["policy"]["imitation"]
+    assert imitation["teacher"] == ("learned_planner" if imitation["n_learned_episodes"] else "heuristic")
+    assert policy1.hyperparameters["teacher_seam_model"] == seam1.label
+    assert policy1.hyperparameters["policy"]["learned_reward_baseline"] == "heuristic"
     proposed = list(Comparison.objects.filter(proposed_by=f"cycle {first.pk}").select_related("edit_a", "edit_b"))
     assert len(proposed) == first.metrics["proposal"]["n_comparisons"] > 0
     assert any(c.priority > 0 for c in proposed) and all(0.0 <= c.priority <= 1.0 for c in proposed)

@@ -395,3 +395,7 @@ def test_the_report_card_says_plainly_what_a_first_policy_started_from(storage_r
     data["v1"].metrics["imitation"] = {"n_episodes": 16, "n_steps": 900, "epochs": 4, "agreement": 0.8, "seconds": 2.0}
     data["v1"].save()
     assert start_row() == "a new policy taught to copy the heuristic (start)"
+    data["v1"].metrics["imitation"] = {**data["v1"].metrics["imitation"], "teacher": "learned_planner",
+                                       "n_learned_episodes": 5}
+    data["v1"].save()
+    assert start_row() == "a new policy taught to copy the learned planner where it departs, else the heuristic (start)"

@@ -20,6 +20,7 @@ from rlhf.evidence.evaluation import (
     corpus_files,
     eval_track_from_file,
     fold_split,
+    format_table,
     seed_run,
     summarise,
 )
@@ -103,6 +104,10 @@ def test_held_out_tracks_never_reach_training(storage_root, tmp_path):
     cycle = result["cycles"][0]
     assert set(cycle["scores"]) == set(cycle["keys"]) == set(ARMS)
     assert all(len(s) == 3 for s in cycle["scores"].values())
+    # Best-of-N says where each winner came from (the policy, the learned plan, a departure, the heuristic).
+    from rlhf.learning.policy import BEST_OF_N_SOURCES
+
+    assert set(cycle["best_of_n_sources"]) == set(BEST_OF_N_SOURCES) and sum(cycle["best_of_n_sources"].values()) == 3
     assert {e["track"] for e in result["excerpts"]} <= set(result["held_out_tracks"])
     # Every heuristic-vs-challenger pair is one the listener can tell apart, on a held-out track.
     for pair in cycle["pairs"]:
@@ -162,6 +167,16 @@ def test_summary_layout_from_known_scores():
     assert curve[("all", "100", "learned_planner")]["win_rate"] > 0.5
     assert curve[("all", "total", "learned_planner")]["judgements"] == 300
     assert {arm for (selection, _, arm) in curve if selection == "cycles"} == set(LEARNED_ARMS)
+
+
+def test_the_table_reports_ppo_as_its_own_arm_and_says_when_the_learned_planner_beats_it():
+    shift = {"heuristic": 0.0, "learned_planner": 1.0, "policy": -1.0, "policy_best_of_n": 1.0}
+    table = format_table(summarise([_seed_result(0, shift), _seed_result(1, shift)]))
+    rows = [line.split()[:2] for line in table.splitlines()]
+    assert ["learned_planner", "policy"] in rows and ["learned_planner", "policy_best_of_n"] in rows
+    assert ["policy", "heuristic"] in rows and ["policy_best_of_n", "heuristic_best_of_n"] in rows
+    assert "learned_planner vs policy: the learned planner beats PPO" in table
+    assert "learned_planner vs policy_best_of_n: no difference shown between the learned planner and PPO" in table
 
 
 OUTSIDE_LISTENER = '''

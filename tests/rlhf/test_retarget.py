@@ -161,6 +161,51 @@ def test_retarget_command_with_the_active_policy(demo_track, active_policy, tmp_
     assert Edit.objects.get().source == active_policy.source
 
 
+class PreferKeys:
+    """Member rewards that prefer the edits of the given keys and are level on every other."""
+
+    def __init__(self, keys):
+        self.keys = set(keys)
+
+    def member_rewards(self, items):
+        return np.array([[1.0 if edit.key() in self.keys else 0.0 for _, edit in items]] * 2)
+
+
+def test_best_of_n_says_which_candidate_won_and_credits_the_edit_to_its_maker(demo_track, active_policy, monkeypatch):
+    """The heuristic's edit is in best-of-N's pool: where the reward model prefers it, it is delivered as the
+    heuristic's, and the result says it was the heuristic candidate."""
+    from editing.baselines import HEURISTIC, baseline_actions
+    from editing.edit import apply_actions
+    from rlhf.models import RewardModelVersion
+    from rlhf.retarget import run
+    from rlhf.retarget.services import Method, retarget_plan
+    from rlhf.versions import reward_model_activate
+    from editing.dense import dense_context
+    from editing.edit import MODEL_FEATURE_VERSION, N_MODEL_FEATURES
+
+    reward_model_activate(version=RewardModelVersion.objects.create(
+        artifact="reward_models/x.pt", artifact_sha256="0" * 64, feature_version=MODEL_FEATURE_VERSION,
+        n_features=N_MODEL_FEATURES, judgements_sha256="0" * 64, reward_mean=0.0, reward_std=1.0))
+    plan = retarget_plan(track=demo_track, duration=round(0.75 * demo_track.duration_seconds, 1))
+    analysis = track_load_analysis(demo_track)
+    bars = analysis.bar_positions[plan.start_beat : plan.start_beat + plan.n_beats]
+    heuristic = baseline_actions(HEURISTIC, rng=np.random.default_rng(0), excerpt_start=plan.start_beat,
+                                 context=dense_context(analysis.features, analysis.beat_samples, analysis.bar_positions),
+                                 bar_positions=bars, target_beats=plan.target_beats)
+    key = apply_actions(heuristic, excerpt_start=plan.start_beat, bar_positions=bars, target_beats=plan.target_beats).key()
+    # The reward model's file is not the subject here: its scores are.
+    monkeypatch.setattr(run, "reward_model_load", lambda version: None)
+    monkeypatch.setattr(run, "EnsembleReward", lambda ensemble: PreferKeys([key]))
+    monkeypatch.setattr(run, "_reward_of", lambda edit: (None, None))
+    outcome = run.retarget_run(track=demo_track, plan=plan, method=Method("best-of", 4))
+    assert outcome.chosen_from == "heuristic" and outcome.to_json()["chosen_from"] == "heuristic"
+    assert outcome.edit.source == "baseline:heuristic"
+    # Level rewards: the policy's most probable edit, credited to the policy version.
+    monkeypatch.setattr(run, "EnsembleReward", lambda ensemble: PreferKeys([]))
+    outcome = run.retarget_run(track=demo_track, plan=plan, method=Method("best-of", 4))
+    assert outcome.chosen_from == "policy" and outcome.edit.source == active_policy.source
+
+
 @pytest.mark.parametrize("args, reason", [
     (["--duration", "0"], "more than zero"),
     (["--duration=-5"], "more than zero"),

@@ -27,6 +27,7 @@ from rlhf.learning.seam_model import (
     SeamModel,
     SeamModelError,
     SeamPairs,
+    cheapest_departures,
     departures,
     heuristic_plan,
     PESSIMISM_GRID,
@@ -201,6 +202,24 @@ def test_answers_given_without_listening_do_not_make_every_seam_cheaper(tmp_path
 
 def _key(passage: Passage, actions) -> tuple[int, ...]:
     return tuple(passage.edit(actions).track_beats().tolist())
+
+
+def test_the_cheapest_departures_are_the_plans_nearest_alternatives(tracks):
+    """Best-of-N's near-optimal alternatives: the k cheapest of all single departures, each a different edit."""
+    model = SeamModel(np.random.default_rng(5).normal(0, 0.05, (6, N_SEAM_FEATURES)), np.ones(6))
+    checked = 0
+    for passage in passages(tracks[1], np.random.default_rng(8), 4):
+        plan = learned_plan(passage, model)
+        every = departures(passage, model, plan, max_extra_cost=6.0)
+        cheapest = cheapest_departures(passage, model, plan, k=3, max_extra_cost=6.0)
+        assert len(cheapest) == min(3, len(every))
+        assert [d.extra_cost for d in cheapest] == sorted(d.extra_cost for d in every)[: len(cheapest)]
+        keys = [_key(passage, d.actions) for d in cheapest]
+        assert len(set(keys)) == len(keys) and _key(passage, plan) not in keys
+        assert {tuple(k) for k in keys} <= {_key(passage, d.actions) for d in every}
+        checked += bool(cheapest)
+    assert checked > 0
+    assert cheapest_departures(passage, model, plan, k=0) == []
 
 
 @pytest.mark.parametrize("selection", QUESTION_SELECTIONS)

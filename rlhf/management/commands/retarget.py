@@ -84,7 +84,8 @@ class Command(BaseCommand):
         self._write(outcome.edit, out)
         seams = ", ".join(format_duration(s) for s in outcome.seam_seconds) or "none"
         score = "no active reward model" if outcome.reward is None else f"{outcome.reward:+.3f} ({outcome.reward_model}, normalised)"
-        self.stdout.write(f"edit: {outcome.edit.source}, {len(outcome.edit.render['track_beats'])} beats, "
+        chosen = "" if outcome.chosen_from is None else f", best of the pool: the {outcome.chosen_from} candidate"
+        self.stdout.write(f"edit: {outcome.edit.source}{chosen}, {len(outcome.edit.render['track_beats'])} beats, "
                           f"{format_duration(outcome.duration_seconds)} (asked {format_duration(plan.target_seconds)})")
         self.stdout.write(f"seams ({len(outcome.seam_seconds)}): {seams}")
         self.stdout.write(f"reward model score: {score}")
