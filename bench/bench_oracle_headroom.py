@@ -2,7 +2,8 @@
 
 Prints figures; it is not a test.  Run from the repository root:
 
-    python bench/bench_oracle_headroom.py [--listener module:NAME] [--seeds 2] [--corpus var/corpus] [--fit]
+    python bench/bench_oracle_headroom.py [--listener module:NAME] [--seeds 2] [--corpus var/corpus]
+        [--fit [--join-chroma] [--members 8 --pessimism 3]]
 
 The learned planner is the heuristic's dynamic program with a learned seam cost, so no seam
 model can do better than one that prices every seam exactly as the listener hears it.  This
@@ -23,6 +24,10 @@ model, however many judgements it reads, can beat the heuristic by planning with
 linear residual on the seam model's own features (``rlhf.learning.seam_model.seam_features``),
 fitted by ridge regression to ``oracle - heuristic`` on every seam the planner prices in the
 training tracks' passages (pessimism-free), then planned on the held-out passages.
+``--join-chroma`` adds a chroma measure at the join (:class:`JoinChroma`, a probe: the default
+listener hears with it); ``--members M --pessimism K`` fits M ridge residuals on bootstrap
+resamples of the training tracks and plans at mean + K x spread off the heuristic's seams, as the
+studio's seam model does.
 """
 from __future__ import annotations
 
@@ -97,8 +102,52 @@ class OracleSeamCost:
         return np.asarray(flat, dtype=np.float64).reshape(np.broadcast(a, b).shape)
 
 
-def _oracle_fit(listener, train, seed: int, context_seconds: float) -> np.ndarray:
-    """Ridge weights of ``oracle - heuristic`` on :func:`seam_features` over the seams the training passages price."""
+class JoinChroma:
+    """A 12-bin chroma (librosa's filters, one FFT) of the 200 ms after each beat's start and before its end.
+
+    The ``--join-chroma`` probe adds, per seam ``a -> b``: how far the chroma heard across the join
+    (end of ``a`` against start of ``b``) is from the one across the natural boundary ``a -> a + 1``
+    (hinged at 0 and at 0.05) and the heard distance itself.  It is what the default listener hears,
+    so it is a probe of the ceiling, never a feature of the studio's seam model.
+    """
+
+    WINDOW_S, GUARD_S = 0.2, 0.05
+
+    def __init__(self, track) -> None:
+        import librosa
+
+        y = track.audio if track.audio.ndim == 1 else track.audio.mean(1)
+        sr, edges = track.sample_rate, track.arrays.beat_samples
+        w, g = int(self.WINDOW_S * sr), int(self.GUARD_S * sr)
+        n_fft = 1 << int(np.ceil(np.log2(w)))
+        bank, window = librosa.filters.chroma(sr=sr, n_fft=n_fft), np.hanning(w)
+
+        def chroma(segment: np.ndarray) -> np.ndarray:
+            segment = np.pad(segment, (0, max(0, w - segment.size)))
+            v = bank @ np.abs(np.fft.rfft(segment * window, n_fft)) ** 2
+            return v / (np.linalg.norm(v) + 1e-9)
+
+        n = len(edges) - 1
+        self.head = np.array([chroma(y[edges[i] + g: edges[i] + g + w]) for i in range(n)])
+        self.tail = np.array([chroma(y[max(0, edges[i + 1] - g - w): max(0, edges[i + 1] - g)]) for i in range(n)])
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        natural = np.minimum(a + 1, self.head.shape[0] - 1)
+        heard = 1.0 - np.sum(self.tail[a] * self.head[b], axis=1)
+        written = 1.0 - np.sum(self.tail[a] * self.head[natural], axis=1)
+        return np.column_stack([np.maximum(heard - written, 0.0), np.maximum(heard - written - 0.05, 0.0), heard])
+
+
+def _probe_features(track, scaled: np.ndarray, join: JoinChroma | None, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    phi = seam_features(scaled, a, b)
+    return phi if join is None else np.column_stack([phi, join(a, b)])
+
+
+def _oracle_fit(listener, train, seed: int, context_seconds: float, join_chroma: bool, members: int) -> np.ndarray:
+    """Ridge weights (members, features) of ``oracle - heuristic`` over the seams the training passages price.
+
+    Member 0 fits every training track; the others fit bootstrap resamples of the tracks.
+    """
     xs, ys = [], []
     for track in train:
         oracle = OracleSeamCost(listener, track, context_seconds)
@@ -110,21 +159,32 @@ def _oracle_fit(listener, train, seed: int, context_seconds: float) -> np.ndarra
         if len(keys) > 3000:
             keys = [keys[i] for i in np.random.default_rng(seed).choice(len(keys), 3000, replace=False)]
         a, b = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
-        xs.append(seam_features(scaled, a, b))
+        xs.append(_probe_features(track, scaled, JoinChroma(track) if join_chroma else None, a, b))
         ys.append(np.array([oracle.cache[k] for k in keys]) - seam_cost(track.arrays.dense, a, b))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return np.linalg.solve(x.T @ x + np.eye(x.shape[1]), x.T @ y)
+    rng = np.random.default_rng(seed)
+    weights = []
+    for m in range(members):
+        drawn = np.arange(len(xs)) if m == 0 else rng.choice(len(xs), len(xs))
+        x = np.concatenate([xs[i] for i in drawn])
+        y = np.concatenate([ys[i] for i in drawn])
+        weights.append(np.linalg.solve(x.T @ x + np.eye(x.shape[1]), x.T @ y))
+    return np.array(weights)
 
 
-def _fitted_cost(track, passage, w: np.ndarray):
+def _fitted_cost(track, passage, weights: np.ndarray, join: JoinChroma | None, pessimism: float,
+                 heuristic_seams: set[tuple[int, int]]):
     def cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         base = np.asarray(seam_cost(track.arrays.dense, a, b), dtype=np.float64)
-        phi = seam_features(passage.scaled, np.asarray(a).reshape(-1), np.asarray(b).reshape(-1))
-        return np.maximum(base.reshape(-1) + phi @ w, 0.0).reshape(base.shape)
+        a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+        residuals = _probe_features(track, passage.scaled, join, a, b) @ weights.T  # (seams, members)
+        known = np.array([(int(x), int(y)) in heuristic_seams for x, y in zip(a, b)], dtype=bool)
+        residual = residuals.mean(1) + np.where(known, 0.0, pessimism * residuals.std(1))
+        return np.maximum(base.reshape(-1) + residual, 0.0).reshape(base.shape)
     return cost
 
 
-def headroom(listener_spec: str, seeds: int, corpus: str | None, context_seconds: float, fit: bool = False) -> list[dict]:
+def headroom(listener_spec: str, seeds: int, corpus: str | None, context_seconds: float, fit: bool = False,
+             join_chroma: bool = False, members: int = 1, pessimism: float = 0.0) -> list[dict]:
     listener = load_listener(listener_spec)
     annotator = AnnotatorModel()
     tracks = corpus_tracks(corpus)
@@ -135,14 +195,16 @@ def headroom(listener_spec: str, seeds: int, corpus: str | None, context_seconds
     for seed in range(seeds):
         order = np.roll(np.arange(len(tracks)), -n_held * seed)
         train, held = [tracks[i] for i in order[:-n_held]], [tracks[i] for i in order[-n_held:]]
-        w = _oracle_fit(listener, train, seed, context_seconds) if fit else None
+        weights = _oracle_fit(listener, train, seed, context_seconds, join_chroma, members) if fit else None
         for track in held:
             oracle = OracleSeamCost(listener, track, context_seconds)
+            join = JoinChroma(track) if fit and join_chroma else None
             for passage, excerpt in passages_of(track, np.random.default_rng(500 + seed), max(5, 30 // len(held))):
                 base = heuristic_plan(passage)
                 base_score = None
                 for arm in arms:
-                    cost = oracle if arm == "oracle" else _fitted_cost(track, passage, w)
+                    cost = oracle if arm == "oracle" else _fitted_cost(track, passage, weights, join, pessimism,
+                                                                        set(passage.seams(base)))
                     planner = RetargetPlanner(seam_costs=cost, excerpt_start=passage.start,
                                               bar_positions=passage.bar_positions, target_beats=passage.target_beats)
                     plan = plan_actions(planner, bar_positions=passage.bar_positions, target_beats=passage.target_beats)
@@ -166,7 +228,8 @@ def headroom(listener_spec: str, seeds: int, corpus: str | None, context_seconds
                     "better": round(float(np.mean(margins >= annotator.tie_margin)), 3),
                     "worse": round(float(np.mean(margins <= -annotator.tie_margin)), 3),
                     "identical": round(float(np.mean(cell["identical"])), 3),
-                    "mean_margin": round(float(margins.mean()), 3)})
+                    "mean_margin": round(float(margins.mean()), 3),
+                    **({} if arm == "oracle" else {"join_chroma": join_chroma, "members": members, "pessimism": pessimism})})
     return out
 
 
@@ -179,8 +242,13 @@ def main() -> None:
     parser.add_argument("--context-seconds", type=float, default=1.2,
                         help="audio either side of a priced seam (the texture listener reads 1 s)")
     parser.add_argument("--fit", action="store_true", help="also the linear residual fitted to the oracle's costs")
+    parser.add_argument("--join-chroma", action="store_true", help="--fit with a chroma measure at the join (a probe)")
+    parser.add_argument("--members", type=int, default=1, help="--fit: ridge fits on bootstrap resamples of tracks")
+    parser.add_argument("--pessimism", type=float, default=0.0, help="--fit: plan at mean + k x spread off the "
+                        "heuristic's seams")
     args = parser.parse_args()
-    for row in headroom(args.listener, args.seeds, args.corpus, args.context_seconds, args.fit):
+    for row in headroom(args.listener, args.seeds, args.corpus, args.context_seconds, args.fit, args.join_chroma,
+                        args.members, args.pessimism):
         print(json.dumps(row), flush=True)
 
 
